@@ -1,0 +1,99 @@
+"""The CLI through typer's CliRunner: the chain, detect, doctor, and one-line errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from toolkit.cli.app import app
+
+runner = CliRunner()
+
+
+def invoke(*args: str):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def test_every_command_explains_itself() -> None:
+    result = invoke("--help")
+    assert result.exit_code == 0
+    for command in ("fetch-weights", "port", "export", "parity", "detect", "convert", "run", "evaluate", "doctor"):
+        assert command in result.output
+        sub = invoke(command, "--help")
+        assert sub.exit_code == 0 and "Usage" in sub.output
+
+
+def test_run_writes_result_json(cpu_run: Path) -> None:
+    result = json.loads((cpu_run / "result.json").read_text())
+    assert result["target"] == "cpu" and result["images"] == 12
+    assert result["preprocess"]["mode"] == "native"
+    assert set(result["ap"]) == {"easy", "medium", "hard"} and all(0 < v <= 1 for v in result["ap"].values())
+    assert result["evaluation"]["restricted"] is True
+    assert result["parity"]["pytorch_vs_official"]["heatmap"] <= 1e-4
+    assert result["versions"]["onnxruntime"] and result["machine"]["cpu_count"]
+    assert {"weights", "export ONNX + onnxsim", "inference", "evaluate"} <= result["timings_s"].keys()
+    assert len(list((cpu_run / "predictions").glob("*/*.txt"))) == 12
+    assert len(result["artefacts"]["pictures"]) == 4 and all(Path(p).is_file() for p in result["artefacts"]["pictures"])
+    assert not list(cpu_run.rglob(".*.tmp")) and not [p for p in cpu_run.rglob(".*") if p.is_file()]
+
+
+def test_run_without_a_dataset_detects_on_the_sample(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("CENTERFACE_DATA", str(tmp_path / "no-such-dataset"))
+    result = invoke("run", "--target", "cpu", "--out", tmp_path / "run")
+    assert result.exit_code == 0, result.output
+    assert "no WIDER FACE dataset" in result.output
+    saved = json.loads((tmp_path / "run" / "result.json").read_text())
+    assert saved["ap"] is None
+    (faces,) = saved["detections"].values()
+    assert len([f for f in faces if f["score"] >= 0.5]) == 1  # Grace Hopper's portrait: one face
+
+
+def test_detect_writes_json_and_pictures(wider_images, tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for p in wider_images[:3]:
+        (folder / p.name).write_bytes(p.read_bytes())
+    result = invoke("detect", folder, "--out", tmp_path / "out", "--preprocess", "letterbox", "--size", "800x800")
+    assert result.exit_code == 0, result.output
+    found = json.loads((tmp_path / "out" / "detections.json").read_text())
+    assert len(found) == 3 and sum(len(v) for v in found.values()) > 0
+    first = next(d for v in found.values() for d in v)
+    assert len(first["box"]) == 4 and len(first["landmarks"]) == 5 and first["score"] >= 0.5
+    assert len(list((tmp_path / "out" / "pictures").glob("*.jpg"))) == 3
+
+
+def test_detect_on_a_broken_image_is_one_line(wider_images, tmp_path: Path) -> None:
+    bad = tmp_path / "half.jpg"
+    bad.write_bytes(wider_images[0].read_bytes()[:5000])
+    result = invoke("detect", bad, "--out", tmp_path / "out")
+    assert result.exit_code == 2
+    assert "half.jpg: truncated JPEG" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "out" / "detections.json").exists()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["run", "--target", "nope"], "target 'nope'"),
+        (["run", "--data", "/no/such/dir"], "/no/such/dir: no such dataset folder"),
+        (["evaluate", "/no/preds", "--gt", "/tmp"], "/no/preds: no such prediction folder"),
+        (["export", "--pth", "/no/model.pth"], "/no/model.pth: no such file"),
+        (["export", "--shape", "1x3x100x100"], "multiples of 32"),
+        (["detect", "/no/images"], "/no/images: no such file or folder"),
+        (["run", "--preprocess", "letterbox", "--size", "801x800"], "multiples of 32"),
+    ],
+)
+def test_bad_input_is_one_clear_line(args: list[str], message: str) -> None:
+    result = invoke(*args)
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "Traceback" not in result.output
+
+
+def test_doctor_reports_this_machine() -> None:
+    result = invoke("doctor")
+    assert result.exit_code == 0
+    for check in ("onnxruntime", "docker", "GPU", "CANN set_env.sh", "tool: atc", "tool: trtexec"):
+        assert check in result.output

@@ -1,0 +1,24 @@
+"""Backends, looked up by name and imported only when used (vendor SDKs stay optional)."""
+
+from __future__ import annotations
+
+import importlib
+
+from toolkit.backends.base import Backend
+from toolkit.errors import InputError
+
+_REGISTRY = {
+    "onnxruntime": "toolkit.backends.onnxruntime:OnnxRuntimeBackend",
+}
+
+
+def names() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def get(name: str) -> Backend:
+    try:
+        module, cls = _REGISTRY[name].split(":")
+    except KeyError:
+        raise InputError(f"backend {name!r}: unknown (known: {', '.join(names())})") from None
+    return getattr(importlib.import_module(module), cls)()

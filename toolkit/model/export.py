@@ -1,0 +1,112 @@
+"""Export the PyTorch module to ONNX (opset >= 13), simplify with onnxsim and check it."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from toolkit import fileio
+from toolkit.errors import InputError, ToolkitError
+from toolkit.model.centerface import OUTPUT_NAMES, CenterFace
+
+INPUT_NAME = "image"
+DEFAULT_OPSET = 17
+
+
+@dataclass(frozen=True)
+class ExportShape:
+    """Static dims are ints; None means dynamic (batch 'B', height 'H', width 'W')."""
+
+    batch: int | None = None
+    height: int | None = None
+    width: int | None = None
+
+    @classmethod
+    def parse(cls, text: str | None) -> ExportShape:
+        """'16x3x800x800' (static), '1x3x800x800', or None / 'dynamic' for all-dynamic."""
+        if not text or text == "dynamic":
+            return cls()
+        try:
+            b, c, h, w = (None if p in ("B", "?", "-1") else int(p) for p in text.lower().split("x"))
+        except ValueError:
+            raise InputError(f"shape {text!r}: expected BxCxHxW such as 16x3x800x800") from None
+        if c != 3:
+            raise InputError(f"shape {text!r}: CenterFace takes 3 channels, not {c}")
+        for dim in (h, w):
+            if dim is not None and (dim <= 0 or dim % 32):
+                raise InputError(f"shape {text!r}: height and width must be positive multiples of 32")
+        if b is not None and b <= 0:
+            raise InputError(f"shape {text!r}: batch must be positive")
+        return cls(b, h, w)
+
+    def example(self) -> tuple[int, int, int, int]:
+        return (self.batch or 1, 3, self.height or 256, self.width or 256)
+
+    def describe(self) -> str:
+        return "x".join(str(d) if d else n for d, n in zip((self.batch, 3, self.height, self.width), "BCHW"))
+
+    def dynamic_axes(self) -> dict[str, dict[int, str]]:
+        axes = {i: n for i, (d, n) in enumerate(zip((self.batch, 3, self.height, self.width), "B?HW")) if d is None}
+        out_axes = {i: n.lower() if n in "HW" else n for i, n in axes.items()}
+        return {INPUT_NAME: axes, **{name: out_axes for name in OUTPUT_NAMES}}
+
+
+def export(net: CenterFace, onnx_path: Path, shape: ExportShape = ExportShape(),
+           opset: int = DEFAULT_OPSET, simplify: bool = True) -> Path:
+    """Write `onnx_path` atomically: export, optional onnxsim, then the ONNX checker."""
+    import onnx
+
+    if opset < 13:
+        raise InputError(f"opset {opset}: the toolkit exports opset 13 or newer")
+    example = torch.zeros(shape.example())
+
+    def write(tmp: Path) -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                net.eval(), (example,), str(tmp), dynamo=False, opset_version=opset,
+                input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
+                dynamic_axes=shape.dynamic_axes(), do_constant_folding=True,
+            )
+        model = onnx.load(str(tmp))
+        if simplify:
+            model = _simplify(model)
+        model.producer_name, model.producer_version = "centerface-toolkit", _version()
+        onnx.checker.check_model(model, full_check=True)
+        onnx.save(model, str(tmp))
+
+    return fileio.write_with(onnx_path, write)
+
+
+def _simplify(model):
+    import onnxsim
+
+    simplified, ok = onnxsim.simplify(model)
+    if not ok:
+        raise ToolkitError("onnxsim could not validate the simplified model")
+    return simplified
+
+
+def _version() -> str:
+    from toolkit import __version__
+
+    return __version__
+
+
+def max_abs_diff(reference: list[dict[str, np.ndarray]], candidate: list[dict[str, np.ndarray]]) -> dict[str, float]:
+    worst = {name: 0.0 for name in OUTPUT_NAMES}
+    for ref, cand in zip(reference, candidate, strict=True):
+        for name in OUTPUT_NAMES:
+            if ref[name].shape != cand[name].shape:
+                raise ToolkitError(f"output {name}: shape {cand[name].shape} differs from {ref[name].shape}")
+            worst[name] = max(worst[name], float(np.max(np.abs(ref[name] - cand[name]))))
+    return worst
+
+
+def torch_outputs(net: CenterFace, batch: np.ndarray) -> dict[str, np.ndarray]:
+    with torch.inference_mode():
+        return {n: t.numpy() for n, t in zip(OUTPUT_NAMES, net(torch.from_numpy(batch)))}

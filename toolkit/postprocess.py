@@ -1,0 +1,97 @@
+"""Decode CenterFace outputs into boxes and landmarks, NMS, and WIDER prediction files."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from toolkit import fileio
+from toolkit.data.preprocess import Transform
+
+NMS_IOU = 0.3
+EVAL_THRESHOLD = 0.05
+STRIDE = 4
+
+
+@dataclass
+class Detections:
+    """Boxes (N, 4) x1 y1 x2 y2, scores (N,), landmarks (N, 10) x y pairs; original-image pixels."""
+
+    boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
+    scores: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.float32))
+    landmarks: np.ndarray = field(default_factory=lambda: np.zeros((0, 10), np.float32))
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    def as_json(self) -> list[dict]:
+        return [
+            {"box": [round(float(v), 2) for v in b], "score": round(float(s), 5),
+             "landmarks": [[round(float(x), 2), round(float(y), 2)] for x, y in lm.reshape(5, 2)]}
+            for b, s, lm in zip(self.boxes, self.scores, self.landmarks)
+        ]
+
+
+def decode(heatmap: np.ndarray, scale: np.ndarray, offset: np.ndarray, landmarks: np.ndarray,
+           transform: Transform, threshold: float = EVAL_THRESHOLD, nms_iou: float = NMS_IOU) -> Detections:
+    """One image's outputs (C, h, w each, no batch axis) -> detections in original pixels.
+
+    The official decode: centre (c + offset + 0.5) * 4, size exp(scale) * 4, top-left clipped
+    at 0, landmarks relative to the box; then NMS and the inverse of the preprocessing.
+    """
+    ys, xs = np.nonzero(heatmap[0] > threshold)
+    if len(ys) == 0:
+        return Detections()
+    score = heatmap[0, ys, xs]
+    s0 = np.exp(scale[0, ys, xs]) * STRIDE  # height
+    s1 = np.exp(scale[1, ys, xs]) * STRIDE  # width
+    y1 = np.maximum(0.0, (ys + offset[0, ys, xs] + 0.5) * STRIDE - s0 / 2)
+    x1 = np.maximum(0.0, (xs + offset[1, ys, xs] + 0.5) * STRIDE - s1 / 2)
+    boxes = np.stack([x1, y1, x1 + s1, y1 + s0], axis=1)
+    lm = landmarks[:, ys, xs].T  # (N, 10) as y0 x0 y1 x1 ...
+    lms = np.empty_like(lm)
+    lms[:, 0::2] = lm[:, 1::2] * s1[:, None] + x1[:, None]
+    lms[:, 1::2] = lm[:, 0::2] * s0[:, None] + y1[:, None]
+    keep = nms(boxes, score, nms_iou)
+    boxes = transform.to_original(boxes[keep])
+    np.clip(boxes[:, 0::2], 0, transform.width, out=boxes[:, 0::2])
+    np.clip(boxes[:, 1::2], 0, transform.height, out=boxes[:, 1::2])
+    return Detections(boxes.astype(np.float32), score[keep].astype(np.float32),
+                      transform.to_original(lms[keep]).astype(np.float32))
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:
+    """Greedy NMS, highest score first; a box overlapping a kept one at IoU >= `iou` is dropped."""
+    order = np.argsort(-scores, kind="stable")
+    boxes = boxes[order]
+    x1, y1, x2, y2 = boxes.T
+    areas = (x2 - x1) * (y2 - y1)
+    alive = np.ones(len(order), dtype=bool)
+    keep = []
+    for i in range(len(order)):
+        if not alive[i]:
+            continue
+        keep.append(i)
+        rest = np.nonzero(alive[i + 1:])[0] + i + 1
+        if len(rest) == 0:
+            break
+        w = np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest])
+        h = np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest])
+        inter = np.clip(w, 0, None) * np.clip(h, 0, None)
+        alive[rest[inter / (areas[i] + areas[rest] - inter) >= iou]] = False
+    return order[np.array(keep, dtype=np.int64)]
+
+
+def wider_lines(name: str, det: Detections) -> str:
+    """The WIDER FACE prediction format: name, count, then `x y w h score`, highest score first."""
+    order = np.argsort(-det.scores, kind="stable")
+    rows = [f"{name}", f"{len(order)}"]
+    for b, s in zip(det.boxes[order], det.scores[order]):
+        rows.append(f"{b[0]:.2f} {b[1]:.2f} {b[2] - b[0]:.2f} {b[3] - b[1]:.2f} {s:.6f}")
+    return "\n".join(rows) + "\n"
+
+
+def write_wider(pred_dir: Path, event: str, name: str, det: Detections) -> Path:
+    return fileio.write_text(pred_dir / event / f"{name}.txt", wider_lines(name, det))
