@@ -81,6 +81,29 @@ def parity(official_onnx: Path, net, exported: Path, batches: list[np.ndarray]) 
     }
 
 
+@dataclass
+class PreparedModel:
+    weights: Path
+    pth: Path
+    onnx: Path
+    artefact: Path
+    parity: dict
+
+
+def prepare_model(target: Target, out: Path, weights_path: Path | None, stages: Stages,
+                  parity_batches: list[np.ndarray]) -> PreparedModel:
+    """Weights -> .pth -> ONNX (+ parity on real images) -> the target's artefact, into `out`."""
+    backend = backends.get(target.backend)
+    official_onnx = stages.run("weights", lambda: weights.verify(weights_path) if weights_path else weights.fetch())
+    pth = stages.run("port to PyTorch (.pth)", port.port, official_onnx, out / "centerface.pth")
+    net = port.load_module(pth)
+    shape = exporter.ExportShape.parse(target.export_shape)
+    onnx_path = stages.run("export ONNX + onnxsim", exporter.export, net, out / "centerface.onnx", shape)
+    parity_result = stages.run("parity", parity, official_onnx, net, onnx_path, parity_batches)
+    artefact = stages.run(f"convert ({backend.name})", backend.convert, onnx_path, target, out)
+    return PreparedModel(official_onnx, pth, onnx_path, artefact, parity_result)
+
+
 def run_chain(opts: ChainOptions, log: Callable[[str], None], progress=None) -> dict:
     """Run every stage, write artefacts and result.json into `opts.out_dir`, return the result."""
     target = opts.target
@@ -101,14 +124,8 @@ def run_chain(opts: ChainOptions, log: Callable[[str], None], progress=None) -> 
         items, gt = sample_images(), None
         log("[yellow]no WIDER FACE dataset[/]: detecting on the sample image instead (pass DATA=<WIDER root>)")
 
-    official_onnx = stages.run("weights", lambda: weights.verify(opts.weights) if opts.weights else weights.fetch())
-    pth = stages.run("port to PyTorch (.pth)", port.port, official_onnx, out / "centerface.pth")
-    net = port.load_module(pth)
-    shape = exporter.ExportShape.parse(target.export_shape)
-    onnx_path = stages.run("export ONNX + onnxsim", exporter.export, net, out / "centerface.onnx", shape)
-    batches = [pre(read_rgb(p))[0][None] for _, p in items[:PARITY_IMAGES]]
-    parity_result = stages.run("parity", parity, official_onnx, net, onnx_path, batches)
-    artefact = stages.run(f"convert ({backend.name})", backend.convert, onnx_path, target, out)
+    model = prepare_model(target, out, opts.weights, stages, [pre(read_rgb(p))[0][None] for _, p in items[:PARITY_IMAGES]])
+    artefact = model.artefact
 
     pred_dir = out / "predictions"
     to_draw = {key for key, _ in items[:PICTURES]}
@@ -150,11 +167,11 @@ def run_chain(opts: ChainOptions, log: Callable[[str], None], progress=None) -> 
         "dataset": str(opts.data) if opts.data else "sample image (no dataset)",
         "ap": evaluation.aps() if evaluation else None,
         "evaluation": evaluation.summary() if evaluation else None,
-        "parity": parity_result,
+        "parity": model.parity,
         "timings_s": stages.seconds,
         "throughput": times.summary(),
         "artefacts": {
-            "weights": str(official_onnx), "pth": str(pth), "onnx": str(onnx_path), "converted": str(artefact),
+            "weights": str(model.weights), "pth": str(model.pth), "onnx": str(model.onnx), "converted": str(artefact),
             "converted_bytes": Path(artefact).stat().st_size, "predictions": str(pred_dir), "pictures": pictures,
         },
         "detections": None if gt else {k: d.as_json() for k, d in drawn.items()},

@@ -33,6 +33,7 @@ class Prepared:
     transform: Transform
     read_s: float
     pre_s: float
+    started: float  # perf_counter when reading began (for end-to-end latency)
 
 
 @dataclass
@@ -43,6 +44,7 @@ class StageTimes:
     preprocess: list[float] = field(default_factory=list)
     infer: list[tuple[int, float]] = field(default_factory=list)  # (batch size, seconds)
     postprocess: list[float] = field(default_factory=list)
+    latency: list[float] = field(default_factory=list)  # per image, read start -> result written
     wall: float = 0.0
     images: int = 0
 
@@ -67,7 +69,7 @@ def _prepare(key: str, path: Path, pre: Preprocess) -> Prepared:
     rgb = read_rgb(path)
     t1 = time.perf_counter()
     tensor, transform = pre(rgb)
-    return Prepared(key, tensor, transform, t1 - t0, time.perf_counter() - t1)
+    return Prepared(key, tensor, transform, t1 - t0, time.perf_counter() - t1, t0)
 
 
 def _batches(prepared: Iterator[Prepared], batch_size: int) -> Iterator[list[Prepared]]:
@@ -114,7 +116,9 @@ def run(
                     dets = decode(one["heatmap"], one["scale"], one["offset"], one["landmarks"],
                                   item.transform, threshold)
                     on_result(item.key, dets, one)
-                    times.postprocess.append(time.perf_counter() - t0)
+                    t1 = time.perf_counter()
+                    times.postprocess.append(t1 - t0)
+                    times.latency.append(t1 - item.started)
                 if on_progress:
                     on_progress(len(batch))
             except BaseException as exc:  # surfaced by the main thread

@@ -63,24 +63,22 @@ def decode(heatmap: np.ndarray, scale: np.ndarray, offset: np.ndarray, landmarks
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:
-    """Greedy NMS, highest score first; a box overlapping a kept one at IoU >= `iou` is dropped."""
+    """Greedy NMS, highest score first; a box overlapping a kept one at IoU >= `iou` is dropped.
+
+    The candidate list shrinks as boxes are suppressed, so each step only looks at survivors.
+    """
     order = np.argsort(-scores, kind="stable")
-    boxes = boxes[order]
-    x1, y1, x2, y2 = boxes.T
-    areas = (x2 - x1) * (y2 - y1)
-    alive = np.ones(len(order), dtype=bool)
+    x1, y1, x2, y2 = (np.ascontiguousarray(c) for c in boxes[order].T)
+    area = (x2 - x1) * (y2 - y1)
+    alive = np.arange(len(order))
     keep = []
-    for i in range(len(order)):
-        if not alive[i]:
-            continue
+    while alive.size:
+        i, rest = alive[0], alive[1:]
         keep.append(i)
-        rest = np.nonzero(alive[i + 1:])[0] + i + 1
-        if len(rest) == 0:
-            break
         w = np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest])
         h = np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest])
-        inter = np.clip(w, 0, None) * np.clip(h, 0, None)
-        alive[rest[inter / (areas[i] + areas[rest] - inter) >= iou]] = False
+        inter = np.maximum(w, 0) * np.maximum(h, 0)
+        alive = rest[inter < iou * (area[i] + area[rest] - inter)]  # IoU < iou, without a division
     return order[np.array(keep, dtype=np.int64)]
 
 

