@@ -20,10 +20,12 @@ from toolkit.evaluate.wider_ap import Evaluation, evaluate
 from toolkit.model import export as exporter
 from toolkit.model import official, port, weights
 from toolkit.postprocess import Detections, write_wider
+from toolkit.report import outputs as saved_outputs
 from toolkit.targets import Target
 
 PARITY_IMAGES = 2
 PICTURES = 4
+RAW_OUTPUTS = 8  # images whose raw outputs are kept, to compare runs (compare-outputs)
 DRAW_THRESHOLD = 0.5  # pictures show confident detections only
 
 
@@ -129,13 +131,17 @@ def run_chain(opts: ChainOptions, log: Callable[[str], None], progress=None) -> 
 
     pred_dir = out / "predictions"
     to_draw = {key for key, _ in items[:PICTURES]}
+    to_keep = {key for key, _ in items[:RAW_OUTPUTS]}
     drawn: dict[str, Detections] = {}
+    raw: dict[str, dict[str, np.ndarray]] = {}
 
-    def on_result(key: str, det: Detections, _outputs: dict) -> None:
+    def on_result(key: str, det: Detections, outputs: dict) -> None:
         event, name = key.split("/", 1)
         write_wider(pred_dir, event, name, det)
         if key in to_draw:
             drawn[key] = det
+        if key in to_keep:
+            raw[key] = {n: a.copy() for n, a in outputs.items()}
 
     with backend.runner(artefact, target) as runner:
         task = progress.add_task("infer", total=len(items)) if progress else None
@@ -179,6 +185,7 @@ def run_chain(opts: ChainOptions, log: Callable[[str], None], progress=None) -> 
         "machine": machine.describe(),
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+    saved_outputs.save(out / saved_outputs.FILE, raw)
     if evaluation is not None:
         _save_curves(out / "pr_curves.npz", evaluation)
     fileio.write_json(out / "result.json", result)

@@ -30,6 +30,9 @@ def session_options(threads: int | None = None):
     opts.enable_mem_pattern = True
     opts.enable_cpu_mem_arena = True
     opts.log_severity_level = 3
+    # Idle intra-op threads sleep instead of spinning, leaving the cores to the pipeline's
+    # decode / preprocess / post-process threads.
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return opts
 
 

@@ -1,0 +1,100 @@
+"""bench, report and compare-outputs through the CLI, on real images (figures checked for shape
+and consistency, never against a time)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from toolkit.bench import STAGES, stats
+from toolkit.cli.app import app
+from toolkit.report import outputs
+
+runner = CliRunner()
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def test_stats_percentiles() -> None:
+    s = stats([0.01] * 98 + [0.1, 0.2], images_per_sample=2)
+    assert s["p50_ms"] == 10.0 and s["samples"] == 100 and s["p99_ms"] > 100
+    assert s["throughput"] == pytest.approx(200 / 1.28, rel=1e-3)
+
+
+def test_bench_writes_every_stage_and_the_comparison(data_root: Path, tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    result = invoke("bench", "--target", "cpu", "--batch-sizes", "1,2", "--images", 4, "--iters", 2,
+                    "--warmup", 1, "--compare", "--data", data_root, "--json", out, "--out", tmp_path / "run")
+    assert result.exit_code == 0, result.output
+    figures = json.loads(out.read_text())
+    assert set(figures["batch_sizes"]) == {"1", "2"}
+    for stages in figures["batch_sizes"].values():
+        for stage in STAGES:
+            assert stages[stage]["throughput"] > 0 and stages[stage]["p99_ms"] >= stages[stage]["p50_ms"] > 0
+        assert stages["e2e_over_infer"] == pytest.approx(stages["e2e"]["throughput"] / stages["infer"]["throughput"], rel=0.01)
+    assert len(figures["compare"]) == 3
+    assert all(f["ours_over_this"] > 0 for f in figures["compare"].values())
+    assert json.loads((tmp_path / "run" / "result.json").read_text())["bench"]["batch_sizes"].keys() == {"1", "2"}
+
+
+def test_bench_rejects_bad_batch_sizes() -> None:
+    result = invoke("bench", "--batch-sizes", "1,x")
+    assert result.exit_code == 2 and "batch sizes '1,x'" in result.output
+
+
+def test_report_table_gate_and_files(cpu_run: Path, tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    shutil.copytree(cpu_run, runs / "cpu")
+    worse = json.loads((cpu_run / "result.json").read_text())
+    worse["ap"] = {k: v - 0.02 for k, v in worse["ap"].items()}
+    worse["target"] = "cpu-int8"
+    (runs / "cpu-int8").mkdir()
+    (runs / "cpu-int8" / "result.json").write_text(json.dumps(worse))
+    (runs / "310p").mkdir()
+    (runs / "310p" / "result.json").write_text(json.dumps(
+        {"target": "310p", "precision": "int8", "status": "unavailable", "reason": "atc not found"}))
+    result = invoke("report", "--runs", runs, "--json", tmp_path / "r.json", "--markdown", tmp_path / "r.md")
+    assert result.exit_code == 0, result.output
+    rows = {(r["source"], r["target"], r["batch"]): r for r in json.loads((tmp_path / "r.json").read_text())["rows"]}
+    assert rows[("measured", "cpu", 1)]["status"] == "passed" and rows[("measured", "cpu", 1)]["delta_hard"] == 0
+    assert rows[("measured", "cpu-int8", 1)]["status"] == "ran-but-failed-accuracy"
+    assert rows[("measured", "cpu-int8", 1)]["delta_easy"] == pytest.approx(-2.0)
+    assert rows[("measured", "310p", None)]["status"] == "unavailable" and "atc" in rows[("measured", "310p", None)]["reason"]
+    assert rows[("published", "310 (guide)", 1)]["infer_images_per_s"] == 367.44
+    assert "| published |" in (tmp_path / "r.md").read_text()
+    assert (runs / "pr_curves.png").stat().st_size > 10_000 and (runs / "throughput.png").is_file()
+    loose = invoke("report", "--runs", runs, "--tolerance", 2.5, "--json", tmp_path / "r2.json", "--markdown", tmp_path / "r2.md")
+    assert loose.exit_code == 0
+    rows = {r["target"]: r for r in json.loads((tmp_path / "r2.json").read_text())["rows"]}
+    assert rows["cpu-int8"]["status"] == "passed"
+
+
+def test_report_without_runs_is_one_line(tmp_path: Path) -> None:
+    result = invoke("report", "--runs", tmp_path)
+    assert result.exit_code == 2 and "no */result.json" in result.output
+
+
+def test_compare_outputs_min_tolerance(cpu_run: Path, tmp_path: Path) -> None:
+    saved = outputs.load(cpu_run)
+    assert len({k.split("|")[0] for k in saved}) == 8
+    same = invoke("compare-outputs", cpu_run, cpu_run)
+    assert same.exit_code == 0, same.output
+    shifted: dict[str, dict[str, np.ndarray]] = {}
+    for key, arr in saved.items():
+        image, name = key.split("|")
+        shifted.setdefault(image, {})[name] = arr + (1e-3 if name == "scale" else 0)
+    outputs.save(tmp_path / "outputs.npz", shifted)
+    result = invoke("compare-outputs", cpu_run, tmp_path, "--atol", 1e-4, "--rtol", 0, "--json", tmp_path / "c.json")
+    assert result.exit_code == 1
+    cmp = json.loads((tmp_path / "c.json").read_text())
+    assert cmp["scale"]["passed"] is False and cmp["scale"]["min_atol"] == pytest.approx(1e-3, rel=1e-3)
+    assert cmp["heatmap"]["passed"] is True and cmp["heatmap"]["max_abs"] == 0
+    ok = invoke("compare-outputs", cpu_run, tmp_path, "--atol", cmp["scale"]["min_atol"] * 1.001, "--rtol", 0)
+    assert ok.exit_code == 0, ok.output

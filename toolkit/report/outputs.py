@@ -1,0 +1,58 @@
+"""Raw outputs saved by a run, and the comparison of two runs (after Polygraphy's Comparator)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from toolkit import fileio
+from toolkit.errors import InputError
+
+FILE = "outputs.npz"
+SEP = "|"
+
+
+def save(path: Path, outputs: dict[str, dict[str, np.ndarray]]) -> Path:
+    """{image key: {output name: array}} -> one .npz (keys `<image>|<output>`)."""
+    flat = {f"{key}{SEP}{name}": arr for key, outs in outputs.items() for name, arr in outs.items()}
+    return fileio.write_with(path, lambda tmp: np.savez_compressed(tmp, **flat))
+
+
+def load(path: Path) -> dict[str, np.ndarray]:
+    if path.is_dir():
+        path = path / FILE
+    if not path.is_file():
+        raise InputError(f"{path}: no saved outputs", "runs save them as outputs.npz in the run folder")
+    try:
+        with np.load(path) as data:
+            return {k: data[k] for k in data.files}
+    except Exception as exc:
+        raise InputError(f"{path}: not a readable .npz ({type(exc).__name__})") from None
+
+
+def compare(a: dict[str, np.ndarray], b: dict[str, np.ndarray], atol: float, rtol: float) -> dict[str, dict]:
+    """Per output name over the images both hold: largest differences, the minimum tolerance that
+    would have passed, and whether |a - b| <= atol + rtol * |b| everywhere."""
+    common = sorted(set(a) & set(b))
+    if not common:
+        raise InputError("the two runs saved no outputs for the same images")
+    result: dict[str, dict] = {}
+    for key in common:
+        name = key.split(SEP, 1)[1]
+        x, y = a[key].astype(np.float64), b[key].astype(np.float64)
+        if x.shape != y.shape:
+            raise InputError(f"{key}: shapes differ ({x.shape} vs {y.shape})")
+        diff = np.abs(x - y)
+        rel = diff / np.maximum(np.abs(y), np.finfo(np.float32).tiny)
+        r = result.setdefault(name, {"max_abs": 0.0, "max_rel": 0.0, "mean_abs": [], "passed": True, "images": 0})
+        r["max_abs"] = max(r["max_abs"], float(diff.max()))
+        r["max_rel"] = max(r["max_rel"], float(rel.max()))
+        r["mean_abs"].append(float(diff.mean()))
+        r["passed"] &= bool(np.all(diff <= atol + rtol * np.abs(y)))
+        r["images"] += 1
+    for r in result.values():
+        r["mean_abs"] = float(np.mean(r["mean_abs"]))
+        r["min_atol"] = r["max_abs"]  # the atol that passes with rtol = 0
+        r["min_rtol"] = r["max_rel"]  # the rtol that passes with atol = 0
+    return result

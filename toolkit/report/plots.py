@@ -1,0 +1,61 @@
+"""PNG plots for the report: precision-recall curves per setting and throughput per target / batch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from toolkit import fileio
+
+SETTINGS = ("easy", "medium", "hard")
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def pr_curves(runs_dir: Path, runs: list[dict], path: Path) -> Path | None:
+    curves = {r["_run"]: runs_dir / r["_run"] / "pr_curves.npz" for r in runs}
+    curves = {k: v for k, v in curves.items() if v.is_file()}
+    if not curves:
+        return None
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
+    for ax, setting in zip(axes, SETTINGS):
+        for name, file in curves.items():
+            data = np.load(file)
+            ax.plot(data[f"{setting}_recall"], np.nan_to_num(data[f"{setting}_precision"]), label=name)
+        ax.set(title=f"WIDER FACE {setting}", xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.01))
+        ax.grid(alpha=0.3)
+    axes[0].legend(loc="lower left", fontsize=8)
+    fig.tight_layout()
+    fileio.write_with(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
+    plt.close(fig)
+    return path
+
+
+def throughput(table: list[dict], path: Path) -> Path | None:
+    bars = [(f"{r['target']} bs{r['batch']}" + (" (pub)" if r["source"] == "published" else ""),
+             r["infer_images_per_s"], r["e2e_images_per_s"], r["source"])
+            for r in table if r.get("batch") and (r.get("infer_images_per_s") or r.get("e2e_images_per_s"))]
+    if not bars:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(max(6, len(bars) * 0.9), 4.5))
+    x = np.arange(len(bars))
+    ax.bar(x - 0.2, [b[1] or 0 for b in bars], 0.4, label="pure inference")
+    ax.bar(x + 0.2, [b[2] or 0 for b in bars], 0.4, label="end to end")
+    ax.set_xticks(x, [b[0] for b in bars], rotation=30, ha="right", fontsize=8)
+    ax.set(ylabel="images / s", yscale="log", title="throughput per target and batch size")
+    ax.legend()
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fileio.write_with(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
+    plt.close(fig)
+    return path

@@ -1,0 +1,95 @@
+"""One comparison table over every run folder's result.json, plus the published references."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from toolkit.errors import InputError
+from toolkit.report.published import PUBLISHED
+
+SETTINGS = ("easy", "medium", "hard")
+COLUMNS = ("source", "target", "precision", "batch", "status", "reason", "size_mb", "easy", "medium", "hard",
+           "delta_easy", "delta_medium", "delta_hard", "e2e_images_per_s", "infer_images_per_s",
+           "p50_ms", "p99_ms", "device", "sdk")
+
+
+def load_runs(runs: Path) -> list[dict]:
+    """Every `<runs>/<name>/result.json`, with the folder it came from."""
+    if not runs.is_dir():
+        raise InputError(f"{runs}: no runs folder", "run `python -m toolkit run --target cpu` first")
+    found = []
+    for path in sorted(runs.glob("*/result.json")):
+        try:
+            result = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        result["_run"] = path.parent.name
+        found.append(result)
+    if not found:
+        raise InputError(f"{runs}: no */result.json", "run `python -m toolkit run --target cpu` first")
+    return found
+
+
+def reference_ap(runs: list[dict]) -> dict | None:
+    """The CPU FP32 run every accuracy delta is measured against."""
+    for r in runs:
+        if r.get("target") == "cpu" and r.get("precision") == "fp32" and r.get("ap") and r["_run"] == "cpu":
+            return r["ap"]
+    return next((r["ap"] for r in runs if r.get("target") == "cpu" and r.get("ap")), None)
+
+
+def status(result: dict, ref: dict | None, tolerance: float) -> tuple[str, str]:
+    if result.get("status") == "unavailable":
+        return "unavailable", result.get("reason", "")
+    if result.get("error"):
+        return "failed", result["error"]
+    ap = result.get("ap")
+    if ap and ref:
+        worst = max(ref[s] - ap[s] for s in SETTINGS)
+        if worst * 100 > tolerance:
+            return "ran-but-failed-accuracy", f"AP {worst * 100:.2f} points below CPU FP32 (tolerance {tolerance})"
+    return "passed", ""
+
+
+def rows(runs: list[dict], tolerance: float = 1.0) -> list[dict]:
+    ref = reference_ap(runs)
+    out = []
+    for r in runs:
+        st, reason = status(r, ref, tolerance)
+        ap = r.get("ap") or {}
+        base = {
+            "source": "measured", "target": r["_run"], "precision": r.get("precision"), "status": st,
+            "reason": reason,
+            "size_mb": round(r["artefacts"]["converted_bytes"] / 2**20, 2) if r.get("artefacts") else None,
+            **{s: ap.get(s) for s in SETTINGS},
+            **{f"delta_{s}": round((ap[s] - ref[s]) * 100, 2) if ap and ref else None for s in SETTINGS},
+            "device": (r.get("machine") or {}).get("cpu"),
+            "sdk": f"{r.get('backend')} {(r.get('versions') or {}).get('backend')}" if r.get("backend") else None,
+        }
+        bench = (r.get("bench") or {}).get("batch_sizes") or {}
+        if not bench:
+            thr = r.get("throughput") or {}
+            out.append({**base, "batch": r.get("batch_size"), "e2e_images_per_s": thr.get("images_per_s"),
+                        "infer_images_per_s": None, "p50_ms": None, "p99_ms": None})
+        for bs, stages in bench.items():
+            out.append({**base, "batch": int(bs), "e2e_images_per_s": stages["e2e"]["throughput"],
+                        "infer_images_per_s": stages["infer"]["throughput"],
+                        "p50_ms": stages["infer"]["p50_ms"], "p99_ms": stages["infer"]["p99_ms"]})
+    for p in PUBLISHED:
+        ap = p.get("ap") or {}
+        out.append({
+            "source": "published", "target": p["target"], "precision": p["precision"], "batch": p["batch"],
+            "status": "published", "reason": "", "size_mb": None, **{s: ap.get(s) for s in SETTINGS},
+            **{f"delta_{s}": round((ap[s] - ref[s]) * 100, 2) if ap and ref else None for s in SETTINGS},
+            "e2e_images_per_s": p.get("e2e_images_per_s"), "infer_images_per_s": p["images_per_s"],
+            "p50_ms": None, "p99_ms": None, "device": p["device"], "sdk": None,
+        })
+    return out
+
+
+def markdown(table: list[dict]) -> str:
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    for row in table:
+        lines.append("| " + " | ".join("" if row.get(c) is None else str(row.get(c)) for c in COLUMNS) + " |")
+    return "\n".join(lines) + "\n"
