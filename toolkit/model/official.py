@@ -8,7 +8,6 @@ from toolkit.model.centerface import OUTPUT_NAMES
 
 INPUT_NAME = "input.1"
 OUTPUT_IDS = ("537", "538", "539", "540")
-OUTPUT_CHANNELS = (1, 2, 2, 10)
 
 
 def dynamic_model_bytes(path: Path) -> bytes:
@@ -23,7 +22,7 @@ def dynamic_model_bytes(path: Path) -> bytes:
     for dim, name in zip(dims, ("B", None, "H", "W")):
         if name:
             dim.dim_param = name
-    for out, channels in zip(model.graph.output, OUTPUT_CHANNELS):
+    for out in model.graph.output:
         odims = out.type.tensor_type.shape.dim
         for dim, name in zip(odims, ("B", None, "h", "w")):
             if name:
