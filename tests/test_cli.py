@@ -97,3 +97,14 @@ def test_doctor_reports_this_machine() -> None:
     assert result.exit_code == 0
     for check in ("onnxruntime", "docker", "GPU", "CANN set_env.sh", "tool: atc", "tool: trtexec"):
         assert check in result.output
+
+
+def test_rerun_replaces_an_earlier_runs_predictions(cpu_run: Path, data_root: Path, tmp_path: Path) -> None:
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(cpu_run, run)
+    result = invoke("run", "--target", "cpu", "--data", data_root, "--limit", 3, "--out", run)
+    assert result.exit_code == 0, result.output
+    assert len(list((run / "predictions").glob("*/*.txt"))) == 3
+    assert json.loads((run / "result.json").read_text())["evaluation"]["images"] == 3

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from toolkit.data.images import read_rgb
 from toolkit.data.preprocess import Preprocess
 from toolkit.draw import draw, save
 from toolkit.errors import InputError
-from toolkit.evaluate.wider_ap import Evaluation, evaluate
+from toolkit.evaluate.wider_ap import Evaluation, evaluate, read_predictions
 from toolkit.model import export as exporter
 from toolkit.model import official, port, weights
 from toolkit.postprocess import Detections, write_wider
@@ -130,6 +131,7 @@ def run_chain(opts: ChainOptions, log: Callable[[str], None], progress=None) -> 
     artefact = model.artefact
 
     pred_dir = out / "predictions"
+    shutil.rmtree(pred_dir, ignore_errors=True)  # a re-run must not evaluate an earlier run's files
     to_draw = {key for key, _ in items[:PICTURES]}
     to_keep = {key for key, _ in items[:RAW_OUTPUTS]}
     drawn: dict[str, Detections] = {}
@@ -156,8 +158,6 @@ def run_chain(opts: ChainOptions, log: Callable[[str], None], progress=None) -> 
 
     evaluation: Evaluation | None = None
     if gt is not None:
-        from toolkit.evaluate.wider_ap import read_predictions
-
         evaluation = stages.run("evaluate", lambda: evaluate(read_predictions(pred_dir), gt))
         if evaluation.restricted:
             log(f"ground truth restricted to the {evaluation.images} processed images "
