@@ -84,6 +84,7 @@ def test_detect_on_a_broken_image_is_one_line(wider_images, tmp_path: Path) -> N
         (["export", "--shape", "1x3x100x100"], "multiples of 32"),
         (["detect", "/no/images"], "/no/images: no such file or folder"),
         (["run", "--preprocess", "letterbox", "--size", "801x800"], "multiples of 32"),
+        (["run", "--batch-size", "0"], "batch size 0: must be 1 or more"),
     ],
 )
 def test_bad_input_is_one_clear_line(args: list[str], message: str) -> None:

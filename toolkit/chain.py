@@ -16,7 +16,6 @@ from toolkit.data import wider
 from toolkit.data.images import read_rgb
 from toolkit.data.preprocess import Preprocess
 from toolkit.draw import draw, save
-from toolkit.errors import InputError
 from toolkit.evaluate.wider_ap import Evaluation, evaluate, read_predictions
 from toolkit.model import export as exporter
 from toolkit.model import official, port, weights
@@ -111,13 +110,11 @@ def run_chain(opts: ChainOptions, log: Callable[[str], None], progress=None) -> 
     """Run every stage, write artefacts and result.json into `opts.out_dir`, return the result."""
     target = opts.target
     pre = opts.preprocess or target.preprocess
-    batch_size = opts.batch_size or target.batch_sizes[0]
+    batch_size = opts.batch_size if opts.batch_size is not None else target.batch_sizes[0]
+    pipeline.check_batch_size(batch_size)  # before anything in the run folder changes
     out = opts.out_dir
     out.mkdir(parents=True, exist_ok=True)
-    backend = backends.get(target.backend)
-    reason = backend.unavailable()
-    if reason:
-        raise InputError(f"target {target.name}: unavailable: {reason}")
+    backend = backends.require(target.backend, target.name)
     stages = Stages(log)
 
     if opts.data is not None:

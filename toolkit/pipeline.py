@@ -21,6 +21,7 @@ import numpy as np
 from toolkit.backends.base import Runner
 from toolkit.data.images import read_rgb
 from toolkit.data.preprocess import Preprocess, Transform
+from toolkit.errors import InputError
 from toolkit.postprocess import Detections, decode
 
 _DONE = object()
@@ -84,6 +85,11 @@ def _batches(prepared: Iterator[Prepared], batch_size: int) -> Iterator[list[Pre
         yield batch
 
 
+def check_batch_size(batch_size: int) -> None:
+    if batch_size < 1:
+        raise InputError(f"batch size {batch_size}: must be 1 or more")
+
+
 def run(
     items: Iterable[tuple[str, Path]],
     runner: Runner,
@@ -96,6 +102,7 @@ def run(
     on_progress: Callable[[int], None] | None = None,
 ) -> StageTimes:
     """Run every (key, image path) through preprocess -> infer -> decode -> on_result."""
+    check_batch_size(batch_size)
     times = StageTimes()
     post_q: queue.Queue = queue.Queue(maxsize=max(2, prefetch // max(1, batch_size)))
     stop = threading.Event()

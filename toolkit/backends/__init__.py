@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 
 from toolkit.backends.base import Backend
-from toolkit.errors import InputError
+from toolkit.errors import InputError, Unavailable
 
 _REGISTRY = {
     "onnxruntime": "toolkit.backends.onnxruntime:OnnxRuntimeBackend",
@@ -22,3 +22,12 @@ def get(name: str) -> Backend:
     except KeyError:
         raise InputError(f"backend {name!r}: unknown (known: {', '.join(names())})") from None
     return getattr(importlib.import_module(module), cls)()
+
+
+def require(name: str, target: str) -> Backend:
+    """The backend, or Unavailable ('unavailable: <reason>', exit 3) when it cannot run here."""
+    backend = get(name)
+    reason = backend.unavailable()
+    if reason:
+        raise Unavailable(f"target {target}: {reason}")
+    return backend

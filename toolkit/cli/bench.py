@@ -45,10 +45,7 @@ def bench_cmd(
     """Benchmark data read, preprocess, pure inference, post-process and the pipelined end to end."""
     spec = targets.load(target)
     sizes = _batch_sizes(batch_sizes)
-    backend = backends.get(spec.backend)
-    reason = backend.unavailable()
-    if reason:
-        raise InputError(f"target {spec.name}: unavailable: {reason}")
+    backend = backends.require(spec.backend, spec.name)
     pre = Preprocess.parse(preprocess, size)
     root = data or default_dataset()
     items = dataset_items(root, images) if root else sample_images() * images

@@ -74,10 +74,7 @@ def convert(
 ) -> None:
     """Convert an exported ONNX for a target (for the CPU: ONNX Runtime's optimised graph)."""
     spec = targets.load(target)
-    backend = backends.get(spec.backend)
-    reason = backend.unavailable()
-    if reason:
-        raise InputError(f"target {spec.name}: unavailable: {reason}")
+    backend = backends.require(spec.backend, spec.name)
     if not onnx_path.is_file():
         raise InputError(f"{onnx_path}: no such file")
     out.print(f"wrote {backend.convert(onnx_path, spec, out_dir)}")

@@ -52,6 +52,11 @@ def status(result: dict, ref: dict | None, tolerance: float) -> tuple[str, str]:
     return "passed", ""
 
 
+def _deltas(ap: dict | None, ref: dict | None) -> dict:
+    """AP difference to the CPU FP32 reference, in AP points, per setting."""
+    return {f"delta_{s}": round((ap[s] - ref[s]) * 100, 2) if ap and ref else None for s in SETTINGS}
+
+
 def rows(runs: list[dict], tolerance: float = 1.0) -> list[dict]:
     ref = reference_ap(runs)
     out = []
@@ -62,8 +67,7 @@ def rows(runs: list[dict], tolerance: float = 1.0) -> list[dict]:
             "source": "measured", "target": r["_run"], "precision": r.get("precision"), "status": st,
             "reason": reason,
             "size_mb": round(r["artefacts"]["converted_bytes"] / 2**20, 2) if r.get("artefacts") else None,
-            **{s: ap.get(s) for s in SETTINGS},
-            **{f"delta_{s}": round((ap[s] - ref[s]) * 100, 2) if ap and ref else None for s in SETTINGS},
+            **{s: ap.get(s) for s in SETTINGS}, **_deltas(ap, ref),
             "device": (r.get("machine") or {}).get("cpu"),
             "sdk": f"{r.get('backend')} {(r.get('versions') or {}).get('backend')}" if r.get("backend") else None,
         }
@@ -80,8 +84,7 @@ def rows(runs: list[dict], tolerance: float = 1.0) -> list[dict]:
         ap = p.get("ap") or {}
         out.append({
             "source": "published", "target": p["target"], "precision": p["precision"], "batch": p["batch"],
-            "status": "published", "reason": "", "size_mb": None, **{s: ap.get(s) for s in SETTINGS},
-            **{f"delta_{s}": round((ap[s] - ref[s]) * 100, 2) if ap and ref else None for s in SETTINGS},
+            "status": "published", "reason": "", "size_mb": None, **{s: ap.get(s) for s in SETTINGS}, **_deltas(ap, ref),
             "e2e_images_per_s": p.get("e2e_images_per_s"), "infer_images_per_s": p["images_per_s"],
             "p50_ms": None, "p99_ms": None, "device": p["device"], "sdk": None,
         })
