@@ -1,5 +1,6 @@
 """The pipelined end-to-end runner: decode + preprocess in worker threads ahead of inference,
-decode + NMS + file writing in a thread behind it, bounded queues in between.
+`runner.streams` inference threads in the middle, decode + NMS + file writing in a thread behind
+it, bounded queues in between.
 
 OpenCV and ONNX Runtime release the GIL, so threads overlap for real. Results are keyed, so their
 order does not matter; any error (or Ctrl-C) stops every stage and is re-raised, and since every
@@ -27,24 +28,44 @@ from toolkit.postprocess import Detections, decode
 _DONE = object()
 
 
+@dataclass(frozen=True)
+class Span:
+    """How long a step took: wall seconds, and the CPU seconds its thread spent (its cost,
+    without the time it waited for a core)."""
+
+    wall: float
+    cpu: float
+
+
+class Stopwatch:
+    def __init__(self) -> None:
+        self.wall, self.cpu = time.perf_counter(), time.thread_time()
+
+    def lap(self) -> Span:
+        wall, cpu = time.perf_counter(), time.thread_time()
+        span = Span(wall - self.wall, cpu - self.cpu)
+        self.wall, self.cpu = wall, cpu
+        return span
+
+
 @dataclass
 class Prepared:
     key: str
     tensor: np.ndarray  # CHW float32
     transform: Transform
-    read_s: float
-    pre_s: float
+    read: Span
+    preprocess: Span
     started: float  # perf_counter when reading began (for end-to-end latency)
 
 
 @dataclass
 class StageTimes:
-    """Seconds per image (read, preprocess, postprocess) and per batch (infer)."""
+    """Spans per image (read, preprocess, postprocess) and seconds per batch (infer)."""
 
-    read: list[float] = field(default_factory=list)
-    preprocess: list[float] = field(default_factory=list)
+    read: list[Span] = field(default_factory=list)
+    preprocess: list[Span] = field(default_factory=list)
     infer: list[tuple[int, float]] = field(default_factory=list)  # (batch size, seconds)
-    postprocess: list[float] = field(default_factory=list)
+    postprocess: list[Span] = field(default_factory=list)
     latency: list[float] = field(default_factory=list)  # per image, read start -> result written
     wall: float = 0.0
     images: int = 0
@@ -61,16 +82,17 @@ class StageTimes:
         }
 
 
-def _mean_ms(values: list[float]) -> float | None:
-    return round(1e3 * float(np.mean(values)), 3) if values else None
+def _mean_ms(spans: list[Span]) -> float | None:
+    return round(1e3 * float(np.mean([s.wall for s in spans])), 3) if spans else None
 
 
 def _prepare(key: str, path: Path, pre: Preprocess) -> Prepared:
-    t0 = time.perf_counter()
+    watch = Stopwatch()
+    started = watch.wall
     rgb = read_rgb(path)
-    t1 = time.perf_counter()
+    read = watch.lap()
     tensor, transform = pre(rgb)
-    return Prepared(key, tensor, transform, t1 - t0, time.perf_counter() - t1, t0)
+    return Prepared(key, tensor, transform, read, watch.lap(), started)
 
 
 def _batches(prepared: Iterator[Prepared], batch_size: int) -> Iterator[list[Prepared]]:
@@ -103,6 +125,7 @@ def run(
 ) -> StageTimes:
     """Run every (key, image path) through preprocess -> infer -> decode -> on_result."""
     check_batch_size(batch_size)
+    streams = max(1, runner.streams)
     times = StageTimes()
     post_q: queue.Queue = queue.Queue(maxsize=max(2, prefetch // max(1, batch_size)))
     stop = threading.Event()
@@ -118,41 +141,61 @@ def run(
             try:
                 batch, outputs = job
                 for i, item in enumerate(batch):
-                    t0 = time.perf_counter()
+                    watch = Stopwatch()
                     one = {name: out[i] for name, out in outputs.items()}
                     dets = decode(one["heatmap"], one["scale"], one["offset"], one["landmarks"],
                                   item.transform, threshold)
                     on_result(item.key, dets, one)
-                    t1 = time.perf_counter()
-                    times.postprocess.append(t1 - t0)
-                    times.latency.append(t1 - item.started)
+                    span = watch.lap()
+                    times.postprocess.append(span)
+                    times.latency.append(watch.wall - item.started)
                 if on_progress:
                     on_progress(len(batch))
             except BaseException as exc:  # surfaced by the main thread
                 errors.append(exc)
                 stop.set()
 
-    poster = threading.Thread(target=post_worker, name="postprocess", daemon=True)
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="preprocess")
-    start = time.perf_counter()
-    poster.start()
-    try:
-        for batch in _batches(_prefetched(items, pre, pool, prefetch, stop), batch_size):
-            if errors:
-                break
-            for item in batch:
-                times.read.append(item.read_s)
-                times.preprocess.append(item.pre_s)
+    batches = _batches(_prefetched(items, pre, pool, prefetch, stop), batch_size)
+    lock = threading.Lock()  # guards `batches` (a generator) and `times`
+
+    def infer_loop() -> None:
+        while not errors and not stop.is_set():
+            with lock:
+                batch = next(batches, None)
+            if batch is None:
+                return
             tensor = np.stack([item.tensor for item in batch]) if len(batch) > 1 else batch[0].tensor[None]
             t0 = time.perf_counter()
             outputs = runner.infer(tensor)
-            times.infer.append((len(batch), time.perf_counter() - t0))
-            times.images += len(batch)
+            with lock:
+                times.infer.append((len(batch), time.perf_counter() - t0))
+                times.read.extend(item.read for item in batch)
+                times.preprocess.extend(item.preprocess for item in batch)
+                times.images += len(batch)
             _put(post_q, (batch, outputs), errors)
+
+    def stream_worker() -> None:
+        try:
+            infer_loop()
+        except BaseException as exc:  # surfaced by the main thread
+            errors.append(exc)
+            stop.set()
+
+    poster = threading.Thread(target=post_worker, name="postprocess", daemon=True)
+    others = [threading.Thread(target=stream_worker, name=f"infer-{i}", daemon=True) for i in range(1, streams)]
+    start = time.perf_counter()
+    poster.start()
+    try:
+        for thread in others:
+            thread.start()
+        infer_loop()  # the main thread is stream 0, so Ctrl-C lands here
     except BaseException:
         stop.set()
         raise
     finally:
+        for thread in others:
+            thread.join()
         _put(post_q, _DONE, [], force=True)
         poster.join()
         pool.shutdown(wait=True, cancel_futures=True)

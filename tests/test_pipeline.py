@@ -1,0 +1,50 @@
+"""The pipelined runner: streams change nothing but speed; errors stop every stage cleanly."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from toolkit import pipeline
+from toolkit.backends.onnxruntime import OnnxRuntimeRunner
+from toolkit.data.preprocess import Preprocess
+from toolkit.errors import InputError
+
+
+@pytest.fixture(scope="module")
+def model(net, tmp_path_factory) -> Path:
+    from toolkit.model import export
+
+    return export.export(net, tmp_path_factory.mktemp("pipe") / "m.onnx")
+
+
+def detections(runner, items, batch_size=1) -> dict[str, np.ndarray]:
+    found: dict[str, np.ndarray] = {}
+    pipeline.run(items, runner, Preprocess("letterbox", 800, 800),
+                 lambda key, det, _o: found.__setitem__(key, det.boxes), batch_size=batch_size)
+    return found
+
+
+def test_streams_and_batches_give_the_same_detections(model: Path, wider_images) -> None:
+    items = [(str(i), p) for i, p in enumerate(wider_images[:6])]
+    with OnnxRuntimeRunner(model, threads=2) as single, OnnxRuntimeRunner(model) as multi:
+        assert single.streams == 1 and multi.streams >= 1
+        ref = detections(single, items)
+        for got in (detections(multi, items), detections(multi, items, batch_size=4)):
+            assert got.keys() == ref.keys()
+            for key in ref:
+                np.testing.assert_allclose(got[key], ref[key], atol=1e-2)
+
+
+def test_a_bad_image_stops_every_stage(model: Path, wider_images, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"\xff\xd8\xff" + bytes(100))
+    items = [(str(i), p) for i, p in enumerate(wider_images[:3])] + [("bad", bad)]
+    items += [(f"after{i}", p) for i, p in enumerate(wider_images[:3])]
+    before = threading.active_count()
+    with OnnxRuntimeRunner(model) as runner, pytest.raises(InputError, match="bad.jpg"):
+        detections(runner, items)
+    assert threading.active_count() == before  # no worker left behind
