@@ -68,6 +68,7 @@ def test_report_table_gate_and_files(cpu_run: Path, tmp_path: Path) -> None:
     assert rows[("measured", "cpu-int8", 1)]["delta_easy"] == pytest.approx(-2.0)
     assert rows[("measured", "310p", None)]["status"] == "unavailable" and "atc" in rows[("measured", "310p", None)]["reason"]
     assert rows[("published", "310 (guide)", 1)]["infer_images_per_s"] == 367.44
+    assert rows[("measured", "cpu", 1)]["preprocess"] == "native"
     assert "| published |" in (tmp_path / "r.md").read_text()
     assert (runs / "pr_curves.png").stat().st_size > 10_000 and (runs / "throughput.png").is_file()
     loose = invoke("report", "--runs", runs, "--tolerance", 2.5, "--json", tmp_path / "r2.json", "--markdown", tmp_path / "r2.md")
@@ -98,3 +99,15 @@ def test_compare_outputs_min_tolerance(cpu_run: Path, tmp_path: Path) -> None:
     assert cmp["heatmap"]["passed"] is True and cmp["heatmap"]["max_abs"] == 0
     ok = invoke("compare-outputs", cpu_run, tmp_path, "--atol", cmp["scale"]["min_atol"] * 1.001, "--rtol", 0)
     assert ok.exit_code == 0, ok.output
+
+
+def test_a_row_says_when_ap_and_speed_used_different_preprocessing() -> None:
+    from toolkit.report.table import rows
+
+    run = {"_run": "cpu", "target": "cpu", "precision": "fp32", "ap": {"easy": 0.9, "medium": 0.9, "hard": 0.8},
+           "preprocess": {"mode": "native", "width": None, "height": None},
+           "bench": {"preprocess": {"mode": "letterbox", "width": 800, "height": 800},
+                     "batch_sizes": {"1": {"e2e": {"throughput": 20.0},
+                                           "infer": {"throughput": 22.0, "p50_ms": 80.0, "p99_ms": 90.0}}}}}
+    (row,) = [r for r in rows([run]) if r["source"] == "measured"]
+    assert row["preprocess"] == "native (AP) / letterbox 800x800 (speed)"

@@ -9,7 +9,7 @@ from toolkit.errors import InputError
 from toolkit.report.published import PUBLISHED
 
 SETTINGS = ("easy", "medium", "hard")
-COLUMNS = ("source", "target", "precision", "batch", "status", "reason", "size_mb", "easy", "medium", "hard",
+COLUMNS = ("source", "target", "precision", "preprocess", "batch", "status", "reason", "size_mb", "easy", "medium", "hard",
            "delta_easy", "delta_medium", "delta_hard", "e2e_images_per_s", "infer_images_per_s",
            "p50_ms", "p99_ms", "device", "sdk")
 
@@ -52,6 +52,20 @@ def status(result: dict, ref: dict | None, tolerance: float) -> tuple[str, str]:
     return "passed", ""
 
 
+def _describe(pre: dict | None) -> str | None:
+    if not pre:
+        return None
+    return f"{pre['mode']} {pre['width']}x{pre['height']}" if pre.get("width") else pre["mode"]
+
+
+def _preprocess(ap_pre: dict | None, speed_pre: dict | None) -> str | None:
+    """One label when AP and speed were measured alike, both when they differ."""
+    ap_label, speed_label = _describe(ap_pre), _describe(speed_pre)
+    if speed_label is None or speed_label == ap_label:
+        return ap_label
+    return f"{ap_label} (AP) / {speed_label} (speed)"
+
+
 def _deltas(ap: dict | None, ref: dict | None) -> dict:
     """AP difference to the CPU FP32 reference, in AP points, per setting."""
     return {f"delta_{s}": round((ap[s] - ref[s]) * 100, 2) if ap and ref else None for s in SETTINGS}
@@ -72,6 +86,7 @@ def rows(runs: list[dict], tolerance: float = 1.0) -> list[dict]:
             "sdk": f"{r.get('backend')} {(r.get('versions') or {}).get('backend')}" if r.get("backend") else None,
         }
         bench = (r.get("bench") or {}).get("batch_sizes") or {}
+        base["preprocess"] = _preprocess(r.get("preprocess"), (r.get("bench") or {}).get("preprocess"))
         if not bench:
             thr = r.get("throughput") or {}
             out.append({**base, "batch": r.get("batch_size"), "e2e_images_per_s": thr.get("images_per_s"),
@@ -83,7 +98,8 @@ def rows(runs: list[dict], tolerance: float = 1.0) -> list[dict]:
     for p in PUBLISHED:
         ap = p.get("ap") or {}
         out.append({
-            "source": "published", "target": p["target"], "precision": p["precision"], "batch": p["batch"],
+            "source": "published", "target": p["target"], "precision": p["precision"],
+            "preprocess": p.get("preprocess"), "batch": p["batch"],
             "status": "published", "reason": "", "size_mb": None, **{s: ap.get(s) for s in SETTINGS}, **_deltas(ap, ref),
             "e2e_images_per_s": p.get("e2e_images_per_s"), "infer_images_per_s": p["images_per_s"],
             "p50_ms": None, "p99_ms": None, "device": p["device"], "sdk": None,
