@@ -1,4 +1,5 @@
-# `make target=cpu` sets up .venv and runs the CPU chain; `make test` runs the tests.
+# `make target=cpu` sets up .venv, runs the CPU chain and its benchmark; `make test` runs the tests.
+# `make target=cpu-int8` calibrates, quantises, evaluates and benchmarks INT8.
 PYTHON ?= python3
 VENV ?= .venv
 target ?= cpu
@@ -17,8 +18,10 @@ $(VENV)/.installed: pyproject.toml
 
 setup: $(VENV)/.installed
 
+# The chain (INT8 targets calibrate and quantise first), then the benchmark into the same run folder.
 run: setup
 	$(PY) -m toolkit run --target $(target) $(if $(DATA),--data $(DATA))
+	$(PY) -m toolkit bench --target $(target) $(if $(DATA),--data $(DATA))
 
 test: setup
 	$(PY) -m pytest -q -p no:cacheprovider

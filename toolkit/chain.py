@@ -11,11 +11,12 @@ from pathlib import Path
 
 import numpy as np
 
-from toolkit import backends, fileio, machine, pipeline
+from toolkit import backends, fileio, machine, pipeline, quantization
 from toolkit.data import wider
 from toolkit.data.images import read_rgb
 from toolkit.data.preprocess import Preprocess
 from toolkit.draw import draw, save
+from toolkit.errors import InputError
 from toolkit.evaluate.wider_ap import Evaluation, evaluate, read_predictions
 from toolkit.model import export as exporter
 from toolkit.model import official, port, weights
@@ -84,26 +85,40 @@ def parity(official_onnx: Path, net, exported: Path, batches: list[np.ndarray]) 
 
 
 @dataclass
-class PreparedModel:
+class ExportedModel:
     weights: Path
     pth: Path
     onnx: Path
-    artefact: Path
     parity: dict
 
 
-def prepare_model(target: Target, out: Path, weights_path: Path | None, stages: Stages,
-                  parity_batches: list[np.ndarray]) -> PreparedModel:
-    """Weights -> .pth -> ONNX (+ parity on real images) -> the target's artefact, into `out`."""
-    backend = backends.get(target.backend)
+@dataclass
+class PreparedModel(ExportedModel):
+    artefact: Path
+
+
+def export_model(target: Target, out: Path, weights_path: Path | None, stages: Stages,
+                 parity_batches: list[np.ndarray]) -> ExportedModel:
+    """Weights -> .pth -> ONNX (+ parity on real images), into `out`."""
     official_onnx = stages.run("weights", lambda: weights.verify(weights_path) if weights_path else weights.fetch())
     pth = stages.run("port to PyTorch (.pth)", port.port, official_onnx, out / "centerface.pth")
     net = port.load_module(pth)
     shape = exporter.ExportShape.parse(target.export_shape)
     onnx_path = stages.run("export ONNX + onnxsim", exporter.export, net, out / "centerface.onnx", shape)
     parity_result = stages.run("parity", parity, official_onnx, net, onnx_path, parity_batches)
-    artefact = stages.run(f"convert ({backend.name})", backend.convert, onnx_path, target, out)
-    return PreparedModel(official_onnx, pth, onnx_path, artefact, parity_result)
+    return ExportedModel(official_onnx, pth, onnx_path, parity_result)
+
+
+def prepare_model(target: Target, out: Path, weights_path: Path | None, stages: Stages,
+                  parity_batches: list[np.ndarray], convert: Callable[[Path], Path] | None = None) -> PreparedModel:
+    """`export_model`, then the target's artefact (made by `convert` when given, else by the backend)."""
+    backend = backends.get(target.backend)
+    model = export_model(target, out, weights_path, stages, parity_batches)
+    if convert is not None:
+        artefact = stages.run(f"quantise ({backend.name}, {target.precision})", convert, model.onnx)
+    else:
+        artefact = stages.run(f"convert ({backend.name})", backend.convert, model.onnx, target, out)
+    return PreparedModel(model.weights, model.pth, model.onnx, model.parity, artefact)
 
 
 def run_chain(opts: ChainOptions, log: Callable[[str], None], progress=None) -> dict:
@@ -124,7 +139,22 @@ def run_chain(opts: ChainOptions, log: Callable[[str], None], progress=None) -> 
         items, gt = sample_images(), None
         log("[yellow]no WIDER FACE dataset[/]: detecting on the sample image instead (pass DATA=<WIDER root>)")
 
-    model = prepare_model(target, out, opts.weights, stages, [pre(read_rgb(p))[0][None] for _, p in items[:PARITY_IMAGES]])
+    convert, calibration = None, None
+    if target.precision == "int8":
+        if gt is None:
+            raise InputError(f"target {target.name}: INT8 calibration needs the WIDER FACE images",
+                             "pass --data <WIDER root>")
+        calibration_keys = quantization.recipe_for(target).keys()
+        items = [(k, p) for k, p in items if k not in calibration_keys]
+        log(f"{len(calibration_keys)} calibration images left out of the evaluation")
+
+        def convert(onnx_path: Path) -> Path:
+            nonlocal calibration
+            path, calibration = quantization.best_model(target, onnx_path, opts.data, gt, out, items, log, progress)
+            return path
+
+    model = prepare_model(target, out, opts.weights, stages, [pre(read_rgb(p))[0][None] for _, p in items[:PARITY_IMAGES]],
+                          convert)
     artefact = model.artefact
 
     pred_dir = out / "predictions"
@@ -171,6 +201,10 @@ def run_chain(opts: ChainOptions, log: Callable[[str], None], progress=None) -> 
         "ap": evaluation.aps() if evaluation else None,
         "evaluation": evaluation.summary() if evaluation else None,
         "parity": model.parity,
+        "calibration": None if calibration is None else {
+            "best": calibration["best"], "set_sha256": calibration["calibration_sha256"],
+            "images": len(calibration["calibration_images"]), "excluded_from_evaluation": True,
+            "report": str(out / f"{quantization.REPORT}.json")},
         "timings_s": stages.seconds,
         "throughput": times.summary(),
         "artefacts": {

@@ -26,6 +26,12 @@ class Detections:
     def __len__(self) -> int:
         return len(self.scores)
 
+    def xywhs(self) -> np.ndarray:
+        """(N, 5) float64 x y w h score, highest score first: the WIDER prediction rows."""
+        order = np.argsort(-self.scores, kind="stable")
+        b = self.boxes[order].astype(np.float64)
+        return np.column_stack([b[:, :2], b[:, 2:] - b[:, :2], self.scores[order].astype(np.float64)])
+
     def as_json(self) -> list[dict]:
         return [
             {"box": [round(float(v), 2) for v in b], "score": round(float(s), 5),
@@ -84,10 +90,8 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:
 
 def wider_lines(name: str, det: Detections) -> str:
     """The WIDER FACE prediction format: name, count, then `x y w h score`, highest score first."""
-    order = np.argsort(-det.scores, kind="stable")
-    rows = [f"{name}", f"{len(order)}"]
-    for b, s in zip(det.boxes[order], det.scores[order]):
-        rows.append(f"{b[0]:.2f} {b[1]:.2f} {b[2] - b[0]:.2f} {b[3] - b[1]:.2f} {s:.6f}")
+    rows = [f"{name}", f"{len(det)}"]
+    rows += [f"{x:.2f} {y:.2f} {w:.2f} {h:.2f} {s:.6f}" for x, y, w, h, s in det.xywhs()]
     return "\n".join(rows) + "\n"
 
 

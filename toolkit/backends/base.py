@@ -8,7 +8,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from toolkit.errors import Unavailable
+
 if TYPE_CHECKING:
+    from toolkit.calibration import CalibrationSet
     from toolkit.targets import Target
 
 
@@ -46,6 +49,11 @@ class Backend(ABC):
     @abstractmethod
     def convert(self, onnx_path: Path, target: Target, workdir: Path) -> Path:
         """Turn the exported ONNX into this backend's artefact inside `workdir`."""
+
+    def calibrate(self, onnx_path: Path, calib: CalibrationSet, target: Target, out: Path,
+                  method: str, keep_float: list[str]) -> Path:
+        """Quantise `onnx_path` to INT8 with the calibration set; write `out` (this backend's format)."""
+        raise Unavailable(f"backend {self.name}: no INT8 calibration")
 
     @abstractmethod
     def runner(self, artefact: Path, target: Target) -> Runner:

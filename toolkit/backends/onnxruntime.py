@@ -116,5 +116,12 @@ class OnnxRuntimeBackend(Backend):
 
         return fileio.write_with(out, write)
 
+    def calibrate(self, onnx_path: Path, calib, target: Target, out: Path, method: str,
+                  keep_float: list[str]) -> Path:
+        """Static QDQ quantisation (see ort_quant); ranges cached beside `out`."""
+        from toolkit.backends.ort_quant import quantize
+
+        return quantize(onnx_path, calib, method, keep_float, out, out.parent / "cache")
+
     def runner(self, artefact: Path, target: Target) -> Runner:
         return OnnxRuntimeRunner(artefact)

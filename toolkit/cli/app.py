@@ -6,7 +6,7 @@ import typer
 from rich.table import Table
 
 from toolkit import __version__, targets
-from toolkit.cli import bench, doctor, evaluate, infer, model, report
+from toolkit.cli import bench, calibrate, doctor, evaluate, infer, model, report
 from toolkit.cli.common import handle_errors, out
 
 app = typer.Typer(
@@ -21,6 +21,7 @@ for sub in (model.app, infer.app):
         app.registered_commands.append(command)
 app.command("evaluate")(evaluate.evaluate_cmd)
 app.command("bench")(bench.bench_cmd)
+app.command("calibrate")(calibrate.calibrate_cmd)
 app.command("report")(report.report_cmd)
 app.command("compare-outputs")(report.compare_outputs_cmd)
 app.command("doctor")(doctor.doctor)

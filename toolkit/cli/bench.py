@@ -9,12 +9,13 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from toolkit import backends, bench, fileio, machine, targets
+from toolkit import backends, bench, fileio, machine, quantization, targets
 from toolkit.chain import Stages, dataset_items, prepare_model, sample_images
 from toolkit.cli.common import console, handle_errors, out, progress
 from toolkit.data.images import read_rgb
 from toolkit.data.preprocess import Preprocess
 from toolkit.errors import InputError
+from toolkit.model import weights
 from toolkit.paths import default_dataset, runs_dir
 
 
@@ -51,17 +52,24 @@ def bench_cmd(
     items = dataset_items(root, images) if root else sample_images() * images
     run_dir = out_dir or runs_dir() / spec.name
     stages = Stages(console.print)
-    model = prepare_model(spec, run_dir, None, stages, [pre(read_rgb(items[0][1]))[0][None]])
+    if spec.precision == "int8":  # quantised by `run` (calibration needs the dataset and takes minutes)
+        artefact = run_dir / quantization.BEST
+        if not artefact.is_file():
+            raise InputError(f"{artefact}: no INT8 model yet", f"run `python -m toolkit run --target {spec.name}` first")
+        official = weights.fetch()
+    else:
+        model = prepare_model(spec, run_dir, None, stages, [pre(read_rgb(items[0][1]))[0][None]])
+        artefact, official = model.artefact, model.weights
     result: dict = {"target": spec.name, "backend": backend.name, "preprocess": pre.as_dict(), "images": len(items),
                     "threshold": spec.threshold, "batch_sizes": {}, "machine": machine.describe(),
                     "versions": {**machine.versions(), "backend": backend.version()}}
-    with backend.runner(model.artefact, spec) as runner, progress() as bar:
+    with backend.runner(artefact, spec) as runner, progress() as bar:
         for bs in sizes:
             task = bar.add_task(f"batch {bs}", total=len(items))
             result["batch_sizes"][str(bs)] = bench.bench_batch(
                 runner, items, pre, bs, spec.threshold, warmup, iters, lambda n, t=task: bar.advance(t, n))
         if compare:
-            result["compare"] = _compare(runner, model.weights, items, pre, warmup, iters)
+            result["compare"] = _compare(runner, official, items, pre, warmup, iters)
     _show(result)
     fileio.write_json(run_dir / "bench.json", result)
     _merge_into_result(run_dir / "result.json", result)

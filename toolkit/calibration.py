@@ -1,0 +1,123 @@
+"""Calibration sets: a recipe (calibration/*.toml) -> float32 batches of real WIDER FACE images at
+the target's input shape, stored once with a manifest and reused while the recipe is unchanged."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tomllib
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from toolkit import fileio
+from toolkit.data.images import read_rgb
+from toolkit.data.preprocess import Preprocess
+from toolkit.data.wider import IMAGES_DIR, image_key
+from toolkit.errors import InputError
+from toolkit.paths import REPO_ROOT
+
+RECIPES_DIR = REPO_ROOT / "calibration"
+MANIFEST = "manifest.json"
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    images: str  # list file under calibration/
+    count: int
+    preprocess: str
+    size: tuple[int, int] | None
+    batch_size: int
+
+    def pre(self) -> Preprocess:
+        return Preprocess(self.preprocess, *(self.size or (None, None)))
+
+    def image_names(self) -> list[str]:
+        listing = RECIPES_DIR / self.images
+        if not listing.is_file():
+            raise InputError(f"{listing}: no such calibration image list")
+        names = [line.strip() for line in listing.read_text().splitlines() if line.strip()]
+        if len(names) < self.count:
+            raise InputError(f"{listing}: lists {len(names)} images, the recipe asks for {self.count}")
+        return names[: self.count]
+
+    def keys(self) -> set[str]:
+        """The images' dataset keys (event/stem): what evaluation must leave out."""
+        return {image_key(*Path(n).with_suffix("").parts[-2:]) for n in self.image_names()}
+
+    def key(self) -> str:
+        """Identifies the set: any change to the recipe or its image list gives another key."""
+        text = json.dumps({**asdict(self), "names": self.image_names()}, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def load_recipe(name: str, count: int | None = None, batch_size: int | None = None) -> Recipe:
+    """A recipe by name (calibration/<name>.toml) or by path to a .toml file."""
+    path = Path(name) if name.endswith(".toml") else RECIPES_DIR / f"{name}.toml"
+    name = path.stem
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in RECIPES_DIR.glob("*.toml")))
+        raise InputError(f"calibration recipe {name!r}: no {path}", f"known recipes: {known}")
+    raw = tomllib.loads(path.read_text())
+    try:
+        recipe = Recipe(name, raw["images"], int(raw["count"]), raw.get("preprocess", "native"),
+                        tuple(raw["size"]) if raw.get("size") else None, int(raw.get("batch_size", 1)))
+    except KeyError as exc:
+        raise InputError(f"{path}: missing key {exc.args[0]!r}") from None
+    recipe = replace(recipe, count=count or recipe.count, batch_size=batch_size or recipe.batch_size)
+    if recipe.count < 1 or recipe.batch_size < 1:
+        raise InputError(f"calibration recipe {name}: count and batch size must be 1 or more")
+    if recipe.preprocess == "native" and recipe.batch_size != 1:
+        raise InputError(f"calibration recipe {name}: native sizes differ, so the batch size must be 1")
+    recipe.pre()  # validates mode and size
+    return recipe
+
+
+@dataclass
+class CalibrationSet:
+    folder: Path
+    manifest: dict
+
+    @property
+    def sha256(self) -> str:
+        return self.manifest["sha256"]
+
+    def batches(self) -> Iterator[np.ndarray]:
+        for name in self.manifest["batches"]:
+            yield np.load(self.folder / name)
+
+    def __len__(self) -> int:
+        return len(self.manifest["batches"])
+
+
+def build(recipe: Recipe, data_root: Path, cache: Path) -> tuple[CalibrationSet, bool]:
+    """The calibration set for `recipe` (built now, or reused): returns (set, reused)."""
+    folder = cache / f"{recipe.name}-{recipe.key()}"
+    manifest_path = folder / MANIFEST
+    if manifest_path.is_file():
+        manifest = json.loads(manifest_path.read_text())
+        if all((folder / b).is_file() for b in manifest["batches"]):
+            return CalibrationSet(folder, manifest), True
+    pre = recipe.pre()
+    names = recipe.image_names()
+    paths = [data_root / IMAGES_DIR / n for n in names]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise InputError(f"{missing[0]}: calibration image missing ({len(missing)} of {len(paths)})",
+                         f"pass the WIDER FACE root that holds {IMAGES_DIR}/")
+    digest = hashlib.sha256()
+    batches, shapes = [], []
+    for start in range(0, len(paths), recipe.batch_size):
+        chunk = np.stack([pre(read_rgb(p))[0] for p in paths[start: start + recipe.batch_size]])
+        name = f"batch_{start // recipe.batch_size:03d}.npy"
+        fileio.write_with(folder / name, lambda tmp, a=chunk: np.save(tmp, a))
+        digest.update(chunk.tobytes())
+        batches.append(name)
+        shapes.append(list(chunk.shape))
+    manifest = {"recipe": asdict(recipe), "key": recipe.key(), "images": names, "preprocess": pre.as_dict(),
+                "batches": batches, "shapes": shapes, "sha256": digest.hexdigest()}
+    fileio.write_json(manifest_path, manifest)
+    return CalibrationSet(folder, manifest), False
