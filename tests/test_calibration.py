@@ -89,6 +89,13 @@ def test_calibrate_quantises_and_reports(small_target: Path, data_root: Path, tm
     assert "Best" in (out / "calibration_report.md").read_text()
     ranges = list((out / "calibration" / "cache").glob("ranges-*-minmax.json"))
     assert len(ranges) == 1  # computed once, reused by the second variant
+    models = sorted(p.name for p in (out / "calibration").glob("*.onnx"))
+    assert models == ["centerface.int8.minmax-float-head.onnx", "centerface.int8.minmax.onnx"]
+    # Calibrating again from the cached ranges reproduces the same AP.
+    again = invoke("calibrate", "--target", small_target, "--data", data_root, "--limit", 6, "--out", out)
+    assert again.exit_code == 0, again.output
+    rows = json.loads((out / "calibration_report.json").read_text())["rows"]
+    assert [r["hard"] for r in rows] == [r["hard"] for r in report["rows"]]
 
 
 def test_run_int8_leaves_calibration_images_out(small_target: Path, data_root: Path, tmp_path: Path, monkeypatch) -> None:
@@ -106,6 +113,7 @@ def test_run_int8_leaves_calibration_images_out(small_target: Path, data_root: P
     assert not (out / "predictions" / f"{items[first_calib][0]}.txt").exists()
     again = invoke("run", "--target", small_target, "--data", data_root, "--limit", limit, "--out", out)
     assert again.exit_code == 0 and "INT8 model from the earlier calibration" in again.output
+    assert json.loads((out / "result.json").read_text())["ap"] == saved["ap"]
 
 
 def test_int8_needs_the_dataset(small_target: Path, tmp_path: Path, monkeypatch) -> None:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,7 +36,8 @@ class QuantConfig:
 
     @property
     def slug(self) -> str:
-        return self.method + ("-partial" + str(abs(hash(self.keep_float)) % 10_000) if self.keep_float else "")
+        """For file names: 'entropy', 'entropy-float-head'."""
+        return self.method + "".join("-float-" + re.sub(r"[^A-Za-z0-9]+", "", p) for p in self.keep_float)
 
 
 def recipe_for(target: Target, count: int | None = None) -> calibration.Recipe:

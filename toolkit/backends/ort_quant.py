@@ -3,7 +3,9 @@ pair on x86 VNNI), MinMax / Entropy / Percentile calibration, optional nodes kep
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
+import io
 import hashlib
 from pathlib import Path
 
@@ -62,6 +64,10 @@ def quantize(fp32: Path, calib: CalibrationSet, method: str, exclude: list[str],
     input_name = onnx.load(str(prepared)).graph.input[0].name
 
     def write(tmp: Path) -> None:
+        with contextlib.redirect_stdout(io.StringIO()):  # ORT prints a line per calibration batch
+            _quantize(tmp)
+
+    def _quantize(tmp: Path) -> None:
         quantize_static(
             str(prepared), str(tmp), _Reader(calib, input_name), quant_format=QuantFormat.QDQ, per_channel=True,
             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
