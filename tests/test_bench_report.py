@@ -111,3 +111,19 @@ def test_a_row_says_when_ap_and_speed_used_different_preprocessing() -> None:
                                            "infer": {"throughput": 22.0, "p50_ms": 80.0, "p99_ms": 90.0}}}}}
     (row,) = [r for r in rows([run]) if r["source"] == "measured"]
     assert row["preprocess"] == "native (AP) / letterbox 800x800 (speed)"
+
+
+def test_calibration_configurations_become_report_rows(tmp_path: Path) -> None:
+    from toolkit.report.table import rows
+
+    report = tmp_path / "calibration_report.json"
+    fp32 = {"config": "fp32", "easy": 0.93, "medium": 0.92, "hard": 0.79, "delta_easy": 0.0, "delta_medium": 0.0,
+            "delta_hard": 0.0, "e2e_images_per_s": 14.0, "infer_images_per_s": 17.0, "size_mb": 7.0}
+    bad = {**fp32, "config": "minmax", "medium": 0.9094, "delta_medium": -1.06, "size_mb": 2.1}
+    good = {**fp32, "config": "entropy", "hard": 0.7866, "delta_hard": -0.34, "size_mb": 2.1}
+    report.write_text(json.dumps({"recipe": {"preprocess": "native", "size": None}, "rows": [fp32, bad, good]}))
+    run = {"_run": "cpu-int8", "target": "cpu-int8", "precision": "int8", "backend": "onnxruntime",
+           "calibration": {"report": str(report)}}
+    found = {r["target"]: r for r in rows([run]) if r["source"] == "calibration"}
+    assert found["cpu-int8 [minmax]"]["status"] == "ran-but-failed-accuracy"
+    assert found["cpu-int8 [entropy]"]["status"] == "passed" and found["cpu-int8 [entropy]"]["delta_hard"] == -0.34

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from toolkit import fileio
@@ -38,11 +39,11 @@ def report_cmd(
         rich_table.add_column(header, justify="left" if col in ("target", "status") else "right")
     for row in table:
         style = STATUS_STYLE.get(row["status"], "")
-        rich_table.add_row(*("" if row.get(c) is None else str(row[c]) for c in SHOWN), style=style)
+        rich_table.add_row(*("" if row.get(c) is None else escape(str(row[c])) for c in SHOWN), style=style)
     out.print(rich_table)
     for row in table:
         if row["reason"]:
-            console.print(f"{row['target']}: {row['status']}: {row['reason']}")
+            console.print(escape(f"{row['target']}: {row['status']}: {row['reason']}"))
     fileio.write_json(json_path or root / "report.json", {"columns": list(COLUMNS), "tolerance": tolerance, "rows": table})
     fileio.write_text(markdown_path or root / "report.md", markdown(table))
     made = [p for p in (plots.pr_curves(root, results, root / "pr_curves.png"),

@@ -95,6 +95,8 @@ def rows(runs: list[dict], tolerance: float = 1.0) -> list[dict]:
             out.append({**base, "batch": int(bs), "e2e_images_per_s": stages["e2e"]["throughput"],
                         "infer_images_per_s": stages["infer"]["throughput"],
                         "p50_ms": stages["infer"]["p50_ms"], "p99_ms": stages["infer"]["p99_ms"]})
+    for r in runs:
+        out += calibration_rows(r, tolerance)
     for p in PUBLISHED:
         ap = p.get("ap") or {}
         out.append({
@@ -103,6 +105,32 @@ def rows(runs: list[dict], tolerance: float = 1.0) -> list[dict]:
             "status": "published", "reason": "", "size_mb": None, **{s: ap.get(s) for s in SETTINGS}, **_deltas(ap, ref),
             "e2e_images_per_s": p.get("e2e_images_per_s"), "infer_images_per_s": p["images_per_s"],
             "p50_ms": None, "p99_ms": None, "device": p["device"], "sdk": None,
+        })
+    return out
+
+
+def calibration_rows(run: dict, tolerance: float) -> list[dict]:
+    """One row per configuration a calibration tried, its deltas against FP32 on the same images."""
+    path = (run.get("calibration") or {}).get("report")
+    if not path or not Path(path).is_file():
+        return []
+    report = json.loads(Path(path).read_text())
+    out = []
+    for row in report["rows"][1:]:
+        worst = -min(row[f"delta_{s}"] for s in SETTINGS)
+        failed = worst > tolerance
+        out.append({
+            "source": "calibration", "target": f"{run['_run']} [{row['config']}]", "precision": "int8",
+            "preprocess": _describe(report["recipe"] and {"mode": report["recipe"]["preprocess"],
+                                                          "width": (report["recipe"]["size"] or [None])[0],
+                                                          "height": (report["recipe"]["size"] or [None, None])[1]}),
+            "batch": 1, "status": "ran-but-failed-accuracy" if failed else "passed",
+            "reason": f"AP {worst:.2f} points below FP32 on the same images" if failed else "",
+            "size_mb": row["size_mb"], **{s: row[s] for s in SETTINGS},
+            **{f"delta_{s}": row[f"delta_{s}"] for s in SETTINGS},
+            "e2e_images_per_s": row["e2e_images_per_s"], "infer_images_per_s": row["infer_images_per_s"],
+            "p50_ms": None, "p99_ms": None, "device": (run.get("machine") or {}).get("cpu"),
+            "sdk": f"{run.get('backend')} {(run.get('versions') or {}).get('backend')}",
         })
     return out
 
