@@ -89,7 +89,7 @@ class ExportedModel:
     weights: Path
     pth: Path
     onnx: Path
-    parity: dict
+    parity: dict | None  # None when no image was given to check it on
 
 
 @dataclass
@@ -105,7 +105,7 @@ def export_model(target: Target, out: Path, weights_path: Path | None, stages: S
     net = port.load_module(pth)
     shape = exporter.ExportShape.parse(target.export_shape)
     onnx_path = stages.run("export ONNX + onnxsim", exporter.export, net, out / "centerface.onnx", shape)
-    parity_result = stages.run("parity", parity, official_onnx, net, onnx_path, parity_batches)
+    parity_result = stages.run("parity", parity, official_onnx, net, onnx_path, parity_batches) if parity_batches else None
     return ExportedModel(official_onnx, pth, onnx_path, parity_result)
 
 

@@ -14,10 +14,12 @@ import numpy as np
 from toolkit import backends, bench, calibration, fileio, pipeline
 from toolkit.data.images import read_rgb
 from toolkit.data.preprocess import Preprocess
-from toolkit.data.wider import SETTINGS, GroundTruth
+from toolkit.data.wider import SETTINGS, GroundTruth, list_val_images
 from toolkit.errors import InputError
 from toolkit.evaluate.wider_ap import evaluate
+from toolkit.model.weights import sha256
 from toolkit.paths import runs_dir
+from toolkit.report.table import worst_drop
 from toolkit.targets import Target
 
 REPORT = "calibration_report"
@@ -73,17 +75,10 @@ def _row(name: str, ap: dict, e2e: float, speed: dict, size: int, ref: dict | No
     }
 
 
-def worst_drop(row: dict) -> float:
-    """The largest AP loss (points) over the three settings."""
-    return -min(row[f"delta_{s}"] for s in SETTINGS)
-
-
 def evaluation_items(recipe: calibration.Recipe, data_root: Path, limit: int | None = None) -> list[tuple[str, Path]]:
     """The dataset's images minus the calibration images (the first `limit` of them)."""
-    from toolkit.chain import dataset_items
-
     skip = recipe.keys()
-    return [(k, p) for k, p in dataset_items(data_root, None) if k not in skip][:limit]
+    return [(k, p) for k, p in list_val_images(data_root) if k not in skip][:limit]
 
 
 def calibrate(target: Target, fp32_onnx: Path, data_root: Path, gt: GroundTruth, out: Path,
@@ -122,20 +117,14 @@ def calibrate(target: Target, fp32_onnx: Path, data_root: Path, gt: GroundTruth,
     best = min(rows[1:], key=lambda r: (worst_drop(r), -r["infer_images_per_s"]))
     fileio.write_with(out / BEST, lambda tmp: shutil.copyfile(best["model"], tmp))
     report = {
-        "target": target.name, "fp32_sha256": _sha256(fp32_onnx), "recipe": calib.manifest["recipe"], "calibration_set": str(calib.folder),
-        "calibration_sha256": calib.sha256, "calibration_images": calib.manifest["images"],
+        "target": target.name, "fp32_sha256": sha256(fp32_onnx), "recipe": calib.manifest["recipe"],
+        "calibration_set": str(calib.folder), "calibration_sha256": calib.sha256, "calibration_images": calib.manifest["images"],
         "evaluated_images": len(items), "excluded_from_evaluation": len(recipe.keys()),
         "speed_input": list(speed_batch.shape), "rows": rows, "best": best["config"],
     }
     fileio.write_json(out / f"{REPORT}.json", report)
     fileio.write_text(out / f"{REPORT}.md", markdown(report))
     return report
-
-
-def _sha256(path: Path) -> str:
-    from toolkit.model.weights import sha256
-
-    return sha256(path)
 
 
 def best_model(target: Target, fp32_onnx: Path, data_root: Path, gt: GroundTruth, out: Path,
@@ -147,7 +136,7 @@ def best_model(target: Target, fp32_onnx: Path, data_root: Path, gt: GroundTruth
 
         report = json.loads(report_path.read_text())
         recipe = recipe_for(target)
-        if report.get("fp32_sha256") == _sha256(fp32_onnx) and report.get("recipe", {}).get("count") == recipe.count \
+        if report.get("fp32_sha256") == sha256(fp32_onnx) and report.get("recipe", {}).get("count") == recipe.count \
                 and report["calibration_set"].endswith(recipe.key()):
             log(f"INT8 model from the earlier calibration ({report['best']}, set {report['calibration_sha256'][:16]})")
             return out / BEST, report

@@ -109,6 +109,11 @@ def rows(runs: list[dict], tolerance: float = 1.0) -> list[dict]:
     return out
 
 
+def worst_drop(row: dict) -> float:
+    """The largest AP loss (points) over the three settings of a row with delta_* columns."""
+    return -min(row[f"delta_{s}"] for s in SETTINGS)
+
+
 def calibration_rows(run: dict, tolerance: float) -> list[dict]:
     """One row per configuration a calibration tried, its deltas against FP32 on the same images."""
     path = (run.get("calibration") or {}).get("report")
@@ -117,7 +122,7 @@ def calibration_rows(run: dict, tolerance: float) -> list[dict]:
     report = json.loads(Path(path).read_text())
     out = []
     for row in report["rows"][1:]:
-        worst = -min(row[f"delta_{s}"] for s in SETTINGS)
+        worst = worst_drop(row)
         failed = worst > tolerance
         out.append({
             "source": "calibration", "target": f"{run['_run']} [{row['config']}]", "precision": "int8",
