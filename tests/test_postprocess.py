@@ -77,3 +77,40 @@ def test_no_detection_below_threshold(threshold: float) -> None:
     heat, scale, off, lm = outputs()
     heat[0, 2, 2] = threshold - 1e-3
     assert len(decode(heat, scale, off, lm, Preprocess("native").transform(64, 64), threshold)) == 0
+
+
+def greedy_nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> list[int]:
+    """Greedy NMS stated plainly, one pair at a time."""
+    kept: list[int] = []
+    for i in sorted(range(len(scores)), key=lambda k: -scores[k]):
+        ok = True
+        for j in kept:
+            w = min(boxes[i, 2], boxes[j, 2]) - max(boxes[i, 0], boxes[j, 0])
+            h = min(boxes[i, 3], boxes[j, 3]) - max(boxes[i, 1], boxes[j, 1])
+            inter = max(w, 0) * max(h, 0)
+            union = (boxes[i, 2] - boxes[i, 0]) * (boxes[i, 3] - boxes[i, 1]) \
+                + (boxes[j, 2] - boxes[j, 0]) * (boxes[j, 3] - boxes[j, 1]) - inter
+            if inter / union > iou:
+                ok = False
+                break
+        if ok:
+            kept.append(i)
+    return kept
+
+
+def test_nms_agrees_with_plain_greedy_on_real_candidates(net, wider_images) -> None:
+    """Every candidate above 0.05 of real WIDER images (hundreds to thousands of boxes)."""
+    from toolkit.data.images import read_rgb
+    from toolkit.model.export import torch_outputs
+
+    pre = Preprocess("letterbox", 800, 800)
+    for path in wider_images[:3]:
+        out = torch_outputs(net, pre(read_rgb(path))[0][None])
+        heat = out["heatmap"][0, 0]
+        ys, xs = np.nonzero(heat > 0.05)
+        s0, s1 = np.exp(out["scale"][0, 0, ys, xs]) * 4, np.exp(out["scale"][0, 1, ys, xs]) * 4
+        x1, y1 = (xs + 0.5) * 4 - s1 / 2, (ys + 0.5) * 4 - s0 / 2
+        boxes = np.stack([x1, y1, x1 + s1, y1 + s0], 1).astype(np.float32)
+        scores = heat[ys, xs]
+        assert len(scores) > 100
+        assert nms(boxes, scores, 0.3).tolist() == greedy_nms(boxes, scores, 0.3)
