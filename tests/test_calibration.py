@@ -122,3 +122,11 @@ def test_int8_needs_the_dataset(small_target: Path, tmp_path: Path, monkeypatch)
     assert result.exit_code == 2 and "INT8 calibration needs the WIDER FACE images" in result.output
     result = invoke("calibrate", "--target", "cpu", "--out", tmp_path / "run")
     assert result.exit_code == 2 and "calibration is for INT8 targets" in result.output
+
+
+def test_unknown_method_is_refused_before_any_work(small_target: Path, data_root: Path, tmp_path: Path) -> None:
+    result = invoke("calibrate", "--target", small_target, "--data", data_root, "--methods", "kl",
+                    "--out", tmp_path / "run")
+    assert result.exit_code == 2
+    assert "calibration method 'kl': onnxruntime offers minmax, entropy, percentile" in result.output
+    assert not (tmp_path / "run" / "calibration_report.json").exists()

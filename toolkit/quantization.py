@@ -87,6 +87,11 @@ def calibrate(target: Target, fp32_onnx: Path, data_root: Path, gt: GroundTruth,
     """Run every configuration over `items` (images the calibration does not use), write
     calibration_report.{json,md} and copy the best model to `out`."""
     backend = backends.require(target.backend, target.name)
+    configs = configs_for(target, methods)
+    unknown = sorted({c.method for c in configs} - set(backend.calibration_methods))
+    if unknown:
+        raise InputError(f"calibration method {unknown[0]!r}: {backend.name} offers "
+                         f"{', '.join(backend.calibration_methods) or 'none'}")
     recipe = recipe_for(target, count)
     calib, reused = calibration.build(recipe, data_root, runs_dir() / "calibration")
     log(f"calibration set {calib.folder.name}: {len(calib.manifest['images'])} images, sha256 {calib.sha256[:16]}"
@@ -108,7 +113,7 @@ def calibrate(target: Target, fp32_onnx: Path, data_root: Path, gt: GroundTruth,
 
     fp32 = measure("fp32", fp32_onnx, None, None)
     rows = [fp32]
-    for cfg in configs_for(target, methods):
+    for cfg in configs:
         model = backend.calibrate(fp32_onnx, calib, target, work / f"centerface.int8.{cfg.slug}.onnx",
                                   cfg.method, list(cfg.keep_float))
         rows.append({**measure(cfg.label, model, fp32, fp32["infer_images_per_s"]), "model": str(model)})

@@ -37,6 +37,7 @@ class Runner(ABC):
 
 class Backend(ABC):
     name: str
+    calibration_methods: tuple[str, ...] = ()  # what `calibrate` accepts; empty: no INT8
 
     @abstractmethod
     def unavailable(self) -> str | None:

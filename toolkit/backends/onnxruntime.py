@@ -87,6 +87,7 @@ def _check_batch(batch: np.ndarray, shape: list, name: str) -> None:
 
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
+    calibration_methods = ("minmax", "entropy", "percentile")
 
     def unavailable(self) -> str | None:
         try:
