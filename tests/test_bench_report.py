@@ -47,6 +47,8 @@ def test_bench_writes_every_stage_and_the_comparison(data_root: Path, tmp_path: 
 def test_bench_rejects_bad_batch_sizes() -> None:
     result = invoke("bench", "--batch-sizes", "1,x")
     assert result.exit_code == 2 and "batch sizes '1,x'" in result.output
+    result = invoke("bench", "--images", 0)
+    assert result.exit_code == 2 and "--images and --iters must be 1 or more" in result.output
 
 
 def test_report_table_gate_and_files(cpu_run: Path, tmp_path: Path) -> None:

@@ -46,6 +46,8 @@ def bench_cmd(
     """Benchmark data read, preprocess, pure inference, post-process and the pipelined end to end."""
     spec = targets.load(target)
     sizes = _batch_sizes(batch_sizes)
+    if images < 1 or iters < 1 or warmup < 0:
+        raise InputError("--images and --iters must be 1 or more, --warmup 0 or more")
     backend = backends.require(spec.backend, spec.name)
     pre = Preprocess.parse(preprocess, size)
     root = data or default_dataset()
