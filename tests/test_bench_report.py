@@ -124,8 +124,8 @@ def test_calibration_configurations_become_report_rows(tmp_path: Path) -> None:
     bad = {**fp32, "config": "minmax", "medium": 0.9094, "delta_medium": -1.06, "size_mb": 2.1}
     good = {**fp32, "config": "entropy", "hard": 0.7866, "delta_hard": -0.34, "size_mb": 2.1}
     report.write_text(json.dumps({"recipe": {"preprocess": "native", "size": None}, "rows": [fp32, bad, good]}))
-    run = {"_run": "cpu-int8", "target": "cpu-int8", "precision": "int8", "backend": "onnxruntime",
-           "calibration": {"report": str(report)}}
+    run = {"_run": "cpu-int8", "_dir": str(tmp_path), "target": "cpu-int8", "precision": "int8",
+           "backend": "onnxruntime", "calibration": {"report": report.name}}  # relative to the run folder
     found = {r["target"]: r for r in rows([run]) if r["source"] == "calibration"}
     assert found["cpu-int8 [minmax]"]["status"] == "ran-but-failed-accuracy"
     assert found["cpu-int8 [entropy]"]["status"] == "passed" and found["cpu-int8 [entropy]"]["delta_hard"] == -0.34

@@ -36,7 +36,9 @@ def test_run_writes_result_json(cpu_run: Path) -> None:
     assert result["versions"]["onnxruntime"] and result["machine"]["cpu_count"]
     assert {"weights", "export ONNX + onnxsim", "inference", "evaluate"} <= result["timings_s"].keys()
     assert len(list((cpu_run / "predictions").glob("*/*.txt"))) == 12
-    assert len(result["artefacts"]["pictures"]) == 4 and all(Path(p).is_file() for p in result["artefacts"]["pictures"])
+    pictures = result["artefacts"]["pictures"]  # relative to the run folder
+    assert len(pictures) == 4 and all((cpu_run / p).is_file() for p in pictures)
+    assert (cpu_run / result["artefacts"]["onnx"]).is_file() and (cpu_run / result["artefacts"]["converted"]).is_file()
     assert not list(cpu_run.rglob(".*.tmp")) and not [p for p in cpu_run.rglob(".*") if p.is_file()]
 
 

@@ -15,7 +15,7 @@ from toolkit.data.preprocess import Preprocess
 from toolkit.errors import InputError
 from toolkit.model import export as exporter
 from toolkit.model import port, weights
-from toolkit.model.centerface import OUTPUT_NAMES
+from toolkit.model.signature import OUTPUT_NAMES
 
 
 def test_official_weights_are_pinned(official_onnx: Path) -> None:

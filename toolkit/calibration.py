@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import tomllib
+from toolkit import toml
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -61,7 +61,7 @@ def load_recipe(name: str, count: int | None = None, batch_size: int | None = No
     if not path.is_file():
         known = ", ".join(sorted(p.stem for p in RECIPES_DIR.glob("*.toml")))
         raise InputError(f"calibration recipe {name!r}: no {path}", f"known recipes: {known}")
-    raw = tomllib.loads(path.read_text())
+    raw = toml.loads(path.read_text())
     try:
         recipe = Recipe(name, raw["images"], int(raw["count"]), raw.get("preprocess", "native"),
                         tuple(raw["size"]) if raw.get("size") else None, int(raw.get("batch_size", 1)))

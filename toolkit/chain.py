@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -18,8 +19,8 @@ from toolkit.data.preprocess import Preprocess
 from toolkit.draw import draw, save
 from toolkit.errors import InputError
 from toolkit.evaluate.wider_ap import Evaluation, evaluate, read_predictions
-from toolkit.model import export as exporter
-from toolkit.model import official, port, weights
+from toolkit.model import official, torch_parts, weights
+from toolkit.model.signature import ExportShape
 from toolkit.postprocess import Detections, write_wider
 from toolkit.report import outputs as saved_outputs
 from toolkit.targets import Target
@@ -28,6 +29,8 @@ PARITY_IMAGES = 2
 PICTURES = 4
 RAW_OUTPUTS = 8  # images whose raw outputs are kept, to compare runs (compare-outputs)
 DRAW_THRESHOLD = 0.5  # pictures show confident detections only
+STAGES = ("export", "convert", "infer")  # weights -> .pth -> ONNX | artefact (INT8: calibrated) | inference -> AP
+STATE_FILE = "stages.json"
 
 
 @dataclass
@@ -39,6 +42,7 @@ class ChainOptions:
     limit: int | None = None
     preprocess: Preprocess | None = None  # overrides the target's
     batch_size: int | None = None
+    stages: tuple[str, ...] = STAGES  # any of them, run in chain order
 
 
 def sample_images() -> list[tuple[str, Path]]:
@@ -73,6 +77,7 @@ def parity(official_onnx: Path, net, exported: Path, batches: list[np.ndarray]) 
     """Largest |difference| per output: PyTorch vs the official ONNX, and our export vs PyTorch."""
     from toolkit.backends.onnxruntime import OnnxRuntimeRunner
 
+    _, exporter = torch_parts()
     with OnnxRuntimeRunner(official.dynamic_model_bytes(official_onnx)) as off, OnnxRuntimeRunner(exported) as ours:
         official_out = [official.rename_outputs(list(off.infer(b).values())) for b in batches]
         torch_out = [exporter.torch_outputs(net, b) for b in batches]
@@ -92,45 +97,36 @@ class ExportedModel:
     parity: dict | None  # None when no image was given to check it on
 
 
-@dataclass
-class PreparedModel(ExportedModel):
-    artefact: Path
-
-
 def export_model(target: Target, out: Path, weights_path: Path | None, stages: Stages,
                  parity_batches: list[np.ndarray]) -> ExportedModel:
     """Weights -> .pth -> ONNX (+ parity on real images), into `out`."""
+    port, exporter = torch_parts()
     official_onnx = stages.run("weights", lambda: weights.verify(weights_path) if weights_path else weights.fetch())
     pth = stages.run("port to PyTorch (.pth)", port.port, official_onnx, out / "centerface.pth")
     net = port.load_module(pth)
-    shape = exporter.ExportShape.parse(target.export_shape)
+    shape = ExportShape.parse(target.export_shape)
     onnx_path = stages.run("export ONNX + onnxsim", exporter.export, net, out / "centerface.onnx", shape)
     parity_result = stages.run("parity", parity, official_onnx, net, onnx_path, parity_batches) if parity_batches else None
     return ExportedModel(official_onnx, pth, onnx_path, parity_result)
 
 
-def prepare_model(target: Target, out: Path, weights_path: Path | None, stages: Stages,
-                  parity_batches: list[np.ndarray], convert: Callable[[Path], Path] | None = None) -> PreparedModel:
-    """`export_model`, then the target's artefact (made by `convert` when given, else by the backend)."""
-    backend = backends.get(target.backend)
-    model = export_model(target, out, weights_path, stages, parity_batches)
-    if convert is not None:
-        artefact = stages.run(f"quantise ({backend.name}, {target.precision})", convert, model.onnx)
-    else:
-        artefact = stages.run(f"convert ({backend.name})", backend.convert, model.onnx, target, out)
-    return PreparedModel(model.weights, model.pth, model.onnx, model.parity, artefact)
-
-
 def run_chain(opts: ChainOptions, log: Callable[[str], None], progress=None) -> dict:
-    """Run every stage, write artefacts and result.json into `opts.out_dir`, return the result."""
+    """Run the chosen stages, write artefacts (and, for `infer`, result.json) into `opts.out_dir`.
+
+    Each stage records what it made in stages.json, so a later stage can run elsewhere: the host
+    exports (it has PyTorch), the target's container converts and infers on the same run folder.
+    """
     target = opts.target
     pre = opts.preprocess or target.preprocess
     batch_size = opts.batch_size if opts.batch_size is not None else target.batch_sizes[0]
     pipeline.check_batch_size(batch_size)  # before anything in the run folder changes
+    chosen = check_stages(opts.stages)
     out = opts.out_dir
     out.mkdir(parents=True, exist_ok=True)
-    backend = backends.require(target.backend, target.name)
+    needs_backend = bool({"convert", "infer"} & set(chosen))
+    backend = backends.require(target.backend, target.name) if needs_backend else backends.get(target.backend)
     stages = Stages(log)
+    state = {} if chosen[0] == "export" else _read_state(out, chosen[0])
 
     if opts.data is not None:
         items = dataset_items(opts.data, opts.limit)
@@ -138,8 +134,6 @@ def run_chain(opts: ChainOptions, log: Callable[[str], None], progress=None) -> 
     else:
         items, gt = sample_images(), None
         log("[yellow]no WIDER FACE dataset[/]: detecting on the sample image instead (pass DATA=<WIDER root>)")
-
-    convert, calibration = None, None
     if target.precision == "int8":
         if gt is None:
             raise InputError(f"target {target.name}: INT8 calibration needs the WIDER FACE images",
@@ -148,15 +142,40 @@ def run_chain(opts: ChainOptions, log: Callable[[str], None], progress=None) -> 
         items = [(k, p) for k, p in items if k not in calibration_keys]
         log(f"{len(calibration_keys)} calibration images left out of the evaluation")
 
-        def convert(onnx_path: Path) -> Path:
-            nonlocal calibration
-            path, calibration = quantization.best_model(target, onnx_path, opts.data, gt, out, items, log, progress)
-            return path
+    if "export" in chosen:
+        model = export_model(target, out, opts.weights, stages,
+                             [pre(read_rgb(p))[0][None] for _, p in items[:PARITY_IMAGES]])
+        state["export"] = {"weights": str(model.weights), "pth": model.pth.name, "onnx": model.onnx.name,
+                           "parity": model.parity, "timings_s": dict(stages.seconds)}
+        _write_state(out, state)
+    onnx_path = out / state["export"]["onnx"]
 
-    model = prepare_model(target, out, opts.weights, stages, [pre(read_rgb(p))[0][None] for _, p in items[:PARITY_IMAGES]],
-                          convert)
-    artefact = model.artefact
+    if "convert" in chosen:
+        before = dict(stages.seconds)
+        if target.precision == "int8":
+            artefact, report = stages.run(f"quantise ({backend.name}, {target.precision})", quantization.best_model,
+                                          target, onnx_path, opts.data, gt, out, items, log, progress)
+            calibration = {"best": report["best"], "set_sha256": report["calibration_sha256"],
+                           "images": len(report["calibration_images"]), "excluded_from_evaluation": True,
+                           "report": f"{quantization.REPORT}.json"}
+        else:
+            artefact = stages.run(f"convert ({backend.name})", backend.convert, onnx_path, target, out)
+            calibration = None
+        state["convert"] = {"artefact": _relative(artefact, out), "calibration": calibration,
+                            "timings_s": {k: v for k, v in stages.seconds.items() if k not in before}}
+        _write_state(out, state)
+    if "infer" not in chosen:
+        return state
+    if "convert" not in state:
+        raise InputError(f"{out}: no converted model", f"run --stages convert on {out} first")
+    return _infer(opts, backend, pre, batch_size, items, gt, state, stages, log, progress)
 
+
+def _infer(opts: ChainOptions, backend, pre: Preprocess, batch_size: int, items: list[tuple[str, Path]],
+           gt, state: dict, stages: Stages, log: Callable[[str], None], progress) -> dict:
+    """Inference, evaluation and result.json, from the artefacts the earlier stages recorded."""
+    target, out = opts.target, opts.out_dir
+    artefact = out / state["convert"]["artefact"]
     pred_dir = out / "predictions"
     shutil.rmtree(pred_dir, ignore_errors=True)  # a re-run must not evaluate an earlier run's files
     to_draw = {key for key, _ in items[:PICTURES]}
@@ -180,7 +199,8 @@ def run_chain(opts: ChainOptions, log: Callable[[str], None], progress=None) -> 
             on_progress=(lambda n: progress.advance(task, n)) if progress else None,
         )
     min_score = max(target.threshold, DRAW_THRESHOLD)
-    pictures = [str(save(out / "pictures" / f"{key.replace('/', '__')}.jpg", draw(read_rgb(path), drawn[key], min_score)))
+    pictures = [_relative(save(out / "pictures" / f"{key.replace('/', '__')}.jpg",
+                               draw(read_rgb(path), drawn[key], min_score)), out)
                 for key, path in items[:PICTURES]]
 
     evaluation: Evaluation | None = None
@@ -190,6 +210,7 @@ def run_chain(opts: ChainOptions, log: Callable[[str], None], progress=None) -> 
             log(f"ground truth restricted to the {evaluation.images} processed images "
                 f"(of {evaluation.gt_images} in {gt.source})")
 
+    exported, converted = state["export"], state["convert"]
     result = {
         "target": target.name,
         "backend": backend.name,
@@ -200,16 +221,14 @@ def run_chain(opts: ChainOptions, log: Callable[[str], None], progress=None) -> 
         "dataset": str(opts.data) if opts.data else "sample image (no dataset)",
         "ap": evaluation.aps() if evaluation else None,
         "evaluation": evaluation.summary() if evaluation else None,
-        "parity": model.parity,
-        "calibration": None if calibration is None else {
-            "best": calibration["best"], "set_sha256": calibration["calibration_sha256"],
-            "images": len(calibration["calibration_images"]), "excluded_from_evaluation": True,
-            "report": str(out / f"{quantization.REPORT}.json")},
-        "timings_s": stages.seconds,
+        "parity": exported["parity"],
+        "calibration": converted["calibration"],
+        "timings_s": {**exported["timings_s"], **converted["timings_s"], **stages.seconds},
         "throughput": times.summary(),
-        "artefacts": {
-            "weights": str(model.weights), "pth": str(model.pth), "onnx": str(model.onnx), "converted": str(artefact),
-            "converted_bytes": Path(artefact).stat().st_size, "predictions": str(pred_dir), "pictures": pictures,
+        "artefacts": {  # relative to the run folder, which may be mounted elsewhere (a container)
+            "weights": exported["weights"], "pth": exported["pth"], "onnx": exported["onnx"],
+            "converted": converted["artefact"], "converted_bytes": artefact.stat().st_size,
+            "predictions": _relative(pred_dir, out), "pictures": pictures,
         },
         "detections": None if gt else {k: d.as_json() for k, d in drawn.items()},
         "versions": {**machine.versions(), "backend": backend.version()},
@@ -221,6 +240,45 @@ def run_chain(opts: ChainOptions, log: Callable[[str], None], progress=None) -> 
         _save_curves(out / "pr_curves.npz", evaluation)
     fileio.write_json(out / "result.json", result)
     return result
+
+
+def check_stages(stages: tuple[str, ...]) -> tuple[str, ...]:
+    """The chosen stages in chain order; unknown names are refused."""
+    unknown = [s for s in stages if s not in STAGES]
+    if unknown or not stages:
+        raise InputError(f"stage {unknown[0] if unknown else '(none)'!r}: choose from {', '.join(STAGES)}")
+    return tuple(s for s in STAGES if s in stages)
+
+
+def converted(out: Path) -> Path | None:
+    """The artefact an earlier convert stage made in `out`, when it is still there."""
+    path = out / STATE_FILE
+    if not path.is_file():
+        return None
+    record = _read_state(out, "convert").get("convert")
+    artefact = out / record["artefact"] if record else None
+    return artefact if artefact and artefact.is_file() else None
+
+
+def _read_state(out: Path, first: str) -> dict:
+    import json
+
+    path = out / STATE_FILE
+    if not path.is_file():
+        raise InputError(f"{out}: no {STATE_FILE}, so no earlier stage ran here",
+                         f"run the stages before {first!r} first (run --stages export)")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}: not valid JSON ({exc.msg})") from None
+
+
+def _write_state(out: Path, state: dict) -> None:
+    fileio.write_json(out / STATE_FILE, state)
+
+
+def _relative(path: Path, out: Path) -> str:
+    return os.path.relpath(path, out)
 
 
 def _save_curves(path: Path, evaluation: Evaluation) -> None:

@@ -35,8 +35,15 @@ def describe() -> dict:
         "python": platform.python_version(),
         "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
-        "in_container": Path("/.dockerenv").exists(),
+        "runs_in": runs_in(),
     }
+
+
+def runs_in() -> str:
+    """'host', or the toolkit image this runs in (its Dockerfile sets CENTERFACE_IMAGE)."""
+    if os.environ.get("CENTERFACE_IMAGE"):
+        return f"container {os.environ['CENTERFACE_IMAGE']}"
+    return "container" if Path("/.dockerenv").exists() else "host"
 
 
 def versions() -> dict[str, str | None]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import tomllib
+from toolkit import toml
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,8 +41,8 @@ def load(name_or_path: str) -> Target:
     if not path.is_file():
         raise InputError(f"target {name_or_path!r}: no {path}", f"known targets: {', '.join(available())}")
     try:
-        raw = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as exc:
+        raw = toml.loads(path.read_text())
+    except toml.TOMLDecodeError as exc:
         raise InputError(f"{path}: invalid TOML ({exc})") from None
     try:
         inp = raw.pop("input", {})

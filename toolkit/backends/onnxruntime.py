@@ -10,7 +10,7 @@ import numpy as np
 from toolkit import fileio
 from toolkit.backends.base import Backend, Runner
 from toolkit.errors import InputError
-from toolkit.model.centerface import OUTPUT_NAMES
+from toolkit.model.signature import OUTPUT_NAMES
 from toolkit.targets import Target
 
 

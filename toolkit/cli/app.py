@@ -6,7 +6,7 @@ import typer
 from rich.table import Table
 
 from toolkit import __version__, targets
-from toolkit.cli import bench, calibrate, doctor, evaluate, infer, model, report
+from toolkit.cli import bench, calibrate, containers, doctor, evaluate, infer, model, report
 from toolkit.cli.common import handle_errors, out
 
 app = typer.Typer(
@@ -25,6 +25,8 @@ app.command("calibrate")(calibrate.calibrate_cmd)
 app.command("report")(report.report_cmd)
 app.command("compare-outputs")(report.compare_outputs_cmd)
 app.command("doctor")(doctor.doctor)
+app.command("build")(containers.build_cmd)
+app.command("base-image")(containers.base_image_cmd)
 
 
 @app.command("targets")

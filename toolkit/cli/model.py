@@ -11,8 +11,8 @@ from rich.table import Table
 from toolkit.cli.common import handle_errors, out
 from toolkit.data.images import list_images, read_rgb
 from toolkit.data.preprocess import Preprocess
-from toolkit.model import export as exporter
-from toolkit.model import port, weights
+from toolkit.model import torch_parts, weights
+from toolkit.model.signature import DEFAULT_OPSET, ExportShape
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -38,6 +38,7 @@ def port_cmd(
     weights_path: WeightsOpt = None,
 ) -> None:
     """Port the official ONNX weights into the PyTorch CenterFace module and save the .pth (the guide's 'pth')."""
+    port, _ = torch_parts()
     path = port.port(_official(weights_path), out_path)
     out.print(f"wrote {path}")
 
@@ -48,11 +49,12 @@ def export_cmd(
     pth: Annotated[Path, typer.Option(help="The .pth state dict (from `port`).")] = Path("centerface.pth"),
     out_path: Annotated[Path, typer.Option("--out", help="Where to write the ONNX model.")] = Path("centerface.onnx"),
     shape: Annotated[str, typer.Option(help="'dynamic' (B, H, W symbolic), 'Bx3x800x800' (dynamic batch) or a static shape such as 16x3x800x800.")] = "dynamic",
-    opset: Annotated[int, typer.Option(help="ONNX opset, 13 or newer.")] = exporter.DEFAULT_OPSET,
+    opset: Annotated[int, typer.Option(help="ONNX opset, 13 or newer.")] = DEFAULT_OPSET,
     simplify: Annotated[bool, typer.Option(help="Simplify with onnxsim.")] = True,
 ) -> None:
     """Export the .pth to ONNX (input 'image'; outputs heatmap, scale, offset, landmarks), simplified and checked."""
-    spec = exporter.ExportShape.parse(shape)
+    spec = ExportShape.parse(shape)
+    port, exporter = torch_parts()
     net = port.load_module(pth)
     path = exporter.export(net, out_path, spec, opset, simplify)
     out.print(f"wrote {path}  (input image {spec.describe()}, opset {opset})")
@@ -74,6 +76,7 @@ def parity_cmd(
 
     from toolkit.chain import parity
 
+    port, exporter = torch_parts()
     official = _official(weights_path)
     pre = Preprocess.parse(preprocess, size)
     files = [f for p in images for f in list_images(p)][:limit]

@@ -23,7 +23,6 @@ INVERTED_RESIDUAL_SETTINGS: tuple[tuple[int, int, int, int], ...] = (
 # Backbone blocks whose outputs feed the neck (strides 4, 8, 16, 32).
 PYRAMID_TAPS: tuple[int, ...] = (3, 6, 13, 17)
 NECK_CHANNELS = 24
-OUTPUT_NAMES: tuple[str, ...] = ("heatmap", "scale", "offset", "landmarks")
 
 
 def _conv(cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1) -> nn.Conv2d:

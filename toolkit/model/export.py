@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -11,48 +10,8 @@ import torch
 
 from toolkit import fileio
 from toolkit.errors import InputError, ToolkitError
-from toolkit.model.centerface import OUTPUT_NAMES, CenterFace
-
-INPUT_NAME = "image"
-DEFAULT_OPSET = 17
-
-
-@dataclass(frozen=True)
-class ExportShape:
-    """Static dims are ints; None means dynamic (batch 'B', height 'H', width 'W')."""
-
-    batch: int | None = None
-    height: int | None = None
-    width: int | None = None
-
-    @classmethod
-    def parse(cls, text: str | None) -> ExportShape:
-        """'16x3x800x800' (static), '1x3x800x800', or None / 'dynamic' for all-dynamic."""
-        if not text or text == "dynamic":
-            return cls()
-        try:
-            b, c, h, w = (None if p in ("B", "?", "-1") else int(p) for p in text.lower().split("x"))
-        except ValueError:
-            raise InputError(f"shape {text!r}: expected BxCxHxW such as 16x3x800x800") from None
-        if c != 3:
-            raise InputError(f"shape {text!r}: CenterFace takes 3 channels, not {c}")
-        for dim in (h, w):
-            if dim is not None and (dim <= 0 or dim % 32):
-                raise InputError(f"shape {text!r}: height and width must be positive multiples of 32")
-        if b is not None and b <= 0:
-            raise InputError(f"shape {text!r}: batch must be positive")
-        return cls(b, h, w)
-
-    def example(self) -> tuple[int, int, int, int]:
-        return (self.batch or 1, 3, self.height or 256, self.width or 256)
-
-    def describe(self) -> str:
-        return "x".join(str(d) if d else n for d, n in zip((self.batch, 3, self.height, self.width), "BCHW"))
-
-    def dynamic_axes(self) -> dict[str, dict[int, str]]:
-        axes = {i: n for i, (d, n) in enumerate(zip((self.batch, 3, self.height, self.width), "B?HW")) if d is None}
-        out_axes = {i: n.lower() if n in "HW" else n for i, n in axes.items()}
-        return {INPUT_NAME: axes, **{name: out_axes for name in OUTPUT_NAMES}}
+from toolkit.model.centerface import CenterFace
+from toolkit.model.signature import DEFAULT_OPSET, INPUT_NAME, OUTPUT_NAMES, ExportShape
 
 
 def export(net: CenterFace, onnx_path: Path, shape: ExportShape = ExportShape(),

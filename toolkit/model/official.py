@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from toolkit.model.centerface import OUTPUT_NAMES
+from toolkit.model.signature import OUTPUT_NAMES
 
 INPUT_NAME = "input.1"
 OUTPUT_IDS = ("537", "538", "539", "540")

@@ -11,7 +11,7 @@ from toolkit.report.published import PUBLISHED
 SETTINGS = ("easy", "medium", "hard")
 COLUMNS = ("source", "target", "precision", "preprocess", "batch", "status", "reason", "size_mb", "easy", "medium", "hard",
            "delta_easy", "delta_medium", "delta_hard", "e2e_images_per_s", "infer_images_per_s",
-           "p50_ms", "p99_ms", "device", "sdk")
+           "p50_ms", "p99_ms", "device", "runs_in", "sdk")
 
 
 def load_runs(runs: Path) -> list[dict]:
@@ -24,7 +24,7 @@ def load_runs(runs: Path) -> list[dict]:
             result = json.loads(path.read_text())
         except json.JSONDecodeError as exc:
             raise InputError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
-        result["_run"] = path.parent.name
+        result["_run"], result["_dir"] = path.parent.name, str(path.parent)
         found.append(result)
     if not found:
         raise InputError(f"{runs}: no */result.json", "run `python -m toolkit run --target cpu` first")
@@ -82,7 +82,7 @@ def rows(runs: list[dict], tolerance: float = 1.0) -> list[dict]:
             "reason": reason,
             "size_mb": round(r["artefacts"]["converted_bytes"] / 2**20, 2) if r.get("artefacts") else None,
             **{s: ap.get(s) for s in SETTINGS}, **_deltas(ap, ref),
-            "device": (r.get("machine") or {}).get("cpu"),
+            "device": (r.get("machine") or {}).get("cpu"), "runs_in": (r.get("machine") or {}).get("runs_in"),
             "sdk": f"{r.get('backend')} {(r.get('versions') or {}).get('backend')}" if r.get("backend") else None,
         }
         bench = (r.get("bench") or {}).get("batch_sizes") or {}
@@ -104,7 +104,7 @@ def rows(runs: list[dict], tolerance: float = 1.0) -> list[dict]:
             "preprocess": p.get("preprocess"), "batch": p["batch"],
             "status": "published", "reason": "", "size_mb": None, **{s: ap.get(s) for s in SETTINGS}, **_deltas(ap, ref),
             "e2e_images_per_s": p.get("e2e_images_per_s"), "infer_images_per_s": p["images_per_s"],
-            "p50_ms": None, "p99_ms": None, "device": p["device"], "sdk": None,
+            "p50_ms": None, "p99_ms": None, "device": p["device"], "runs_in": None, "sdk": None,
         })
     return out
 
@@ -116,10 +116,11 @@ def worst_drop(row: dict) -> float:
 
 def calibration_rows(run: dict, tolerance: float) -> list[dict]:
     """One row per configuration a calibration tried, its deltas against FP32 on the same images."""
-    path = (run.get("calibration") or {}).get("report")
-    if not path or not Path(path).is_file():
+    name = (run.get("calibration") or {}).get("report")
+    path = Path(run.get("_dir", ".")) / name if name else None  # relative to the run folder
+    if path is None or not path.is_file():
         return []
-    report = json.loads(Path(path).read_text())
+    report = json.loads(path.read_text())
     out = []
     for row in report["rows"][1:]:
         worst = worst_drop(row)
@@ -135,7 +136,7 @@ def calibration_rows(run: dict, tolerance: float) -> list[dict]:
             **{f"delta_{s}": row[f"delta_{s}"] for s in SETTINGS},
             "e2e_images_per_s": row["e2e_images_per_s"], "infer_images_per_s": row["infer_images_per_s"],
             "p50_ms": None, "p99_ms": None, "device": (run.get("machine") or {}).get("cpu"),
-            "sdk": f"{run.get('backend')} {(run.get('versions') or {}).get('backend')}",
+            "runs_in": (run.get("machine") or {}).get("runs_in"), "sdk": f"{run.get('backend')} {(run.get('versions') or {}).get('backend')}",
         })
     return out
 

@@ -1,0 +1,23 @@
+#!/bin/sh
+# Shared by every Dockerfile: trust extra CA certificates, make the venv, install the runtime
+# requirements. Run as root from /opt/centerface-toolkit.
+#   INDEX_URL   a PyPI mirror or index (optional)
+#   VENV_FLAGS  extra `python3 -m venv` flags (vendor images: --system-site-packages, to see
+#               the SDK's own Python packages such as tensorrt or CANN's te / amct)
+set -eu
+cd /opt/centerface-toolkit
+
+# Hosts behind a TLS-intercepting proxy: `build --extra-ca-cert FILE` puts the file in docker/ca/.
+bundle=/etc/ssl/certs/ca-certificates.crt
+for cert in docker/ca/*.crt; do
+    [ -f "$cert" ] || continue
+    mkdir -p "$(dirname "$bundle")"
+    cat "$cert" >> "$bundle"
+    echo "trusting extra CA certificates from $cert"
+done
+
+# shellcheck disable=SC2086  # VENV_FLAGS is a list of flags
+python3 -m venv ${VENV_FLAGS:-} /opt/venv
+set -- --no-cache-dir --disable-pip-version-check --progress-bar off --cert "$bundle"
+[ -n "${INDEX_URL:-}" ] && set -- "$@" --index-url "$INDEX_URL"
+/opt/venv/bin/python -m pip install "$@" -r requirements.txt -c docker/constraints.txt

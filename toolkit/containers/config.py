@@ -1,0 +1,51 @@
+"""A target's `[container]` section: which Dockerfile and base image, which devices, which user."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from toolkit import PROJECT, __version__
+from toolkit.errors import InputError
+from toolkit.paths import REPO_ROOT
+from toolkit.targets import Target
+
+DEVICE_KINDS = ("none", "ascend", "nvidia")
+USERS = ("host", "root")  # host: the invoking user's uid:gid, so run folders stay theirs
+
+
+@dataclass(frozen=True)
+class ContainerConfig:
+    target: str
+    dockerfile: str = "cpu"  # docker/<dockerfile>.Dockerfile
+    base_image: str | None = None  # None: the Dockerfile's own default (ARG BASE_IMAGE)
+    devices: str = "none"
+    user: str = "host"
+    build_args: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, target: Target) -> ContainerConfig:
+        raw = dict(target.extra.get("container", {}))
+        where = f"target {target.name} [container]"
+        unknown = sorted(set(raw) - {"dockerfile", "base_image", "devices", "user", "build_args"})
+        if unknown:
+            raise InputError(f"{where}: unknown key {unknown[0]!r}")
+        config = cls(target.name, **raw)
+        if config.devices not in DEVICE_KINDS:
+            raise InputError(f"{where}: devices {config.devices!r} is not one of {', '.join(DEVICE_KINDS)}")
+        if config.user not in USERS:
+            raise InputError(f"{where}: user {config.user!r} is not one of {', '.join(USERS)}")
+        if not config.dockerfile_path().is_file():
+            raise InputError(f"{where}: no {config.dockerfile_path()}")
+        return config
+
+    @property
+    def dockerfile_in_context(self) -> str:
+        return f"docker/{self.dockerfile}.Dockerfile"
+
+    def dockerfile_path(self) -> Path:
+        return REPO_ROOT / self.dockerfile_in_context
+
+    @property
+    def image(self) -> str:
+        return f"{PROJECT}/{self.target}:{__version__}"

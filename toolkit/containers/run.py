@@ -1,0 +1,43 @@
+"""Run a spec's container: logs streamed, its exit code returned, the container removed in every case."""
+
+from __future__ import annotations
+
+import sys
+
+from toolkit.containers import engine
+from toolkit.containers.runspec import RunSpec
+
+
+def docker_kwargs(spec: RunSpec, tty: bool) -> dict:
+    """The spec as keyword arguments of the SDK's containers.create."""
+    from docker.types import DeviceRequest
+    from docker.types import Mount as DockerMount
+
+    kwargs = {
+        "image": spec.image, "command": spec.command, "user": spec.user, "environment": spec.environment,
+        "mounts": [DockerMount(m.target, m.source, type="bind", read_only=m.read_only) for m in spec.mounts],
+        "devices": spec.devices or None, "network_mode": spec.network, "tty": tty, "detach": True,
+        "labels": {"io.centerface-toolkit.run": "1"},
+    }
+    if spec.gpus is not None:
+        kwargs["device_requests"] = [DeviceRequest(device_ids=spec.gpus or None, count=None if spec.gpus else -1,
+                                                   capabilities=[["gpu"]])]
+    return kwargs
+
+
+def run(spec: RunSpec) -> int:
+    """Create, start and follow the container; its exit code. Ctrl-C stops it; it is always removed."""
+    client = engine.client()
+    tty = sys.stderr.isatty()  # live progress bars from inside when we have a terminal
+    container = client.containers.create(**docker_kwargs(spec, tty))
+    try:
+        container.start()
+        for chunk in container.logs(stream=True, follow=True):
+            sys.stderr.buffer.write(chunk)
+            sys.stderr.buffer.flush()
+        return int(container.wait()["StatusCode"])
+    except KeyboardInterrupt:
+        container.stop(timeout=10)
+        raise
+    finally:
+        container.remove(force=True)

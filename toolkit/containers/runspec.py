@@ -1,0 +1,80 @@
+"""What a target's container gets: mounts, devices, GPU request, user and environment.
+
+Pure data, built without a Docker engine, so every target's spec is unit-tested.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from toolkit.containers.config import ContainerConfig
+from toolkit.errors import InputError
+
+RUNS, CACHE, DATA = "/runs", "/cache", "/data"
+# Ascend hosts: the chips' nodes, the shared management nodes, the driver and npu-smi (CANN docs).
+ASCEND_SHARED_DEVICES = ("/dev/davinci_manager", "/dev/devmm_svm", "/dev/hisi_hdc")
+ASCEND_DRIVER_MOUNTS = ("/usr/local/Ascend/driver", "/usr/local/bin/npu-smi")
+
+
+@dataclass(frozen=True)
+class Mount:
+    source: str  # on the host
+    target: str  # in the container
+    read_only: bool
+
+
+@dataclass
+class RunSpec:
+    image: str
+    command: list[str]
+    mounts: list[Mount]
+    devices: list[str] = field(default_factory=list)  # host:container:permissions
+    gpus: list[str] | None = None  # None: no GPU; []: all GPUs; else these device ids
+    user: str | None = None
+    environment: dict[str, str] = field(default_factory=dict)
+    network: str = "none"  # the chain needs no network: the host fetched the weights into the cache
+    hardware: list[str] = field(default_factory=list)  # device nodes and driver files the host must have
+
+
+def container_path(host_run_dir: Path) -> str:
+    return f"{RUNS}/{host_run_dir.resolve().name}"
+
+
+def make(config: ContainerConfig, cli_args: list[str], run_dir: Path, cache: Path, data: Path | None,
+         device_ids: list[int] | None = None) -> RunSpec:
+    """The spec for running `python -m toolkit <cli_args>` in the target's image.
+
+    The run folder's parent is mounted at /runs (so calibration sets in runs/calibration are shared),
+    the weights cache at /cache, the dataset read-only at /data.
+    """
+    run_dir = run_dir.resolve()
+    mounts = [Mount(str(run_dir.parent), RUNS, False), Mount(str(cache.resolve()), CACHE, False)]
+    if data is not None:
+        mounts.append(Mount(str(data.resolve()), DATA, True))
+    env = {"CENTERFACE_RUNS": RUNS, "CENTERFACE_CACHE": CACHE, "HOME": "/tmp"}
+    spec = RunSpec(config.image, cli_args, mounts, environment=env,
+                   user=f"{os.getuid()}:{os.getgid()}" if config.user == "host" else "0:0")
+    ids = device_ids if device_ids is not None else [0]
+    if any(i < 0 for i in ids):
+        raise InputError(f"device ids {ids}: must be 0 or more")
+    if config.devices == "ascend":
+        spec.devices = [f"{d}:{d}:rwm" for d in [f"/dev/davinci{i}" for i in ids] + list(ASCEND_SHARED_DEVICES)]
+        spec.mounts += [Mount(p, p, True) for p in ASCEND_DRIVER_MOUNTS]
+        spec.hardware = [d.split(":", 1)[0] for d in spec.devices] + list(ASCEND_DRIVER_MOUNTS)
+        spec.environment["ASCEND_DEVICE_ID"] = str(ids[0])
+    elif config.devices == "nvidia":
+        spec.gpus = [str(i) for i in ids] if device_ids is not None else []
+    return spec
+
+
+def check_host(spec: RunSpec, target: str) -> None:
+    """Every mount source and device node exists on this host (an Ascend host has the driver's)."""
+    hardware = [p for p in spec.hardware if not os.path.exists(p)]
+    if hardware:
+        raise InputError(f"target {target}: {', '.join(hardware)} missing on this host",
+                         "is the NPU driver installed? --device-ids picks other chips")
+    folders = [m.source for m in spec.mounts if m.source not in spec.hardware and not os.path.exists(m.source)]
+    if folders:
+        raise InputError(f"target {target}: {folders[0]} does not exist (a folder the container needs)")

@@ -1,0 +1,49 @@
+"""The exported model's interface, without PyTorch: tensor names, opset, and the export shape."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from toolkit.errors import InputError
+
+OUTPUT_NAMES: tuple[str, ...] = ("heatmap", "scale", "offset", "landmarks")
+INPUT_NAME = "image"
+DEFAULT_OPSET = 17
+
+
+@dataclass(frozen=True)
+class ExportShape:
+    """Static dims are ints; None means dynamic (batch 'B', height 'H', width 'W')."""
+
+    batch: int | None = None
+    height: int | None = None
+    width: int | None = None
+
+    @classmethod
+    def parse(cls, text: str | None) -> ExportShape:
+        """'16x3x800x800' (static), '1x3x800x800', or None / 'dynamic' for all-dynamic."""
+        if not text or text == "dynamic":
+            return cls()
+        try:
+            b, c, h, w = (None if p in ("B", "?", "-1") else int(p) for p in text.lower().split("x"))
+        except ValueError:
+            raise InputError(f"shape {text!r}: expected BxCxHxW such as 16x3x800x800") from None
+        if c != 3:
+            raise InputError(f"shape {text!r}: CenterFace takes 3 channels, not {c}")
+        for dim in (h, w):
+            if dim is not None and (dim <= 0 or dim % 32):
+                raise InputError(f"shape {text!r}: height and width must be positive multiples of 32")
+        if b is not None and b <= 0:
+            raise InputError(f"shape {text!r}: batch must be positive")
+        return cls(b, h, w)
+
+    def example(self) -> tuple[int, int, int, int]:
+        return (self.batch or 1, 3, self.height or 256, self.width or 256)
+
+    def describe(self) -> str:
+        return "x".join(str(d) if d else n for d, n in zip((self.batch, 3, self.height, self.width), "BCHW"))
+
+    def dynamic_axes(self) -> dict[str, dict[int, str]]:
+        axes = {i: n for i, (d, n) in enumerate(zip((self.batch, 3, self.height, self.width), "B?HW")) if d is None}
+        out_axes = {i: n.lower() if n in "HW" else n for i, n in axes.items()}
+        return {INPUT_NAME: axes, **{name: out_axes for name in OUTPUT_NAMES}}
