@@ -1,16 +1,23 @@
 # `make target=cpu` sets up .venv, runs the CPU chain and its benchmark; `make test` runs the tests.
 # `make target=cpu-int8` calibrates, quantises, evaluates and benchmarks INT8.
+# Targets whose file says runs_in = "container" (Ascend, TensorRT) build their image and run in it;
+# MODE=host|container overrides. Image builds take BASE_IMAGE=, EXTRA_CA_CERT= and INDEX_URL=.
 PYTHON ?= python3
 VENV ?= .venv
 target ?= cpu
 SHARED_DATA := ../shared/data/widerface-val-mini
 DATA ?= $(if $(wildcard $(SHARED_DATA)),$(SHARED_DATA),)
 PY := $(VENV)/bin/python
+MODE ?= auto
+RUNS_IN := $(shell sed -n 's/^runs_in *= *"\([a-z]*\)".*/\1/p' targets/$(target).toml 2>/dev/null)
+WHERE := $(if $(filter auto,$(MODE)),$(or $(RUNS_IN),host),$(MODE))
+BUILD_OPTS := $(if $(BASE_IMAGE),--base-image $(BASE_IMAGE)) $(if $(EXTRA_CA_CERT),--extra-ca-cert $(EXTRA_CA_CERT)) \
+	$(if $(INDEX_URL),--index-url $(INDEX_URL))
 
-.PHONY: run setup test clean
+.PHONY: run setup image test clean
 .DEFAULT_GOAL := run
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[export,test]'
@@ -19,9 +26,13 @@ $(VENV)/.installed: pyproject.toml
 setup: $(VENV)/.installed
 
 # The chain (INT8 targets calibrate and quantise first), then the benchmark into the same run folder.
-run: setup
-	$(PY) -m toolkit run --target $(target) $(if $(DATA),--data $(DATA))
-	$(PY) -m toolkit bench --target $(target) $(if $(DATA),--data $(DATA))
+run: setup $(if $(filter container,$(WHERE)),image)
+	$(PY) -m toolkit run --target $(target) --mode $(WHERE) $(if $(DATA),--data $(DATA))
+	$(PY) -m toolkit bench --target $(target) --mode $(WHERE) $(if $(DATA),--data $(DATA))
+
+# The target's image; Docker's layer cache makes a rebuild with nothing changed take seconds.
+image: setup
+	$(PY) -m toolkit build --target $(target) $(BUILD_OPTS)
 
 test: setup
 	$(PY) -m pytest -q -p no:cacheprovider

@@ -4,6 +4,7 @@
 #   INDEX_URL   a PyPI mirror or index (optional)
 #   VENV_FLAGS  extra `python3 -m venv` flags (vendor images: --system-site-packages, to see
 #               the SDK's own Python packages such as tensorrt or CANN's te / amct)
+#   EXTRA_PACKAGES  requirements a backend adds (space-separated), e.g. cuda-python for TensorRT
 set -eu
 cd /opt/centerface-toolkit
 
@@ -20,4 +21,5 @@ done
 python3 -m venv ${VENV_FLAGS:-} /opt/venv
 set -- --no-cache-dir --disable-pip-version-check --progress-bar off --cert "$bundle"
 [ -n "${INDEX_URL:-}" ] && set -- "$@" --index-url "$INDEX_URL"
-/opt/venv/bin/python -m pip install "$@" -r requirements.txt -c docker/constraints.txt
+# shellcheck disable=SC2086  # EXTRA_PACKAGES is a list of requirements
+/opt/venv/bin/python -m pip install "$@" -r requirements.txt -c docker/constraints.txt ${EXTRA_PACKAGES:-}

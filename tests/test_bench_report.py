@@ -9,17 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
 from toolkit.bench import STAGES, stats
-from toolkit.cli.app import app
+from cli import invoke
 from toolkit.report import outputs
 
-runner = CliRunner()
-
-
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args])
 
 
 def test_stats_percentiles() -> None:

@@ -7,18 +7,12 @@ from pathlib import Path
 
 import onnx
 import pytest
-from typer.testing import CliRunner
 
 from toolkit.calibration import RECIPES_DIR, build, load_recipe
-from toolkit.cli.app import app
+from cli import invoke
 from toolkit.data.wider import list_val_images
 from toolkit.errors import InputError
 
-runner = CliRunner()
-
-
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args])
 
 
 @pytest.fixture

@@ -57,7 +57,8 @@ def bench_cmd(
     if resolve_mode(mode, spec) == "container":
         args = ["bench", "--target", spec.name, "--batch-sizes", batch_sizes, "--images", images, "--warmup", warmup,
                 "--iters", iters, "--preprocess", preprocess, "--size", size] + (["--compare"] if compare else [])
-        in_container(built_image(spec), [str(a) for a in args], run_dir, root, parse_device_ids(device_ids))
+        ids = parse_device_ids(device_ids)
+        in_container(built_image(spec, ids), [str(a) for a in args], run_dir, root, ids)
         if json_path:
             fileio.write_bytes(json_path, (run_dir / "bench.json").read_bytes())
         return

@@ -70,9 +70,11 @@ def flags(pairs: list[tuple[str, object]]) -> list[str]:
     return [str(part) for flag, value in pairs if value is not None for part in (flag, value)]
 
 
-def built_image(spec: Target) -> ContainerConfig:
-    """The target's container settings, once its image is known to be built (checked before any work)."""
+def built_image(spec: Target, device_ids: list[int] | None) -> ContainerConfig:
+    """The target's container settings, once the host's devices and the built image are checked
+    (before any work)."""
     config = ContainerConfig.of(spec)
+    runspec.check_hardware(runspec.make(config, [], Path("."), cache_dir(), None, device_ids), spec.name)
     images.require_image(config)
     return config
 
@@ -90,7 +92,8 @@ def in_container(config: ContainerConfig, cli_args: list[str], run_dir: Path, da
     if data is not None:
         args += ["--data", runspec.DATA]
     plan = runspec.make(config, args, run_dir, cache, data, device_ids)
-    runspec.check_host(plan, config.target)
+    runspec.check_hardware(plan, config.target)
+    runspec.check_folders(plan, config.target)
     console.print(f"[bold]container[/] {config.image}: python -m toolkit {' '.join(args)}")
     code = container_run.run(plan)
     if code:

@@ -112,7 +112,7 @@ def run(
     opts = ChainOptions(spec, out_dir or runs_dir() / spec.name, data, weights_path, limit,
                         _preprocess(preprocess, size), batch_size, chosen)
     if resolve_mode(mode, spec) == "container":
-        config = built_image(spec)  # before any work
+        config = built_image(spec, parse_device_ids(device_ids))  # before any work
         inside = [s for s in chosen if s != "export"]
         if "export" in chosen:
             with progress() as bar:

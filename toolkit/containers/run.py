@@ -6,6 +6,7 @@ import sys
 
 from toolkit.containers import engine
 from toolkit.containers.runspec import RunSpec
+from toolkit.errors import ToolkitError
 
 
 def docker_kwargs(spec: RunSpec, tty: bool) -> dict:
@@ -27,9 +28,16 @@ def docker_kwargs(spec: RunSpec, tty: bool) -> dict:
 
 def run(spec: RunSpec) -> int:
     """Create, start and follow the container; its exit code. Ctrl-C stops it; it is always removed."""
+    from docker.errors import APIError
+
     client = engine.client()
     tty = sys.stderr.isatty()  # live progress bars from inside when we have a terminal
-    container = client.containers.create(**docker_kwargs(spec, tty))
+    try:
+        container = client.containers.create(**docker_kwargs(spec, tty))
+    except APIError as exc:
+        hint = "GPU containers need the NVIDIA Container Toolkit on the host" if spec.gpus is not None else None
+        raise ToolkitError(f"docker could not create a container from {spec.image}: "
+                           f"{(exc.explanation or str(exc)).strip()}", hint) from None
     try:
         container.start()
         for chunk in container.logs(stream=True, follow=True):

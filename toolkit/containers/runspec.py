@@ -69,12 +69,16 @@ def make(config: ContainerConfig, cli_args: list[str], run_dir: Path, cache: Pat
     return spec
 
 
-def check_host(spec: RunSpec, target: str) -> None:
-    """Every mount source and device node exists on this host (an Ascend host has the driver's)."""
-    hardware = [p for p in spec.hardware if not os.path.exists(p)]
-    if hardware:
-        raise InputError(f"target {target}: {', '.join(hardware)} missing on this host",
+def check_hardware(spec: RunSpec, target: str) -> None:
+    """The device nodes and driver files the spec passes in exist on this host."""
+    missing = [p for p in spec.hardware if not os.path.exists(p)]
+    if missing:
+        raise InputError(f"target {target}: {', '.join(missing)} missing on this host",
                          "is the NPU driver installed? --device-ids picks other chips")
+
+
+def check_folders(spec: RunSpec, target: str) -> None:
+    """The folders the spec mounts exist on this host."""
     folders = [m.source for m in spec.mounts if m.source not in spec.hardware and not os.path.exists(m.source)]
     if folders:
         raise InputError(f"target {target}: {folders[0]} does not exist (a folder the container needs)")

@@ -1,0 +1,243 @@
+"""Images and containers: Dockerfiles linted, run specs per device kind, the build context, every
+error, and (with a Docker daemon) the offline base image, the CPU image and the chain inside it."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from cli import invoke
+from toolkit import __version__, targets
+from toolkit.containers import images, runspec
+from toolkit.containers.config import ContainerConfig
+from toolkit.containers.context import build_context
+from toolkit.containers.run import docker_kwargs
+from toolkit.errors import InputError
+from toolkit.paths import REPO_ROOT
+
+DOCKERFILES = sorted((REPO_ROOT / "docker").glob("*.Dockerfile"))
+HOST_CA = Path("/etc/ssl/certs/ca-certificates.crt")
+
+
+def write_target(tmp_path: Path, name: str, container: str) -> Path:
+    path = tmp_path / f"{name}.toml"
+    path.write_text(f'name = "{name}"\nbackend = "onnxruntime"\nruns_in = "container"\n\n[container]\n{container}\n')
+    return path
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
+def test_dockerfiles_pass_hadolint(dockerfile: Path) -> None:
+    hadolint = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
+    result = subprocess.run([hadolint, str(dockerfile)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_dockerfile_takes_a_base_image_and_labels_its_target() -> None:
+    assert {p.stem for p in DOCKERFILES} >= {"cpu", "ascend", "tensorrt"}
+    for path in DOCKERFILES:
+        text = path.read_text()
+        assert text.count("ARG BASE_IMAGE=") == 1 and "FROM ${BASE_IMAGE}" in text
+        assert 'io.centerface-toolkit.target="${TARGET}"' in text and "docker/install.sh" in text
+
+
+def test_cpu_run_spec_mounts_runs_cache_and_data(tmp_path: Path) -> None:
+    config = ContainerConfig.of(targets.load("cpu"))
+    assert config.image == f"centerface-toolkit/cpu:{__version__}" and config.dockerfile == "cpu"
+    data = tmp_path / "wider"
+    data.mkdir()
+    spec = runspec.make(config, ["run", "--target", "cpu"], tmp_path / "runs" / "cpu", tmp_path / "cache", data)
+    mounts = {m.target: m for m in spec.mounts}
+    assert mounts["/runs"].source == str((tmp_path / "runs").resolve()) and not mounts["/runs"].read_only
+    assert mounts["/cache"].source == str((tmp_path / "cache").resolve()) and not mounts["/cache"].read_only
+    assert mounts["/data"].source == str(data.resolve()) and mounts["/data"].read_only
+    assert spec.user == f"{os.getuid()}:{os.getgid()}" and spec.devices == [] and spec.gpus is None
+    assert spec.environment["CENTERFACE_RUNS"] == "/runs" and spec.environment["CENTERFACE_CACHE"] == "/cache"
+    assert spec.network == "none" and spec.command == ["run", "--target", "cpu"]
+    kwargs = docker_kwargs(spec, tty=False)
+    assert "device_requests" not in kwargs and kwargs["devices"] is None
+    assert {m["Target"]: m["ReadOnly"] for m in kwargs["mounts"]} == {"/runs": False, "/cache": False, "/data": True}
+
+
+def test_ascend_run_spec_passes_chips_driver_and_npu_smi(tmp_path: Path) -> None:
+    target = targets.load(str(write_target(tmp_path, "npu", 'dockerfile = "ascend"\ndevices = "ascend"\nuser = "root"')))
+    spec = runspec.make(ContainerConfig.of(target), [], tmp_path / "runs" / "npu", tmp_path, None, device_ids=[2, 3])
+    assert spec.devices == [f"{d}:{d}:rwm" for d in ("/dev/davinci2", "/dev/davinci3", "/dev/davinci_manager",
+                                                      "/dev/devmm_svm", "/dev/hisi_hdc")]
+    mounts = {m.target: m for m in spec.mounts}
+    assert mounts["/usr/local/Ascend/driver"].read_only and mounts["/usr/local/bin/npu-smi"].read_only
+    assert "/data" not in mounts and spec.user == "0:0" and spec.environment["ASCEND_DEVICE_ID"] == "2"
+    assert runspec.make(ContainerConfig.of(target), [], tmp_path / "r", tmp_path, None).devices[0] == "/dev/davinci0:/dev/davinci0:rwm"
+
+
+def test_nvidia_run_spec_requests_gpus(tmp_path: Path) -> None:
+    target = targets.load(str(write_target(tmp_path, "gpu", 'dockerfile = "tensorrt"\ndevices = "nvidia"')))
+    config = ContainerConfig.of(target)
+    every = docker_kwargs(runspec.make(config, [], tmp_path / "r", tmp_path, None), tty=False)["device_requests"][0]
+    assert every["Count"] == -1 and every["Capabilities"] == [["gpu"]] and not every.get("DeviceIDs")
+    one = docker_kwargs(runspec.make(config, [], tmp_path / "r", tmp_path, None, [1]), tty=False)["device_requests"][0]
+    assert one["DeviceIDs"] == ["1"] and one["Capabilities"] == [["gpu"]]
+
+
+def test_container_settings_are_checked(tmp_path: Path) -> None:
+    for bad, message in (('devices = "tpu"', "devices 'tpu'"), ('dockerfile = "nope"', "nope.Dockerfile"),
+                         ('user = "admin"', "user 'admin'"), ('volumes = []', "unknown key 'volumes'")):
+        with pytest.raises(InputError, match=message):
+            ContainerConfig.of(targets.load(str(write_target(tmp_path, "bad", bad))))
+
+
+def test_missing_npu_nodes_are_named_before_any_work(tmp_path: Path) -> None:
+    if Path("/dev/davinci0").exists():
+        pytest.skip("this host has an Ascend NPU")
+    target = write_target(tmp_path, "npu", 'dockerfile = "ascend"\ndevices = "ascend"\nuser = "root"')
+    result = invoke("run", "--target", target, "--mode", "container", "--out", tmp_path / "run")
+    assert result.exit_code == 2 and "/dev/davinci0" in result.output and "missing on this host" in result.output
+    assert not (tmp_path / "run").exists()
+
+
+def test_build_context_is_the_allowlist_plus_the_extra_ca(tmp_path: Path) -> None:
+    cert = tmp_path / "proxy.crt"
+    cert.write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+    names = tarfile.open(fileobj=build_context(cert)).getnames()
+    assert {"requirements.txt", "docker/cpu.Dockerfile", "docker/install.sh", "toolkit/cli/app.py",
+            "targets/cpu.toml", "calibration/cpu.toml", "docker/ca/extra.crt"} <= set(names)
+    assert not [n for n in names if n.startswith((".venv", "runs", "tests", ".git")) or "__pycache__" in n]
+    assert "docker/ca/extra.crt" not in tarfile.open(fileobj=build_context()).getnames()
+    (tmp_path / "not.crt").write_text("hello")
+    with pytest.raises(InputError, match="not a PEM certificate"):
+        build_context(tmp_path / "not.crt")
+
+
+def test_base_image_comes_from_option_then_target_then_dockerfile() -> None:
+    config = ContainerConfig.of(targets.load("cpu"))
+    assert images.base_image_for(config, images.BuildOptions()) == "python:3.11.11-slim-bookworm"
+    assert images.base_image_for(config, images.BuildOptions(base_image="x/y:1")) == "x/y:1"
+    args = images.build_args(config, images.BuildOptions(index_url="https://mirror/simple"))
+    assert args["TARGET"] == "cpu" and args["TOOLKIT_VERSION"] == __version__ and args["INDEX_URL"] == "https://mirror/simple"
+
+
+def test_no_docker_daemon_is_one_line_and_exit_3(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/docker.sock")
+    result = invoke("build", "--target", "cpu")
+    assert result.exit_code == 3 and "no Docker daemon at" in result.output and "Traceback" not in result.output
+
+
+# --- with a Docker daemon ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def docker_client():
+    """The daemon's client; skipped without one, unless CI demands it (CENTERFACE_REQUIRE_DOCKER=1)."""
+    from toolkit.containers import engine
+    from toolkit.errors import Unavailable
+
+    try:
+        return engine.client()
+    except Unavailable as exc:
+        if os.environ.get("CENTERFACE_REQUIRE_DOCKER"):
+            raise
+        pytest.skip(f"no usable Docker daemon: {exc.message}")
+
+
+@pytest.fixture(scope="session")
+def cpu_image(docker_client) -> str:
+    """The CPU image built on the offline base (made first when missing), as a user behind a proxy would."""
+    made = invoke("base-image")
+    assert made.exit_code == 0, made.output
+    options = ["--base-image", images.OFFLINE_BASE] + (["--extra-ca-cert", HOST_CA] if HOST_CA.is_file() else [])
+    built = invoke("build", "--target", "cpu", *options)
+    assert built.exit_code == 0, built.output
+    image = docker_client.images.get(ContainerConfig.of(targets.load("cpu")).image)
+    assert image.labels["io.centerface-toolkit.target"] == "cpu" and image.labels["org.opencontainers.image.version"] == __version__
+    return image.tags[0]
+
+
+def test_permission_denied_on_the_socket(docker_client) -> None:
+    """As a user outside the docker group (a forked child that drops root), the real socket refuses."""
+    from toolkit.containers import engine
+    from toolkit.errors import Unavailable
+
+    socket = Path("/var/run/docker.sock")
+    if os.geteuid() != 0 or not socket.exists() or socket.stat().st_mode & 0o006:
+        pytest.skip("needs root (to drop to nobody) and a socket closed to others")
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: become nobody, connect, report the message, exit without pytest's cleanup
+        os.close(read)
+        os.setgroups([])
+        os.setgid(65534)
+        os.setuid(65534)
+        try:
+            engine.client()
+            message = "connected"
+        except Unavailable as exc:
+            message = exc.message
+        os.write(write, message.encode())
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        message = pipe.read()
+    os.waitpid(pid, 0)
+    assert message == f"permission denied on the Docker socket {engine.socket_path()}"
+
+
+def test_missing_base_image_names_it_and_the_option(docker_client) -> None:
+    result = invoke("build", "--target", "cpu", "--base-image", "centerface-toolkit/no-such-base:0")
+    assert result.exit_code == 2
+    assert "base image centerface-toolkit/no-such-base:0 is not on this host" in result.output and "--base-image" in result.output
+
+
+def test_image_not_built_hints_the_build_command(docker_client, tmp_path: Path) -> None:
+    target = write_target(tmp_path, "never-built", 'dockerfile = "cpu"')
+    result = invoke("run", "--target", target, "--mode", "container", "--out", tmp_path / "run")
+    assert result.exit_code == 2 and "image centerface-toolkit/never-built" in result.output
+    assert "python -m toolkit build --target never-built" in result.output
+
+
+def test_a_failed_build_step_shows_its_log_tail(cpu_image: str) -> None:
+    result = invoke("build", "--target", "cpu", "--base-image", images.OFFLINE_BASE, "--index-url", "http://127.0.0.1:9/simple")
+    assert result.exit_code == 2 and "failed at Step" in result.output and "install.sh" in result.output
+    assert "127.0.0.1" in result.output  # pip's own complaint, from the step's log
+
+
+def test_chain_in_the_container_equals_the_host_run(cpu_image: str, cpu_run: Path, data_root: Path, tmp_path: Path,
+                                                    docker_client) -> None:
+    out = tmp_path / "runs" / "cpu"
+    result = invoke("run", "--target", "cpu", "--mode", "container", "--data", data_root, "--limit", 12, "--out", out)
+    assert result.exit_code == 0, result.output
+    inside, host = (json.loads((p / "result.json").read_text()) for p in (out, cpu_run))
+    assert inside["machine"]["runs_in"] == f"container {cpu_image}" and inside["container"]["image"] == cpu_image
+    assert inside["ap"] == host["ap"] and inside["images"] == host["images"] == 12
+    assert inside["dataset"] == str(data_root)
+    for ours in sorted((out / "predictions").glob("*/*.txt")):
+        assert ours.read_text() == (cpu_run / "predictions" / ours.relative_to(out / "predictions")).read_text()
+    compared = invoke("compare-outputs", out, cpu_run, "--atol", 1e-5, "--rtol", 0)
+    assert compared.exit_code == 0, compared.output
+    assert (out / "result.json").stat().st_uid == os.getuid()
+    assert not docker_client.containers.list(all=True, filters={"label": "io.centerface-toolkit.run"})
+
+
+def test_ctrl_c_stops_and_removes_the_container(cpu_image: str, data_root: Path, tmp_path: Path, docker_client) -> None:
+    import signal
+    import time
+
+    labels = {"label": "io.centerface-toolkit.run"}
+    proc = subprocess.Popen([sys.executable, "-m", "toolkit", "run", "--target", "cpu", "--mode", "container",
+                             "--data", str(data_root), "--out", str(tmp_path / "runs" / "cpu")],
+                            cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 120
+    while not docker_client.containers.list(filters=labels) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert docker_client.containers.list(filters=labels), "the container never started"
+    time.sleep(2)  # inside, the chain is now reading and inferring
+    proc.send_signal(signal.SIGINT)
+    output, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, output
+    assert not docker_client.containers.list(all=True, filters=labels)
+    assert not (tmp_path / "runs" / "cpu" / "result.json").exists()
