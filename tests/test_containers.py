@@ -212,7 +212,8 @@ def test_chain_in_the_container_equals_the_host_run(cpu_image: str, cpu_run: Pat
     result = invoke("run", "--target", "cpu", "--mode", "container", "--data", data_root, "--limit", 12, "--out", out)
     assert result.exit_code == 0, result.output
     inside, host = (json.loads((p / "result.json").read_text()) for p in (out, cpu_run))
-    assert inside["machine"]["runs_in"] == f"container {cpu_image}" and inside["container"]["image"] == cpu_image
+    assert host["machine"]["runs_in"] == "host"
+    assert inside["machine"]["runs_in"] == f"image {cpu_image}" and inside["container"]["image"] == cpu_image
     assert inside["ap"] == host["ap"] and inside["images"] == host["images"] == 12
     assert inside["dataset"] == str(data_root)
     for ours in sorted((out / "predictions").glob("*/*.txt")):

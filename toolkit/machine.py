@@ -40,10 +40,9 @@ def describe() -> dict:
 
 
 def runs_in() -> str:
-    """'host', or the toolkit image this runs in (its Dockerfile sets CENTERFACE_IMAGE)."""
-    if os.environ.get("CENTERFACE_IMAGE"):
-        return f"container {os.environ['CENTERFACE_IMAGE']}"
-    return "container" if Path("/.dockerenv").exists() else "host"
+    """'image <tag>' inside a toolkit image (its Dockerfile sets CENTERFACE_IMAGE), else 'host'."""
+    image = os.environ.get("CENTERFACE_IMAGE")
+    return f"image {image}" if image else "host"
 
 
 def versions() -> dict[str, str | None]:
