@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from toolkit import toml
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from toolkit import fileio
+from toolkit import fileio, toml
 from toolkit.data.images import read_rgb
 from toolkit.data.preprocess import Preprocess
 from toolkit.data.wider import IMAGES_DIR, image_key

@@ -153,11 +153,8 @@ def run_chain(opts: ChainOptions, log: Callable[[str], None], progress=None) -> 
     if "convert" in chosen:
         before = dict(stages.seconds)
         if target.precision == "int8":
-            artefact, report = stages.run(f"quantise ({backend.name}, {target.precision})", quantization.best_model,
-                                          target, onnx_path, opts.data, gt, out, items, log, progress)
-            calibration = {"best": report["best"], "set_sha256": report["calibration_sha256"],
-                           "images": len(report["calibration_images"]), "excluded_from_evaluation": True,
-                           "report": f"{quantization.REPORT}.json"}
+            artefact, calibration = stages.run(f"quantise ({backend.name}, {target.precision})", backend.quantise,
+                                               onnx_path, target, opts.data, gt, out, items, log, progress)
         else:
             artefact = stages.run(f"convert ({backend.name})", backend.convert, onnx_path, target, out)
             calibration = None
@@ -198,6 +195,7 @@ def _infer(opts: ChainOptions, backend, pre: Preprocess, batch_size: int, items:
             threshold=target.threshold,
             on_progress=(lambda n: progress.advance(task, n)) if progress else None,
         )
+    tool_figures = backend.measure(target, out, items)  # the vendor tool's own throughput, where it has one
     min_score = max(target.threshold, DRAW_THRESHOLD)
     pictures = [_relative(save(out / "pictures" / f"{key.replace('/', '__')}.jpg",
                                draw(read_rgb(path), drawn[key], min_score)), out)
@@ -225,6 +223,7 @@ def _infer(opts: ChainOptions, backend, pre: Preprocess, batch_size: int, items:
         "calibration": converted["calibration"],
         "timings_s": {**exported["timings_s"], **converted["timings_s"], **stages.seconds},
         "throughput": times.summary(),
+        "tool_throughput": tool_figures,
         "artefacts": {  # relative to the run folder, which may be mounted elsewhere (a container)
             "weights": exported["weights"], "pth": exported["pth"], "onnx": exported["onnx"],
             "converted": converted["artefact"], "converted_bytes": artefact.stat().st_size,

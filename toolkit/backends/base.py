@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import shlex
 from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -13,6 +16,19 @@ from toolkit.errors import Unavailable
 if TYPE_CHECKING:
     from toolkit.calibration import CalibrationSet
     from toolkit.targets import Target
+
+
+@dataclass
+class Step:
+    """One step of a target's plan: its exact command line (None: done by the toolkit in Python) and
+    the files it writes. `run --dry-run` prints these; the backend runs the same commands."""
+
+    title: str
+    command: list[str] | None
+    writes: list[str] = field(default_factory=list)
+
+    def shell(self) -> str:
+        return shlex.join(self.command) if self.command else "(toolkit, in Python)"
 
 
 class Runner(ABC):
@@ -56,6 +72,32 @@ class Backend(ABC):
         """Quantise `onnx_path` to INT8 with the calibration set; write `out` (this backend's format)."""
         raise Unavailable(f"backend {self.name}: no INT8 calibration")
 
+    def quantise(self, onnx_path: Path, target: Target, data_root: Path, gt, out: Path,
+                 items: list[tuple[str, Path]], log: Callable[[str], None], progress=None) -> tuple[Path, dict]:
+        """The INT8 artefact and a summary of its calibration. By default every configured method is
+        tried on this machine, measured on `items` (images calibration did not use) and the best kept."""
+        from toolkit import quantization
+
+        path, report = quantization.best_model(target, onnx_path, data_root, gt, out, items, log, progress)
+        return path, {"best": report["best"], "set_sha256": report["calibration_sha256"],
+                      "images": len(report["calibration_images"]), "excluded_from_evaluation": True,
+                      "report": f"{quantization.REPORT}.json"}
+
     @abstractmethod
     def runner(self, artefact: Path, target: Target) -> Runner:
         """A runner for an artefact `convert` made."""
+
+    def measure(self, target: Target, out: Path, items: list[tuple[str, Path]]) -> dict | None:
+        """The vendor tool's own throughput figures for the converted models, per batch size, measured
+        on `items` where the tool needs real inputs (None: this backend has no such tool)."""
+        return None
+
+    def dry_run(self, target: Target, out: Path, shown: Path | None = None) -> list[Step]:
+        """The plan, without running anything; it may write the small config files the plan names into
+        `out`. Paths in the steps are under `shown` (the run folder as the container sees it) or `out`."""
+        out = shown or out
+        onnx = out / "centerface.onnx"
+        return [Step("export (PyTorch)", None, [str(out / "centerface.pth"), str(onnx)]),
+                Step(f"convert ({self.name}{', INT8 calibration' if target.precision == 'int8' else ''})", None,
+                     [str(out / "<converted model>")]),
+                Step("inference, WIDER FACE AP", None, [str(out / "predictions"), str(out / "result.json")])]

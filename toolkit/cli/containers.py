@@ -79,19 +79,24 @@ def built_image(spec: Target, device_ids: list[int] | None) -> ContainerConfig:
     return config
 
 
-def in_container(config: ContainerConfig, cli_args: list[str], run_dir: Path, data: Path | None,
-                 device_ids: list[int] | None) -> None:
-    """Run `python -m toolkit <cli_args> --out <run folder> [--data /data]` in the target's image;
-    its exit code becomes ours."""
-    from toolkit.containers import run as container_run
-
-    run_dir.mkdir(parents=True, exist_ok=True)
-    cache = cache_dir()
-    cache.mkdir(parents=True, exist_ok=True)
+def container_spec(config: ContainerConfig, cli_args: list[str], run_dir: Path, data: Path | None,
+                   device_ids: list[int] | None) -> runspec.RunSpec:
+    """`python -m toolkit <cli_args> --out <run folder> [--data /data]` in the target's image."""
     args = [*cli_args, "--mode", "host", "--out", runspec.container_path(run_dir)]
     if data is not None:
         args += ["--data", runspec.DATA]
-    plan = runspec.make(config, args, run_dir, cache, data, device_ids)
+    return runspec.make(config, args, run_dir, cache_dir(), data, device_ids)
+
+
+def in_container(config: ContainerConfig, cli_args: list[str], run_dir: Path, data: Path | None,
+                 device_ids: list[int] | None) -> None:
+    """Run `container_spec` and follow it; its exit code becomes ours."""
+    from toolkit.containers import run as container_run
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cache_dir().mkdir(parents=True, exist_ok=True)
+    plan = container_spec(config, cli_args, run_dir, data, device_ids)
+    args = plan.command
     runspec.check_hardware(plan, config.target)
     runspec.check_folders(plan, config.target)
     console.print(f"[bold]container[/] {config.image}: python -m toolkit {' '.join(args)}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Optional
@@ -12,7 +13,8 @@ from rich.table import Table
 from toolkit import backends, fileio, pipeline, targets
 from toolkit.chain import STAGES, ChainOptions, check_stages, run_chain
 from toolkit.cli.common import console, handle_errors, out, progress
-from toolkit.cli.containers import DeviceIdsOpt, ModeOpt, built_image, flags, in_container, parse_device_ids, record_image, resolve_mode
+from toolkit.containers import runspec
+from toolkit.cli.containers import DeviceIdsOpt, ModeOpt, built_image, container_spec, flags, in_container, parse_device_ids, record_image, resolve_mode
 from toolkit.data.images import list_images, read_rgb
 from toolkit.data.preprocess import Preprocess
 from toolkit.draw import draw, save
@@ -97,6 +99,7 @@ def run(
     stages: Annotated[str, typer.Option(help="Comma-separated stages to run: export (weights -> .pth -> ONNX), convert (INT8: calibrate), infer (inference, AP, result.json).")] = ",".join(STAGES),
     mode: ModeOpt = "auto",
     device_ids: DeviceIdsOpt = None,
+    dry_run: Annotated[bool, typer.Option(help="Print every step (exact command lines, files written) without running; writes plan.json and config files such as the AIPP file.")] = False,
 ) -> None:
     """Run a target's whole chain: weights, .pth, ONNX, convert, inference, WIDER FACE AP, result.json.
 
@@ -111,6 +114,9 @@ def run(
     data = data if data is not None else default_dataset()
     opts = ChainOptions(spec, out_dir or runs_dir() / spec.name, data, weights_path, limit,
                         _preprocess(preprocess, size), batch_size, chosen)
+    if dry_run:
+        show_plan(spec, opts, resolve_mode(mode, spec), parse_device_ids(device_ids))
+        return
     if resolve_mode(mode, spec) == "container":
         config = built_image(spec, parse_device_ids(device_ids))  # before any work
         inside = [s for s in chosen if s != "export"]
@@ -134,6 +140,35 @@ def run(
         out.print(f"result: {opts.out_dir / 'result.json'}")
     else:
         out.print(f"stages {', '.join(chosen)} done in {opts.out_dir}")
+
+
+def show_plan(spec: targets.Target, opts: ChainOptions, where: str, device_ids: list[int] | None) -> None:
+    """The plan, on the terminal and in plan.json; nothing runs."""
+    from toolkit.containers.config import ContainerConfig
+
+    out_dir = opts.out_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
+    shown = Path(runspec.container_path(out_dir)) if where == "container" else out_dir
+    steps = backends.get(spec.backend).dry_run(spec, out_dir, shown)
+    reason = backends.get(spec.backend).unavailable()
+    out.print(f"plan for {spec.name} ({spec.backend}, {spec.precision}), run folder {out_dir}"
+              + (f"; here: unavailable: {reason}" if reason else ""))
+    container = None
+    if where == "container":
+        container = container_spec(ContainerConfig.of(spec), ["run", "--target", spec.name, "--stages", "convert,infer"],
+                                   out_dir, opts.data, device_ids).docker_cli()
+        out.print("the host runs the export step, then:", soft_wrap=True)
+        out.print(shlex.join(container), soft_wrap=True, markup=False)
+    for number, step in enumerate(steps, 1):
+        out.print(f"{number:2d}. {step.title}", markup=False)
+        if step.command:
+            out.print(f"    $ {step.shell()}", soft_wrap=True, markup=False)
+        for path in step.writes:
+            out.print(f"    -> {path}", soft_wrap=True, markup=False)
+    fileio.write_json(out_dir / "plan.json", {"target": spec.name, "runs_in": where, "unavailable": reason,
+                                              "container": container,
+                                              "steps": [{"title": s.title, "command": s.command, "writes": s.writes}
+                                                        for s in steps]})
 
 
 def show_result(result: dict) -> None:

@@ -37,6 +37,21 @@ class RunSpec:
     network: str = "none"  # the chain needs no network: the host fetched the weights into the cache
     hardware: list[str] = field(default_factory=list)  # device nodes and driver files the host must have
 
+    def docker_cli(self) -> list[str]:
+        """The same container as a `docker run` command line (shown by --dry-run)."""
+        cli = ["docker", "run", "--rm", "--network", self.network]
+        if self.user:
+            cli += ["--user", self.user]
+        for device in self.devices:
+            cli += ["--device", device]
+        if self.gpus is not None:
+            cli += ["--gpus", f"device={','.join(self.gpus)}" if self.gpus else "all"]
+        for m in self.mounts:
+            cli += ["-v", f"{m.source}:{m.target}{':ro' if m.read_only else ''}"]
+        for key, value in self.environment.items():
+            cli += ["-e", f"{key}={value}"]
+        return cli + [self.image, *self.command]
+
 
 def container_path(host_run_dir: Path) -> str:
     return f"{RUNS}/{host_run_dir.resolve().name}"

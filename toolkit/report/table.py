@@ -97,6 +97,7 @@ def rows(runs: list[dict], tolerance: float = 1.0) -> list[dict]:
                         "p50_ms": stages["infer"]["p50_ms"], "p99_ms": stages["infer"]["p99_ms"]})
     for r in runs:
         out += calibration_rows(r, tolerance)
+    out += unavailable_rows(runs)
     for p in PUBLISHED:
         ap = p.get("ap") or {}
         out.append({
@@ -107,6 +108,23 @@ def rows(runs: list[dict], tolerance: float = 1.0) -> list[dict]:
             "p50_ms": None, "p99_ms": None, "device": p["device"], "runs_in": None, "sdk": None,
         })
     return out
+
+
+def unavailable_rows(runs: list[dict]) -> list[dict]:
+    """A row for every target with no run here whose backend cannot run on this machine, saying why."""
+    from toolkit import backends, targets
+
+    seen = {r.get("target") for r in runs}
+    found = []
+    for name in targets.available():
+        if name in seen:
+            continue
+        target = targets.load(name)
+        reason = backends.get(target.backend).unavailable()
+        if reason:
+            found.append({**dict.fromkeys(COLUMNS), "source": "target", "target": name, "precision": target.precision,
+                          "preprocess": target.preprocess.describe(), "status": "unavailable", "reason": reason})
+    return found
 
 
 def worst_drop(row: dict) -> float:

@@ -1,0 +1,161 @@
+"""The Ascend backend: static ONNX + atc per batch size (AIPP on 310P), AMCT INT8, ais_bench inference."""
+
+from __future__ import annotations
+
+import glob
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from toolkit import calibration, fileio
+from toolkit.backends.ascend import aipp, bins, commands, perf, plan, toolflow
+from toolkit.backends.ascend.cann import SET_ENV, Cann
+from toolkit.backends.ascend.settings import AscendSettings
+from toolkit.backends.base import Backend, Runner, Step
+from toolkit.errors import InputError, ToolkitError, Unavailable
+from toolkit.model.signature import OUTPUT_NAMES
+from toolkit.model.static import make_static
+from toolkit.paths import runs_dir
+from toolkit.targets import Target
+
+LOG_TAIL = 20
+BENCHMARK_IMAGES = 64  # real inputs for the older benchmark tool's throughput run
+
+
+def run_tool(command: list[str], cwd: Path | None = None) -> str:
+    """Run a CANN command; on failure, one line naming it plus its last output lines."""
+    try:
+        proc = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
+    except FileNotFoundError:
+        raise Unavailable(f"{command[0]} not found", f"source {SET_ENV}") from None
+    if proc.returncode:
+        tail = (proc.stdout + proc.stderr).strip().splitlines()[-LOG_TAIL:]
+        raise ToolkitError(f"{command[0]} failed (exit {proc.returncode}): {' '.join(command)}", "\n".join(tail))
+    return proc.stdout
+
+
+class AscendBackend(Backend):
+    name = "ascend"
+    calibration_methods = ("amct",)
+
+    def unavailable(self) -> str | None:
+        gaps = Cann.find().missing()
+        return f"Ascend CANN missing here: {', '.join(gaps)}" if gaps else None
+
+    def version(self) -> str | None:
+        for info in glob.glob("/usr/local/Ascend/ascend-toolkit/latest/*/ascend_toolkit_install.info"):
+            for line in Path(info).read_text().splitlines():
+                if line.startswith("version="):
+                    return line.split("=", 1)[1].strip()
+        return None
+
+    def convert(self, onnx_path: Path, target: Target, workdir: Path) -> Path:
+        """One .om per batch size (from AMCT's deploy model for INT8); returns the first batch size's."""
+        s = AscendSettings.of(target)
+        int8 = target.precision == "int8"
+        source = plan.deploy_model(workdir) if int8 else onnx_path
+        if not source.is_file():
+            raise InputError(f"{source}: missing", "INT8 targets calibrate with AMCT first (run --stages convert)")
+        config = None
+        if s.aipp:
+            config = fileio.write_text(workdir / plan.AIPP_FILE, aipp.generate(s.width, s.height))
+        made = {}
+        for bs in target.batch_sizes:
+            static = make_static(source, plan.static_onnx(workdir, bs, int8), bs, s.height, s.width)
+            stem = plan.om_stem(workdir, bs)
+            run_tool(commands.atc(static, stem, bs, s.height, s.width, s.soc_version, config))
+            found = sorted(stem.parent.glob(f"{stem.name}*.om"))  # some CANN versions add _linux_<arch>
+            if not found:
+                raise ToolkitError(f"atc wrote no {stem}.om")
+            made[bs] = found[0]
+        return made[target.batch_sizes[0]]
+
+    def quantise(self, onnx_path: Path, target: Target, data_root: Path, gt, out: Path,
+                 items: list[tuple[str, Path]], log: Callable[[str], None], progress=None) -> tuple[Path, dict]:
+        """AMCT on real WIDER images at the deployed shape, then atc on its deploy model; the fake-quant
+        model's AP comes from ONNX Runtime, so INT8 accuracy is known even without a chip."""
+        from toolkit import quantization
+        from toolkit.backends.onnxruntime import OnnxRuntimeRunner
+
+        s = AscendSettings.of(target)
+        recipe = quantization.recipe_for(target)
+        calib, _ = calibration.build(recipe, data_root, runs_dir() / "calibration")
+        written = bins.write_calibration(out / plan.CALIBRATION_DIR, calib.batches())
+        log(f"AMCT calibration: {len(written)} batches of {recipe.batch_size} (set {calib.sha256[:16]})")
+        run_tool(commands.amct_calibration(onnx_path, plan.amct_prefix(out), recipe.batch_size, s.height, s.width,
+                                           out / plan.CALIBRATION_DIR))
+        for made in (plan.deploy_model(out), plan.fake_quant_model(out)):
+            if not made.is_file():
+                raise ToolkitError(f"amct_onnx wrote no {made}")
+        with OnnxRuntimeRunner(plan.fake_quant_model(out)) as runner:
+            fake_ap, _ = quantization.evaluate_model(runner, items, target.preprocess, target.threshold, gt)
+        log(f"fake-quant INT8 model in ONNX Runtime: AP {fake_ap}")
+        artefact = self.convert(onnx_path, target, out)
+        return artefact, {"method": "amct", "set_sha256": calib.sha256, "images": len(calib.manifest["images"]),
+                          "excluded_from_evaluation": True, "fake_quant_ap": fake_ap,
+                          "fake_quant_model": str(plan.fake_quant_model(out).relative_to(out))}
+
+    def dry_run(self, target: Target, out: Path, shown: Path | None = None) -> list[Step]:
+        s = AscendSettings.of(target)
+        if s.aipp:
+            fileio.write_text(out / plan.AIPP_FILE, aipp.generate(s.width, s.height))
+        return plan.steps(target, shown or out)
+
+    def runner(self, artefact: Path, target: Target) -> Runner:
+        return AisBenchRunner(artefact, AscendSettings.of(target))
+
+    def measure(self, target: Target, out: Path, items: list[tuple[str, Path]]) -> dict:
+        """The tool's own throughput per batch size, chip and card: ais_bench `--loop 20`, or the older
+        benchmark tool over the first images as .bin files (its perf_vision_*.txt)."""
+        s = AscendSettings.of(target)
+        cann = Cann.find()
+        figures = {}
+        for bs in target.batch_sizes:
+            om = sorted(out.glob(f"{plan.om_stem(out, bs).name}*.om"))[0]
+            if cann.ais_bench:
+                run_tool(commands.ais_bench(om, out / plan.TOOL_OUTPUT, f"perf_bs{bs}", bs, s.device_id, loop=20))
+                figures[str(bs)] = perf.from_ais_bench(out / plan.TOOL_OUTPUT / f"perf_bs{bs}_summary.json",
+                                                       s.chips_per_card)
+                continue
+            folder = out / f"input_bs{bs}"
+            toolflow.write_inputs(items[:BENCHMARK_IMAGES], target.preprocess, bs, s.aipp, folder)
+            run_tool(commands.benchmark(om, folder.with_suffix(".info"), bs, s.height, s.width, s.device_id,
+                                        cann.benchmark), cwd=out)
+            figures[str(bs)] = perf.from_benchmark(
+                out / "result" / f"perf_vision_batchsize_{bs}_device_{s.device_id}.txt", s.chips_per_card)
+        return figures
+
+
+class AisBenchRunner(Runner):
+    """One .om through ais_bench's InferSession; a batch smaller than the model's is padded."""
+
+    name = "ais_bench"
+
+    def __init__(self, om: Path, settings: AscendSettings) -> None:
+        try:
+            from ais_bench.infer.interface import InferSession
+        except ImportError:
+            raise Unavailable("ais_bench is not installed (its aclruntime and ais_bench wheels)") from None
+        self.settings = settings
+        self.session = InferSession(settings.device_id, str(om))
+        self.batch = int(self.session.get_inputs()[0].shape[0])
+
+    def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        n = batch.shape[0]
+        if n > self.batch:
+            raise InputError(f"batch of {n}: this .om takes at most {self.batch}")
+        if n < self.batch:
+            batch = np.concatenate([batch, np.zeros((self.batch - n, *batch.shape[1:]), batch.dtype)])
+        feed = to_aipp_input(batch) if self.settings.aipp else np.ascontiguousarray(batch, np.float32)
+        outputs = self.session.infer([feed])
+        return {name: np.asarray(o, np.float32)[:n] for name, o in zip(OUTPUT_NAMES, outputs)}
+
+    def close(self) -> None:
+        self.session.free_resource()
+
+
+def to_aipp_input(batch: np.ndarray) -> np.ndarray:
+    """float32 NCHW 0..255 (integers, from uint8 images) -> the uint8 NHWC an AIPP model takes."""
+    return np.ascontiguousarray(np.clip(np.rint(batch), 0, 255).astype(np.uint8).transpose(0, 2, 3, 1))

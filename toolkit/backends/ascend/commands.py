@@ -1,0 +1,49 @@
+"""The exact CANN command lines (see reference.md and the ModelZoo guide), as argument lists."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from toolkit.backends.ascend.cann import BENCHMARK_TOOL
+from toolkit.model.signature import INPUT_NAME
+
+
+def input_shape(batch: int, height: int, width: int) -> str:
+    return f"{INPUT_NAME}:{batch},3,{height},{width}"
+
+
+def atc(onnx: Path, output_stem: Path, batch: int, height: int, width: int, soc_version: str,
+        aipp_config: Path | None = None) -> list[str]:
+    """ONNX -> .om; with AIPP the .om takes uint8 HWC images (`--enable_small_channel` as the guide's 310P)."""
+    command = ["atc", "--framework=5", f"--model={onnx}", "--input_format=NCHW",
+               f"--input_shape={input_shape(batch, height, width)}", f"--output={output_stem}", "--log=error",
+               f"--soc_version={soc_version}"]
+    if aipp_config is not None:
+        command += [f"--insert_op_conf={aipp_config}", "--enable_small_channel=1"]
+    return command + ["--output_type=FP32"]  # float32 outputs whatever the precision inside
+
+
+def amct_calibration(onnx: Path, save_path: Path, batch: int, height: int, width: int, data_dir: Path) -> list[str]:
+    """INT8 calibration on real images; writes <save_path>_deploy_model.onnx and _fake_quant_model.onnx."""
+    return ["amct_onnx", "calibration", "--model", str(onnx), "--save_path", str(save_path),
+            "--input_shape", input_shape(batch, height, width), "--data_dir", str(data_dir), "--data_types", "float32"]
+
+
+def ais_bench(om: Path, output: Path, output_dirname: str, batch: int, device: int = 0,
+              inputs: Path | None = None, loop: int | None = None) -> list[str]:
+    """Inference over a folder of input .bin files, or (no inputs) a timed `--loop` on generated data."""
+    command = ["python3", "-m", "ais_bench", "--model", str(om)]
+    if inputs is not None:
+        command += ["--input", str(inputs)]
+    command += ["--output", str(output), "--output_dirname", output_dirname, "--batchsize", str(batch),
+                "--device", str(device)]
+    return command + (["--loop", str(loop)] if loop else [])
+
+
+def benchmark(om: Path, info: Path, batch: int, height: int, width: int, device: int = 0,
+              tool: str = f"./{BENCHMARK_TOOL}") -> list[str]:
+    """The older tool, run in the folder it writes result/ into: outputs in result/dumpOutput_device<id>/
+    (numbered from 1), figures in result/perf_vision_batchsize_<bs>_device_<id>.txt."""
+    return [tool, "-model_type=vision", f"-device_id={device}", f"-batch_size={batch}",
+            f"-om_path={om}", f"-input_text_path={info}", f"-input_width={width}", f"-input_height={height}",
+            "-output_binary=True", "-useDvpp=False"]
