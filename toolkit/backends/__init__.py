@@ -10,6 +10,7 @@ from toolkit.errors import InputError, Unavailable
 _REGISTRY = {
     "onnxruntime": "toolkit.backends.onnxruntime:OnnxRuntimeBackend",
     "ascend": "toolkit.backends.ascend.backend:AscendBackend",
+    "tensorrt": "toolkit.backends.tensorrt.backend:TensorRTBackend",
 }
 
 

@@ -1,0 +1,1 @@
+"""NVIDIA TensorRT (T4 and any other GPU): engines built in the target's image on the GPU that runs them."""

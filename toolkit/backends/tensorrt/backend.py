@@ -1,0 +1,119 @@
+"""The TensorRT backend: FP16 / INT8 engines with an optimisation profile, a stream runner, trtexec."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+from toolkit import calibration, machine
+from toolkit.backends.base import Backend, Runner, Step
+from toolkit.backends.tensorrt import trtexec
+from toolkit.backends.tensorrt.settings import TensorRTSettings
+from toolkit.errors import ToolkitError, Unavailable
+from toolkit.paths import runs_dir
+from toolkit.targets import Target
+
+TIMING_CACHE = "timing.cache"
+CALIBRATION_CACHE = "calibration.cache"
+
+
+def engine_path(out: Path, target: Target) -> Path:
+    return out / f"centerface.{target.precision}.engine"
+
+
+class TensorRTBackend(Backend):
+    name = "tensorrt"
+    calibration_methods = ("entropy",)
+
+    def unavailable(self) -> str | None:
+        if importlib.util.find_spec("tensorrt") is None:
+            return "TensorRT is not installed here (the t4 targets run in their image: make target=t4)"
+        from toolkit.backends.tensorrt import cuda
+
+        try:
+            if cuda.device_count() == 0:
+                return "no NVIDIA GPU visible (CUDA reports 0 devices)"
+        except Unavailable as exc:
+            return exc.message
+        return None
+
+    def version(self) -> str | None:
+        return machine.package_version("tensorrt")
+
+    def convert(self, onnx_path: Path, target: Target, workdir: Path, calibrator=None) -> Path:
+        """The engine for this GPU: reused when built here from the same ONNX and settings, else built."""
+        from toolkit.backends.tensorrt import engine
+
+        s = TensorRTSettings.of(target)
+        path = engine_path(workdir, target)
+        if engine.reusable(path, onnx_path, s, engine.current(s.device_id)):
+            return path
+        if s.precision == "int8" and calibrator is None:
+            raise Unavailable(f"target {target.name}: INT8 engines are built by the convert stage with the calibration set")
+        engine.build(onnx_path, path, s, workdir / TIMING_CACHE, lambda m: print(m, file=sys.stderr), calibrator)
+        return path
+
+    def quantise(self, onnx_path: Path, target: Target, data_root: Path, gt, out: Path,
+                 items: list[tuple[str, Path]], log: Callable[[str], None], progress=None) -> tuple[Path, dict]:
+        """INT8 with the entropy calibrator over the shared calibration set at the deployed shape; the
+        calibration cache is kept in the run folder and reused by later builds."""
+        from toolkit import quantization
+        from toolkit.backends.tensorrt.calibrator import Feeder, entropy_calibrator
+
+        s = TensorRTSettings.of(target)
+        recipe = quantization.recipe_for(target)
+        calib, _ = calibration.build(recipe, data_root, runs_dir() / "calibration")
+        feeder = Feeder(calib, recipe.batch_size, s.shape(1)[1:])
+        log(f"TensorRT entropy calibration: {feeder.batches} batches of {feeder.batch}"
+            + (f", {feeder.left_out} images left out (not a full batch)" if feeder.left_out else ""))
+        cache = out / CALIBRATION_CACHE
+        artefact = self.convert(onnx_path, target, out, entropy_calibrator(feeder, cache))
+        return artefact, {"method": "entropy", "set_sha256": calib.sha256, "images": len(calib.manifest["images"]),
+                          "excluded_from_evaluation": True, "cache": CALIBRATION_CACHE}
+
+    def runner(self, artefact: Path, target: Target) -> Runner:
+        from toolkit.backends.tensorrt.runner import TensorRTRunner
+
+        return TensorRTRunner(artefact, TensorRTSettings.of(target))
+
+    def measure(self, target: Target, out: Path, items: list[tuple[str, Path]]) -> dict | None:
+        """trtexec as the guide ran it, per batch size, when trtexec is here."""
+        tool = shutil.which("trtexec")
+        if tool is None:
+            return None
+        s = TensorRTSettings.of(target)
+        figures = {}
+        for bs in target.batch_sizes:
+            line = trtexec.command(out / "centerface.onnx", bs, s.height, s.width, s.precision,
+                                   out / CALIBRATION_CACHE if s.precision == "int8" else None, tool)
+            proc = subprocess.run(line, capture_output=True, text=True)
+            if proc.returncode:
+                raise ToolkitError(f"trtexec failed (exit {proc.returncode}): {' '.join(line)}",
+                                   "\n".join(proc.stdout.splitlines()[-15:]))
+            figures[str(bs)] = {**trtexec.parse(proc.stdout, bs, "trtexec"), "command": line}
+        return figures
+
+    def dry_run(self, target: Target, out: Path, shown: Path | None = None) -> list[Step]:
+        s = TensorRTSettings.of(target)
+        out = shown or out
+        onnx = out / "centerface.onnx"
+        steps = [Step("export (host, PyTorch)", None, [str(onnx)])]
+        if s.precision == "int8":
+            steps.append(Step(f"entropy calibration over calibration/{target.extra['calibration']['recipe']}.toml "
+                              f"at {s.width}x{s.height}", None, [str(out / CALIBRATION_CACHE)]))
+        steps += [
+            Step(f"{s.precision} engine (TensorRT Python API), profile batch {s.min_batch}/{s.opt_batch}/{s.max_batch}, "
+                 f"workspace {s.workspace_mb} MB", None,
+                 [str(engine_path(out, target)), str(engine_path(out, target).with_suffix(".json")), str(out / TIMING_CACHE)]),
+            Step(f"inference over the dataset (TensorRT runner, batch {target.batch_sizes[0]})", None,
+                 [str(out / "predictions"), str(out / "outputs.npz")]),
+            *[Step(f"trtexec reference, batch {bs}", trtexec.command(
+                onnx, bs, s.height, s.width, s.precision, out / CALIBRATION_CACHE if s.precision == "int8" else None),
+                ["result.json: tool_throughput"]) for bs in target.batch_sizes],
+            Step("WIDER FACE AP, result.json", None, [str(out / "result.json")]),
+        ]
+        return steps

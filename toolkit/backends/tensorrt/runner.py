@@ -1,0 +1,65 @@
+"""The TensorRT runner: buffers allocated once for the profile's largest batch (pinned on the host),
+copies and execution queued on one CUDA stream, any batch size inside the profile."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from toolkit.backends.base import Runner
+from toolkit.backends.tensorrt import cuda, engine
+from toolkit.backends.tensorrt.settings import TensorRTSettings
+from toolkit.errors import InputError, ToolkitError
+from toolkit.model.signature import INPUT_NAME, OUTPUT_NAMES
+
+
+class TensorRTRunner(Runner):
+    name = "tensorrt"
+
+    def __init__(self, engine_path: Path, settings: TensorRTSettings) -> None:
+        import tensorrt as trt
+
+        engine.check(engine_path, engine.current(settings.device_id))
+        self.settings = settings
+        self.logger = trt.Logger(trt.Logger.WARNING)
+        self.engine = trt.Runtime(self.logger).deserialize_cuda_engine(engine_path.read_bytes())
+        if self.engine is None:
+            raise InputError(f"{engine_path}: TensorRT could not deserialise it")
+        self.context = self.engine.create_execution_context()
+        names = {self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)}
+        if names != {INPUT_NAME, *OUTPUT_NAMES}:
+            raise InputError(f"{engine_path}: tensors {sorted(names)}, expected {INPUT_NAME} and {', '.join(OUTPUT_NAMES)}")
+        self.context.set_input_shape(INPUT_NAME, settings.shape(settings.max_batch))
+        self.host, self.device = {}, {}
+        for name in (INPUT_NAME, *OUTPUT_NAMES):  # sized for the largest batch, allocated once
+            count = int(np.prod(self.context.get_tensor_shape(name)))
+            self.host[name] = cuda.PinnedArray(count, np.float32)
+            self.device[name] = cuda.DeviceBuffer(count * 4)
+            self.context.set_tensor_address(name, self.device[name].pointer)
+        self.stream = cuda.Stream()
+
+    def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        n = batch.shape[0]
+        s = self.settings
+        if n > s.max_batch or batch.shape[1:] != s.shape(1)[1:]:
+            raise InputError(f"batch {list(batch.shape)}: the engine's profile takes up to {list(s.shape(s.max_batch))}")
+        run = max(n, s.min_batch)  # below the profile's minimum: pad
+        self.context.set_input_shape(INPUT_NAME, s.shape(run))
+        feed = self.host[INPUT_NAME].array[: run * int(np.prod(s.shape(1)))].reshape(s.shape(run))
+        feed[:n] = batch
+        feed[n:] = 0
+        self.stream.to_device(self.device[INPUT_NAME], self.host[INPUT_NAME], feed.nbytes)
+        if not self.context.execute_async_v3(self.stream.handle):
+            raise ToolkitError("TensorRT execution failed")
+        shapes = {name: tuple(self.context.get_tensor_shape(name)) for name in OUTPUT_NAMES}
+        for name, shape in shapes.items():
+            self.stream.to_host(self.host[name], self.device[name], int(np.prod(shape)) * 4)
+        self.stream.synchronize()
+        return {name: self.host[name].array[: int(np.prod(shape))].reshape(shape)[:n].copy()
+                for name, shape in shapes.items()}
+
+    def close(self) -> None:
+        for buffer in (*self.host.values(), *self.device.values()):
+            buffer.free()
+        self.stream.destroy()
