@@ -85,6 +85,17 @@ def test_nvidia_run_spec_requests_gpus(tmp_path: Path) -> None:
     assert one["DeviceIDs"] == ["1"] and one["Capabilities"] == [["gpu"]]
 
 
+@pytest.mark.parametrize("name", targets.available())
+def test_every_target_has_a_run_spec_for_its_hardware(name: str, tmp_path: Path) -> None:
+    config = ContainerConfig.of(targets.load(name))
+    spec = runspec.make(config, ["run"], tmp_path / "runs" / name, tmp_path, None)
+    assert config.image == f"centerface-toolkit/{name}:{__version__}" and config.dockerfile_path().is_file()
+    kind = {"cpu": "none", "ascend": "ascend", "tensorrt": "nvidia"}[config.dockerfile]
+    assert config.devices == kind
+    assert bool(spec.devices) == (kind == "ascend") and (spec.gpus is not None) == (kind == "nvidia")
+    assert spec.user == ("0:0" if kind == "ascend" else f"{os.getuid()}:{os.getgid()}")
+
+
 def test_container_settings_are_checked(tmp_path: Path) -> None:
     for bad, message in (('devices = "tpu"', "devices 'tpu'"), ('dockerfile = "nope"', "nope.Dockerfile"),
                          ('user = "admin"', "user 'admin'"), ('volumes = []', "unknown key 'volumes'")):
@@ -191,6 +202,14 @@ def test_missing_base_image_names_it_and_the_option(docker_client) -> None:
     result = invoke("build", "--target", "cpu", "--base-image", "centerface-toolkit/no-such-base:0")
     assert result.exit_code == 2
     assert "base image centerface-toolkit/no-such-base:0 is not on this host" in result.output and "--base-image" in result.output
+
+
+def test_a_vendor_base_image_that_cannot_be_pulled_is_named(docker_client, tmp_path: Path) -> None:
+    target = write_target(tmp_path, "npu", 'dockerfile = "ascend"\nbase_image = "registry.invalid/ascendhub/cann:8.0.0"')
+    result = invoke("build", "--target", target)
+    assert result.exit_code == 2
+    assert "base image registry.invalid/ascendhub/cann:8.0.0 is not on this host and cannot be pulled" in result.output
+    assert "pass --base-image IMAGE" in result.output
 
 
 def test_image_not_built_hints_the_build_command(docker_client, tmp_path: Path) -> None:

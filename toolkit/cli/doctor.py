@@ -2,30 +2,24 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
-from pathlib import Path
 
 from rich.table import Table
 
 from toolkit import machine
+from toolkit.backends.ascend.cann import SET_ENV, Cann
 from toolkit.cli.common import handle_errors, out
-
-CANN_SET_ENV = Path("/usr/local/Ascend/ascend-toolkit/set_env.sh")
-ASCEND_DEVICES = ("/dev/davinci0", "/dev/davinci_manager", "/dev/devmm_svm", "/dev/hisi_hdc")
+from toolkit.errors import Unavailable
 
 
 def _docker() -> tuple[bool, str]:
+    from toolkit.containers import engine
+
     try:
-        import docker
-    except ImportError:
-        return False, "python package 'docker' missing"
-    try:
-        client = docker.from_env(timeout=5)
-        return True, f"daemon {client.version().get('Version', '?')}"
-    except Exception as exc:
-        return False, f"no daemon ({str(exc).splitlines()[0][:80]})"
+        return True, f"daemon {engine.client().version().get('Version', '?')}"
+    except Unavailable as exc:
+        return False, exc.message
 
 
 def _gpu() -> tuple[bool, str]:
@@ -48,12 +42,18 @@ def checks() -> list[tuple[str, bool, str]]:
     rows.append(("python: tensorrt", trt is not None, trt or "not installed (T4 targets run in their image)"))
     rows.append(("docker", *_docker()))
     rows.append(("GPU", *_gpu()))
-    rows.append(("CANN set_env.sh", CANN_SET_ENV.is_file(), str(CANN_SET_ENV)))
-    for tool in ("atc", "amct_onnx", "ais_bench", "npu-smi", "trtexec"):
-        path = shutil.which(tool)
-        rows.append((f"tool: {tool}", path is not None, path or "not on PATH"))
-    present = [d for d in ASCEND_DEVICES if os.path.exists(d)]
-    rows.append(("Ascend devices", len(present) == len(ASCEND_DEVICES), ", ".join(present) or "none"))
+    cann = Cann.find()
+    rows.append(("CANN set_env.sh", cann.set_env, str(SET_ENV)))
+    for tool, found in (("atc", cann.atc), ("amct_onnx", cann.amct_onnx), ("npu-smi", cann.npu_smi),
+                        ("benchmark (old Ascend tool)", cann.benchmark), ("trtexec", shutil.which("trtexec"))):
+        rows.append((f"tool: {tool}", found is not None, found or "not found"))
+    rows.append(("python: ais_bench", cann.ais_bench, "importable" if cann.ais_bench else "not installed"))
+    rows.append(("Ascend devices", bool(cann.devices), ", ".join(cann.devices) or "none"))
+    from toolkit import backends, targets
+
+    for name in targets.available():
+        reason = backends.get(targets.load(name).backend).unavailable()
+        rows.append((f"target: {name}", reason is None, reason or "can run here"))
     return rows
 
 
