@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from toolkit.bench import STAGES, stats
 from cli import invoke
+from toolkit.bench import STAGES, stats
 from toolkit.report import outputs
 
 

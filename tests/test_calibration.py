@@ -8,8 +8,8 @@ from pathlib import Path
 import onnx
 import pytest
 
-from toolkit.calibration import RECIPES_DIR, build, load_recipe
 from cli import invoke
+from toolkit.calibration import RECIPES_DIR, build, load_recipe
 from toolkit.data.wider import list_val_images
 from toolkit.errors import InputError
 

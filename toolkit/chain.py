@@ -148,6 +148,8 @@ def run_chain(opts: ChainOptions, log: Callable[[str], None], progress=None) -> 
         state["export"] = {"weights": str(model.weights), "pth": model.pth.name, "onnx": model.onnx.name,
                            "parity": model.parity, "timings_s": dict(stages.seconds)}
         _write_state(out, state)
+    if "export" not in state:
+        raise InputError(f"{out}: no exported model recorded in {STATE_FILE}", f"run --stages export on {out} first")
     onnx_path = out / state["export"]["onnx"]
 
     if "convert" in chosen:

@@ -13,8 +13,9 @@ from rich.table import Table
 from toolkit import backends, fileio, pipeline, targets
 from toolkit.chain import STAGES, ChainOptions, check_stages, run_chain
 from toolkit.cli.common import console, handle_errors, out, progress
+from toolkit.cli.containers import (DeviceIdsOpt, ModeOpt, built_image, container_spec, flags, in_container,
+                                    parse_device_ids, record_image, resolve_mode)
 from toolkit.containers import runspec
-from toolkit.cli.containers import DeviceIdsOpt, ModeOpt, built_image, container_spec, flags, in_container, parse_device_ids, record_image, resolve_mode
 from toolkit.data.images import list_images, read_rgb
 from toolkit.data.preprocess import Preprocess
 from toolkit.draw import draw, save
