@@ -105,3 +105,33 @@ def test_rerun_replaces_an_earlier_runs_predictions(cpu_run: Path, data_root: Pa
     assert result.exit_code == 0, result.output
     assert len(list((run / "predictions").glob("*/*.txt"))) == 3
     assert json.loads((run / "result.json").read_text())["evaluation"]["images"] == 3
+
+
+def test_stages_run_apart_give_the_same_result(cpu_run: Path, data_root: Path, tmp_path: Path) -> None:
+    """export, then convert + infer on the same run folder (as host and container split them)."""
+    out = tmp_path / "cpu"
+    missing = invoke("run", "--target", "cpu", "--stages", "infer", "--data", data_root, "--limit", 12, "--out", out)
+    assert missing.exit_code == 2 and "no stages.json" in missing.output
+    first = invoke("run", "--target", "cpu", "--stages", "export", "--data", data_root, "--limit", 12, "--out", out)
+    assert first.exit_code == 0, first.output
+    assert (out / "centerface.onnx").is_file() and not (out / "result.json").exists()
+    rest = invoke("run", "--target", "cpu", "--stages", "convert,infer", "--data", data_root, "--limit", 12, "--out", out)
+    assert rest.exit_code == 0, rest.output
+    apart, whole = (json.loads((p / "result.json").read_text()) for p in (out, cpu_run))
+    assert apart["ap"] == whole["ap"] and apart["parity"] == whole["parity"]
+    assert {"export ONNX + onnxsim", "convert (onnxruntime)", "inference"} <= apart["timings_s"].keys()
+    bad = invoke("run", "--target", "cpu", "--stages", "export,deploy", "--out", out)
+    assert bad.exit_code == 2 and "stage 'deploy'" in bad.output
+
+
+@pytest.mark.parametrize("target, mode, inside", [("cpu", "", False), ("cpu", "MODE=container", True),
+                                                  ("310p", "", True), ("t4", "MODE=host", False)])
+def test_make_runs_container_targets_in_their_image(target: str, mode: str, inside: bool) -> None:
+    import subprocess
+
+    from toolkit.paths import REPO_ROOT
+
+    plan = subprocess.run(["make", "-n", f"target={target}", *([mode] if mode else [])], cwd=REPO_ROOT,
+                          capture_output=True, text=True, check=True).stdout
+    assert (f"-m toolkit build --target {target}" in plan) == inside
+    assert f"-m toolkit run --target {target} --mode {'container' if inside else 'host'}" in plan

@@ -114,3 +114,14 @@ def test_nms_agrees_with_plain_greedy_on_real_candidates(net, wider_images) -> N
         scores = heat[ys, xs]
         assert len(scores) > 100
         assert nms(boxes, scores, 0.3).tolist() == greedy_nms(boxes, scores, 0.3)
+
+
+def test_models_the_toolkit_writes_load_in_older_runtimes(cpu_run) -> None:
+    """IR version 8 at most (opset 17's): Python 3.10 vendor images carry ONNX Runtime 1.23 (IR <= 11)
+    and older CANN / TensorRT parsers, whatever IR the newest onnx package would write."""
+    import onnx
+
+    from toolkit.postprocess import nms_model
+
+    assert nms_model().ir_version <= 8
+    assert onnx.load(str(cpu_run / "centerface.onnx")).ir_version <= 8

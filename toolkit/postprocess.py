@@ -85,9 +85,8 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:
     return _nms_session().run(None, feeds)[0][:, 2].astype(np.int64)
 
 
-@functools.lru_cache(maxsize=1)
-def _nms_session():
-    import onnxruntime as ort
+def nms_model():
+    """A one-node ONNX model: ONNX Runtime's NonMaxSuppression operator."""
     from onnx import TensorProto, helper
 
     inputs = [("boxes", TensorProto.FLOAT, [1, None, 4]), ("scores", TensorProto.FLOAT, [1, 1, None]),
@@ -97,11 +96,18 @@ def _nms_session():
         [helper.make_node("NonMaxSuppression", [name for name, _, _ in inputs], ["selected"])], "nms",
         [helper.make_tensor_value_info(*spec) for spec in inputs],
         [helper.make_tensor_value_info("selected", TensorProto.INT64, [None, 3])])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    # IR 7 (opset 13's): ONNX Runtime builds older than the onnx package that writes the model load it too.
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=7)
+
+
+@functools.lru_cache(maxsize=1)
+def _nms_session():
+    import onnxruntime as ort
+
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
     opts.log_severity_level = 3
-    return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(nms_model().SerializeToString(), opts, providers=["CPUExecutionProvider"])
 
 
 def wider_lines(name: str, det: Detections) -> str:
