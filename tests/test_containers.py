@@ -233,6 +233,7 @@ def test_chain_in_the_container_equals_the_host_run(cpu_image: str, cpu_run: Pat
     inside, host = (json.loads((p / "result.json").read_text()) for p in (out, cpu_run))
     assert host["machine"]["runs_in"] == "host"
     assert inside["machine"]["runs_in"] == f"image {cpu_image}" and inside["container"]["image"] == cpu_image
+    assert inside["container"]["id"] == docker_client.images.get(cpu_image).id  # the image that ran
     assert inside["ap"] == host["ap"] and inside["images"] == host["images"] == 12
     assert inside["dataset"] == str(data_root)
     for ours in sorted((out / "predictions").glob("*/*.txt")):

@@ -10,7 +10,7 @@ import typer
 
 from toolkit import fileio, targets
 from toolkit.cli.common import console, handle_errors, out
-from toolkit.containers import base_image, images, runspec
+from toolkit.containers import base_image, engine, images, runspec
 from toolkit.containers.config import ContainerConfig
 from toolkit.errors import InputError
 from toolkit.paths import cache_dir
@@ -89,8 +89,8 @@ def container_spec(config: ContainerConfig, cli_args: list[str], run_dir: Path, 
 
 
 def in_container(config: ContainerConfig, cli_args: list[str], run_dir: Path, data: Path | None,
-                 device_ids: list[int] | None) -> None:
-    """Run `container_spec` and follow it; its exit code becomes ours."""
+                 device_ids: list[int] | None) -> str:
+    """Run `container_spec` and follow it; its exit code becomes ours. Returns the image id it ran."""
     from toolkit.containers import run as container_run
 
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -100,19 +100,20 @@ def in_container(config: ContainerConfig, cli_args: list[str], run_dir: Path, da
     runspec.check_hardware(plan, config.target)
     runspec.check_folders(plan, config.target)
     console.print(f"[bold]container[/] {config.image}: python -m toolkit {' '.join(args)}")
-    code = container_run.run(plan)
+    code, image_id = container_run.run(plan)
     if code:
         console.print(f"[bold red]error:[/] the {config.image} container exited with {code}")
         raise typer.Exit(code)
+    return image_id
 
 
-def record_image(result_path: Path, config: ContainerConfig, data: Path | None) -> None:
-    """Note in result.json which image (and id) the run came from, and the dataset's host path."""
+def record_image(result_path: Path, config: ContainerConfig, image_id: str, data: Path | None) -> None:
+    """Note in result.json which image (tag, id, size) the run came from, and the dataset's host path."""
     import json
 
     result = json.loads(result_path.read_text())
-    image = images.require_image(config)
-    result["container"] = {"image": config.image, "id": image.id, "size_bytes": image.attrs.get("Size")}
+    image = engine.client().images.get(image_id)
+    result["container"] = {"image": config.image, "id": image_id, "size_bytes": image.attrs.get("Size")}
     if data is not None:
         result["dataset"] = str(data)
     fileio.write_json(result_path, result)

@@ -120,7 +120,7 @@ def run(
         return
     if resolve_mode(mode, spec) == "container":
         config = built_image(spec, parse_device_ids(device_ids))  # before any work
-        inside = [s for s in chosen if s != "export"]
+        inside, image_id = [s for s in chosen if s != "export"], None
         if "export" in chosen:
             with progress() as bar:
                 run_chain(replace(opts, stages=("export",)), console.print, bar)
@@ -128,10 +128,10 @@ def run(
             pipeline.check_batch_size(batch_size if batch_size is not None else spec.batch_sizes[0])
             passed = flags([("--limit", limit), ("--preprocess", preprocess), ("--size", size),
                             ("--batch-size", batch_size)])
-            in_container(config, ["run", "--target", spec.name, "--stages", ",".join(inside), *passed],
-                         opts.out_dir, data, parse_device_ids(device_ids))
-        if "infer" in chosen:  # the container showed its table
-            record_image(opts.out_dir / "result.json", config, data)
+            image_id = in_container(config, ["run", "--target", spec.name, "--stages", ",".join(inside), *passed],
+                                    opts.out_dir, data, parse_device_ids(device_ids))
+        if image_id and "infer" in chosen:  # the container showed its table
+            record_image(opts.out_dir / "result.json", config, image_id, data)
             out.print(f"result: {opts.out_dir / 'result.json'}")
         return
     with progress() as bar:

@@ -26,8 +26,9 @@ def docker_kwargs(spec: RunSpec, tty: bool) -> dict:
     return kwargs
 
 
-def run(spec: RunSpec) -> int:
-    """Create, start and follow the container; its exit code. Ctrl-C stops it; it is always removed."""
+def run(spec: RunSpec) -> tuple[int, str]:
+    """Create, start and follow the container: its exit code and the id of the image it ran.
+    Ctrl-C stops it; it is always removed."""
     from docker.errors import APIError
 
     client = engine.client()
@@ -43,7 +44,7 @@ def run(spec: RunSpec) -> int:
         for chunk in container.logs(stream=True, follow=True):
             sys.stderr.buffer.write(chunk)
             sys.stderr.buffer.flush()
-        return int(container.wait()["StatusCode"])
+        return int(container.wait()["StatusCode"]), container.attrs["Image"]
     except KeyboardInterrupt:
         container.stop(timeout=10)
         raise
