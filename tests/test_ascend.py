@@ -271,3 +271,21 @@ def test_the_chain_on_an_npu(tmp_path: Path, data_root: Path) -> None:
     assert result.exit_code == 0, result.output
     saved = json.loads((tmp_path / "r" / "result.json").read_text())
     assert saved["ap"]["easy"] > 0.85 and saved["tool_throughput"]["1"]["card_images_per_s"] > 0
+
+
+def test_report_shows_chip_and_card_throughput_and_the_fake_quant_ap(tmp_path: Path) -> None:
+    from toolkit.report.table import rows
+
+    path = tmp_path / "perf_vision_batchsize_1_device_0.txt"
+    path.write_text(GUIDE_PERF_BS1)
+    ap = {"easy": 0.93, "medium": 0.92, "hard": 0.79}
+    cpu = {"_run": "cpu", "target": "cpu", "precision": "fp32", "ap": ap}
+    on_310 = {"_run": "310", "target": "310", "precision": "fp16", "ap": ap, "batch_size": 1,
+              "throughput": {"images_per_s": 30.0}, "tool_throughput": {"1": perf.from_benchmark(path, 4)}}
+    on_310p = {"_run": "310p", "target": "310p", "precision": "int8", "ap": ap,
+               "calibration": {"fake_quant_ap": {"easy": 0.925, "medium": 0.915, "hard": 0.785}}}
+    table = rows([cpu, on_310, on_310p])
+    (row,) = [r for r in table if r["target"] == "310" and r["source"] == "measured"]
+    assert row["tool_images_per_s"] == 367.44 and row["tool"] == "benchmark: 91.86 x 4 chips"
+    (fake,) = [r for r in table if r["target"] == "310p [AMCT fake-quant, onnxruntime]"]
+    assert fake["status"] == "passed" and fake["delta_hard"] == -0.5

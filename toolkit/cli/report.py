@@ -20,7 +20,7 @@ STATUS_STYLE = {"passed": "green", "ran-but-failed-accuracy": "yellow", "failed"
 # The terminal shows these; Markdown and JSON carry every column (device, SDK, all deltas).
 SHOWN = {"target": "target", "precision": "prec", "preprocess": "preprocess", "batch": "bs", "status": "status", "size_mb": "MB",
          "easy": "easy", "medium": "medium", "hard": "hard", "delta_hard": "Δhard", "e2e_images_per_s": "e2e/s",
-         "infer_images_per_s": "infer/s", "p50_ms": "p50 ms", "p99_ms": "p99 ms", "runs_in": "runs in"}
+         "infer_images_per_s": "infer/s", "tool_images_per_s": "tool/s", "p50_ms": "p50 ms", "p99_ms": "p99 ms", "runs_in": "runs in"}
 
 
 @handle_errors

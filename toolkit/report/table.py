@@ -10,7 +10,7 @@ from toolkit.report.published import PUBLISHED
 
 SETTINGS = ("easy", "medium", "hard")
 COLUMNS = ("source", "target", "precision", "preprocess", "batch", "status", "reason", "size_mb", "easy", "medium", "hard",
-           "delta_easy", "delta_medium", "delta_hard", "e2e_images_per_s", "infer_images_per_s",
+           "delta_easy", "delta_medium", "delta_hard", "e2e_images_per_s", "infer_images_per_s", "tool_images_per_s", "tool",
            "p50_ms", "p99_ms", "device", "runs_in", "sdk")
 
 
@@ -84,19 +84,22 @@ def rows(runs: list[dict], tolerance: float = 1.0) -> list[dict]:
             **{s: ap.get(s) for s in SETTINGS}, **_deltas(ap, ref),
             "device": (r.get("machine") or {}).get("cpu"), "runs_in": (r.get("machine") or {}).get("runs_in"),
             "sdk": f"{r.get('backend')} {(r.get('versions') or {}).get('backend')}" if r.get("backend") else None,
+            "tool_images_per_s": None, "tool": None,
         }
         bench = (r.get("bench") or {}).get("batch_sizes") or {}
         base["preprocess"] = _preprocess(r.get("preprocess"), (r.get("bench") or {}).get("preprocess"))
+        mine = []
         if not bench:
             thr = r.get("throughput") or {}
-            out.append({**base, "batch": r.get("batch_size"), "e2e_images_per_s": thr.get("images_per_s"),
-                        "infer_images_per_s": None, "p50_ms": None, "p99_ms": None})
+            mine.append({**base, "batch": r.get("batch_size"), "e2e_images_per_s": thr.get("images_per_s"),
+                         "infer_images_per_s": None, "p50_ms": None, "p99_ms": None})
         for bs, stages in bench.items():
-            out.append({**base, "batch": int(bs), "e2e_images_per_s": stages["e2e"]["throughput"],
-                        "infer_images_per_s": stages["infer"]["throughput"],
-                        "p50_ms": stages["infer"]["p50_ms"], "p99_ms": stages["infer"]["p99_ms"]})
+            mine.append({**base, "batch": int(bs), "e2e_images_per_s": stages["e2e"]["throughput"],
+                         "infer_images_per_s": stages["infer"]["throughput"],
+                         "p50_ms": stages["infer"]["p50_ms"], "p99_ms": stages["infer"]["p99_ms"]})
+        out += _with_tool_figures(mine, base, r.get("tool_throughput") or {})
     for r in runs:
-        out += calibration_rows(r, tolerance)
+        out += calibration_rows(r, tolerance) + fake_quant_rows(r, ref, tolerance)
     out += unavailable_rows(runs)
     for p in PUBLISHED:
         ap = p.get("ap") or {}
@@ -108,6 +111,36 @@ def rows(runs: list[dict], tolerance: float = 1.0) -> list[dict]:
             "p50_ms": None, "p99_ms": None, "device": p["device"], "runs_in": None, "sdk": None,
         })
     return out
+
+
+def _with_tool_figures(mine: list[dict], base: dict, figures: dict) -> list[dict]:
+    """The vendor tool's throughput (ais_bench / benchmark card figure, trtexec) on the row of the same
+    batch size, or on a row of its own."""
+    for bs, f in figures.items():
+        row = next((m for m in mine if m["batch"] == int(bs)), None)
+        if row is None:
+            row = {**base, "batch": int(bs), "e2e_images_per_s": None, "infer_images_per_s": None,
+                   "p50_ms": None, "p99_ms": None}
+            mine.append(row)
+        if "card_images_per_s" in f:
+            row["tool_images_per_s"] = f["card_images_per_s"]
+            row["tool"] = f"{f['tool']}: {f['chip_images_per_s']} x {f['chips_per_card']} chips"
+        else:
+            row["tool_images_per_s"], row["tool"] = f["images_per_s"], f["tool"]
+    return mine
+
+
+def fake_quant_rows(run: dict, ref: dict | None, tolerance: float) -> list[dict]:
+    """AMCT's fake-quant model evaluated in ONNX Runtime: INT8 accuracy known without the chip."""
+    ap = (run.get("calibration") or {}).get("fake_quant_ap")
+    if not ap:
+        return []
+    worst = max(ref[s] - ap[s] for s in SETTINGS) * 100 if ref else 0.0
+    return [{**dict.fromkeys(COLUMNS), "source": "calibration", "target": f"{run['_run']} [AMCT fake-quant, onnxruntime]",
+             "precision": "int8", "preprocess": _describe(run.get("preprocess")), "batch": 1,
+             "status": "ran-but-failed-accuracy" if worst > tolerance else "passed",
+             "reason": f"AP {worst:.2f} points below CPU FP32" if worst > tolerance else "",
+             **{s: ap[s] for s in SETTINGS}, **_deltas(ap, ref), "sdk": "onnxruntime"}]
 
 
 def unavailable_rows(runs: list[dict]) -> list[dict]:

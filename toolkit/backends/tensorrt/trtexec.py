@@ -27,7 +27,7 @@ def command(onnx: Path, batch: int, height: int, width: int, precision: str = "f
 def parse(text: str, batch: int, source: str = "trtexec output") -> dict:
     """Throughput (qps and images/s = 1000 x batch / mean GPU compute ms, the guide's fps) and the
     latency statistics of the performance summary."""
-    found: dict = {"batch": batch}
+    found: dict = {"tool": "trtexec", "batch": batch}
     for line in text.splitlines():
         body = re.sub(r"^(\[[^\]]*\]\s*)+", "", line.strip())  # drop [date] [I] prefixes
         if body.startswith("Throughput:"):
