@@ -69,7 +69,7 @@ def build(onnx: Path, engine: Path, settings: TensorRTSettings, timing_cache: Pa
     if not parser.parse(onnx.read_bytes(), str(onnx)):
         errors = [parser.get_error(i) for i in range(parser.num_errors)]
         raise InputError(f"{onnx}: TensorRT's ONNX parser failed: "
-                         + "; ".join(f"{e.desc()} (node {e.node()}: {e.node_name()})" for e in errors))
+                         + "; ".join(f"{e.desc()} (node {e.node()} {getattr(e, 'node_name', str)()})" for e in errors))
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, settings.workspace_mb << 20)
     config.set_flag(trt.BuilderFlag.FP16)

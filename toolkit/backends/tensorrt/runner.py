@@ -50,7 +50,7 @@ class TensorRTRunner(Runner):
         feed[:n] = batch
         feed[n:] = 0
         self.stream.to_device(self.device[INPUT_NAME], self.host[INPUT_NAME], feed.nbytes)
-        if not self.context.execute_async_v3(self.stream.handle):
+        if not self.context.execute_async_v3(int(self.stream.handle)):
             raise ToolkitError("TensorRT execution failed")
         shapes = {name: tuple(self.context.get_tensor_shape(name)) for name in OUTPUT_NAMES}
         for name, shape in shapes.items():
