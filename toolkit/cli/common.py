@@ -9,6 +9,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from toolkit.errors import ToolkitError, Unavailable
@@ -30,9 +31,9 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             if os.environ.get("CENTERFACE_DEBUG"):
                 raise
             prefix = "unavailable" if isinstance(exc, Unavailable) else "error"
-            console.print(f"[bold red]{prefix}:[/] {exc.message}", soft_wrap=True)
+            console.print(f"[bold red]{prefix}:[/] {escape(exc.message)}", soft_wrap=True)
             if exc.hint:
-                console.print(f"[dim]hint:[/] {exc.hint}", soft_wrap=True)
+                console.print(f"[dim]hint:[/] {escape(exc.hint)}", soft_wrap=True)
             raise typer.Exit(EXIT_UNAVAILABLE if isinstance(exc, Unavailable) else EXIT_ERROR) from None
         except KeyboardInterrupt:
             console.print("[bold red]interrupted[/]: stopped cleanly, no partial files were kept")
