@@ -98,7 +98,8 @@ def test_every_target_has_a_run_spec_for_its_hardware(name: str, tmp_path: Path)
 
 def test_container_settings_are_checked(tmp_path: Path) -> None:
     for bad, message in (('devices = "tpu"', "devices 'tpu'"), ('dockerfile = "nope"', "nope.Dockerfile"),
-                         ('user = "admin"', "user 'admin'"), ('volumes = []', "unknown key 'volumes'")):
+                         ('user = "admin"', "user 'admin'"), ('volumes = []', "unknown key 'volumes'"),
+                         ("build_args = 3", "build_args must be a table of strings")):
         with pytest.raises(InputError, match=message):
             ContainerConfig.of(targets.load(str(write_target(tmp_path, "bad", bad))))
 
@@ -110,6 +111,13 @@ def test_missing_npu_nodes_are_named_before_any_work(tmp_path: Path) -> None:
     result = invoke("run", "--target", target, "--mode", "container", "--out", tmp_path / "run")
     assert result.exit_code == 2 and "/dev/davinci0" in result.output and "missing on this host" in result.output
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("ids", [",", "-1", "a,1"])
+def test_bad_device_ids_are_one_line(ids: str, tmp_path: Path) -> None:
+    result = invoke("run", "--target", "310", "--dry-run", "--device-ids", ids, "--out", tmp_path / "run")
+    assert result.exit_code == 2 and f"--device-ids {ids!r}: expected numbers 0 or more" in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "run").exists()
 
 
 def test_build_context_is_the_allowlist_plus_the_extra_ca(tmp_path: Path) -> None:

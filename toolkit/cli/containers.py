@@ -60,9 +60,12 @@ def parse_device_ids(text: str | None) -> list[int] | None:
     if text is None:
         return None
     try:
-        return [int(p) for p in text.split(",") if p.strip()]
+        ids = [int(p) for p in text.split(",") if p.strip()]
     except ValueError:
-        raise InputError(f"--device-ids {text!r}: expected numbers such as 0 or 0,1") from None
+        ids = []
+    if not ids or any(i < 0 for i in ids):
+        raise InputError(f"--device-ids {text!r}: expected numbers 0 or more, such as 0 or 0,1")
+    return ids
 
 
 def flags(pairs: list[tuple[str, object]]) -> list[str]:
@@ -90,16 +93,15 @@ def container_spec(config: ContainerConfig, cli_args: list[str], run_dir: Path, 
 
 def in_container(config: ContainerConfig, cli_args: list[str], run_dir: Path, data: Path | None,
                  device_ids: list[int] | None) -> str:
-    """Run `container_spec` and follow it; its exit code becomes ours. Returns the image id it ran."""
+    """Run `container_spec` (after `built_image`) and follow it; its exit code becomes ours. Returns the
+    image id it ran."""
     from toolkit.containers import run as container_run
 
     run_dir.mkdir(parents=True, exist_ok=True)
     cache_dir().mkdir(parents=True, exist_ok=True)
     plan = container_spec(config, cli_args, run_dir, data, device_ids)
-    args = plan.command
-    runspec.check_hardware(plan, config.target)
-    runspec.check_folders(plan, config.target)
-    console.print(f"[bold]container[/] {config.image}: python -m toolkit {' '.join(args)}")
+    runspec.check_folders(plan, config.target)  # the hardware was checked by `built_image`, before any work
+    console.print(f"[bold]container[/] {config.image}: python -m toolkit {' '.join(plan.command)}")
     code, image_id = container_run.run(plan)
     if code:
         console.print(f"[bold red]error:[/] the {config.image} container exited with {code}")

@@ -35,6 +35,8 @@ class ContainerConfig:
             raise InputError(f"{where}: devices {config.devices!r} is not one of {', '.join(DEVICE_KINDS)}")
         if config.user not in USERS:
             raise InputError(f"{where}: user {config.user!r} is not one of {', '.join(USERS)}")
+        if not isinstance(config.build_args, dict) or not all(isinstance(v, str) for v in config.build_args.values()):
+            raise InputError(f"{where}: build_args must be a table of strings, such as {{ VENV_FLAGS = \"\" }}")
         if not config.dockerfile_path().is_file():
             raise InputError(f"{where}: no {config.dockerfile_path()}")
         return config

@@ -29,8 +29,9 @@ class BuildOptions:
 
 def base_image_for(config: ContainerConfig, options: BuildOptions) -> str:
     """The --base-image option, else the target's base_image, else the Dockerfile's ARG default."""
-    if options.base_image or config.base_image:
-        return options.base_image or config.base_image
+    chosen = options.base_image or config.base_image
+    if chosen:
+        return chosen
     found = _FROM_DEFAULT.search(config.dockerfile_path().read_text())
     if not found:
         raise InputError(f"{config.dockerfile_path()}: no `ARG BASE_IMAGE=<default>` line")
@@ -49,12 +50,13 @@ def build(config: ContainerConfig, options: BuildOptions, log: Callable[[str], N
     """Build and tag `config.image`; return its id, size and build arguments."""
     client = engine.client()
     args = build_args(config, options)
+    context = build_context(options.extra_ca_cert)  # checks the certificate before any pull
     ensure_base(client, args["BASE_IMAGE"], log)
-    context = build_context(options.extra_ca_cert)
     tail: deque[str] = deque(maxlen=LOG_TAIL)
     step = ""
-    stream = client.api.build(fileobj=context, custom_context=True, dockerfile=config.dockerfile_in_context, tag=config.image, buildargs=args, network_mode="host",
-        rm=True, forcerm=True, nocache=options.no_cache, decode=True,
+    stream = client.api.build(
+        fileobj=context, custom_context=True, dockerfile=config.dockerfile_in_context, tag=config.image,
+        buildargs=args, network_mode="host", rm=True, forcerm=True, nocache=options.no_cache, decode=True,
         labels={"io.centerface-toolkit.target": config.target, "io.centerface-toolkit.version": __version__})
     image_id = None
     for chunk in stream:

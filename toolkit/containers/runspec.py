@@ -71,9 +71,7 @@ def make(config: ContainerConfig, cli_args: list[str], run_dir: Path, cache: Pat
     env = {"CENTERFACE_RUNS": RUNS, "CENTERFACE_CACHE": CACHE, "HOME": "/tmp"}
     spec = RunSpec(config.image, cli_args, mounts, environment=env,
                    user=f"{os.getuid()}:{os.getgid()}" if config.user == "host" else "0:0")
-    ids = device_ids if device_ids is not None else [0]
-    if any(i < 0 for i in ids):
-        raise InputError(f"device ids {ids}: must be 0 or more")
+    ids = device_ids or [0]
     if config.devices == "ascend":
         spec.devices = [f"{d}:{d}:rwm" for d in [f"/dev/davinci{i}" for i in ids] + list(ASCEND_SHARED_DEVICES)]
         spec.mounts += [Mount(p, p, True) for p in ASCEND_DRIVER_MOUNTS]
