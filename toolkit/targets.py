@@ -24,6 +24,12 @@ class Target:
     export_shape: str = "dynamic"  # BxCxHxW or "dynamic"
     extra: dict = field(default_factory=dict)  # backend-specific keys
 
+    def fixed_size(self, why: str) -> tuple[int, int]:
+        """(width, height) of a letterbox input; fixed-shape backends say `why` they need one."""
+        if self.preprocess.mode != "letterbox":
+            raise InputError(f"target {self.name}: {why}, so preprocess must be letterbox")
+        return self.preprocess.width, self.preprocess.height
+
     def as_dict(self) -> dict:
         return {"name": self.name, "backend": self.backend, "precision": self.precision,
                 "preprocess": self.preprocess.as_dict(), "batch_sizes": list(self.batch_sizes),

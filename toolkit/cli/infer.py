@@ -150,8 +150,8 @@ def show_plan(spec: targets.Target, opts: ChainOptions, where: str, device_ids: 
     out_dir = opts.out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     shown = Path(runspec.container_path(out_dir)) if where == "container" else out_dir
-    steps = backends.get(spec.backend).dry_run(spec, out_dir, shown)
-    reason = backends.get(spec.backend).unavailable()
+    backend = backends.get(spec.backend)
+    steps, reason = backend.dry_run(spec, out_dir, shown), backend.unavailable()
     out.print(f"plan for {spec.name} ({spec.backend}, {spec.precision}), run folder {out_dir}"
               + (f"; here: unavailable: {reason}" if reason else ""))
     container = None

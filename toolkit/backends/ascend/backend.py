@@ -61,16 +61,11 @@ class AscendBackend(Backend):
         config = None
         if s.aipp:
             config = fileio.write_text(workdir / plan.AIPP_FILE, aipp.generate(s.width, s.height))
-        made = {}
         for bs in target.batch_sizes:
             static = make_static(source, plan.static_onnx(workdir, bs, int8), bs, s.height, s.width)
-            stem = plan.om_stem(workdir, bs)
-            run_tool(commands.atc(static, stem, bs, s.height, s.width, s.soc_version, config))
-            found = sorted(stem.parent.glob(f"{stem.name}*.om"))  # some CANN versions add _linux_<arch>
-            if not found:
-                raise ToolkitError(f"atc wrote no {stem}.om")
-            made[bs] = found[0]
-        return made[target.batch_sizes[0]]
+            run_tool(commands.atc(static, plan.om_stem(workdir, bs), bs, s.height, s.width, s.soc_version, config))
+            plan.find_om(workdir, bs)  # atc exited 0 but must also have written it
+        return plan.find_om(workdir, target.batch_sizes[0])
 
     def quantise(self, onnx_path: Path, target: Target, data_root: Path, gt, out: Path,
                  items: list[tuple[str, Path]], log: Callable[[str], None], progress=None) -> tuple[Path, dict]:
@@ -113,7 +108,7 @@ class AscendBackend(Backend):
         cann = Cann.find()
         figures = {}
         for bs in target.batch_sizes:
-            om = sorted(out.glob(f"{plan.om_stem(out, bs).name}*.om"))[0]
+            om = plan.find_om(out, bs)
             if cann.ais_bench:
                 run_tool(commands.ais_bench(om, out / plan.TOOL_OUTPUT, f"perf_bs{bs}", bs, s.device_id, loop=20))
                 figures[str(bs)] = perf.from_ais_bench(out / plan.TOOL_OUTPUT / f"perf_bs{bs}_summary.json",
@@ -121,7 +116,7 @@ class AscendBackend(Backend):
                 continue
             folder = out / f"input_bs{bs}"
             toolflow.write_inputs(items[:BENCHMARK_IMAGES], target.preprocess, bs, s.aipp, folder)
-            run_tool(commands.benchmark(om, folder.with_suffix(".info"), bs, s.height, s.width, s.device_id,
+            run_tool(commands.benchmark(om, toolflow.info_path(folder), bs, s.height, s.width, s.device_id,
                                         cann.benchmark), cwd=out)
             figures[str(bs)] = perf.from_benchmark(
                 out / "result" / f"perf_vision_batchsize_{bs}_device_{s.device_id}.txt", s.chips_per_card)

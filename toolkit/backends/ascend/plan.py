@@ -7,6 +7,7 @@ from pathlib import Path
 
 from toolkit.backends.ascend import commands
 from toolkit.backends.base import Step
+from toolkit.errors import InputError
 from toolkit.backends.ascend.settings import AscendSettings
 from toolkit.targets import Target
 
@@ -18,6 +19,15 @@ TOOL_OUTPUT = "ais_output"
 
 def om_stem(out: Path, batch: int) -> Path:
     return out / f"centerface_bs{batch}"
+
+
+def find_om(out: Path, batch: int) -> Path:
+    """The .om atc wrote for `batch` (some CANN versions add _linux_<arch> to the name)."""
+    stem = om_stem(out, batch)
+    found = sorted(out.glob(f"{stem.name}*.om"))
+    if not found:
+        raise InputError(f"no {stem}.om", "run --stages convert first")
+    return found[0]
 
 
 def static_onnx(out: Path, batch: int, quantised: bool) -> Path:

@@ -25,8 +25,6 @@ class AscendSettings:
         where = f"target {target.name} [ascend]"
         if raw.get("soc_version") not in SOCS:
             raise InputError(f"{where}: soc_version {raw.get('soc_version')!r} is not one of {', '.join(SOCS)}")
-        pre = target.preprocess
-        if pre.mode != "letterbox":
-            raise InputError(f"target {target.name}: an .om has a static input, so preprocess must be letterbox")
+        width, height = target.fixed_size("an .om has a static input")
         return cls(raw["soc_version"], int(raw.get("chips_per_card", 1)), bool(raw.get("aipp", False)),
-                   int(raw.get("device_id", 0)), pre.width, pre.height)
+                   int(raw.get("device_id", 0)), width, height)

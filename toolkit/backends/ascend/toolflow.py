@@ -24,6 +24,11 @@ class BinInput:
     transforms: list[Transform]
 
 
+def info_path(folder: Path) -> Path:
+    """The info file listing a folder of inputs: input_bs1/ -> input_bs1.info."""
+    return folder.with_suffix(".info")
+
+
 def write_inputs(items: list[tuple[str, Path]], pre: Preprocess, batch: int, aipp: bool, folder: Path) -> list[BinInput]:
     """One .bin per batch (uint8 NHWC for an AIPP model, else float32 NCHW), the info file, a manifest."""
     written = []
@@ -36,7 +41,7 @@ def write_inputs(items: list[tuple[str, Path]], pre: Preprocess, batch: int, aip
         stem = f"input_{start // batch:05d}"
         bins.write_input(folder / f"{stem}.bin", data)
         written.append(BinInput(stem, [k for k, _ in chunk], list(transforms)))
-    bins.write_info(folder.with_suffix(".info"), [folder / f"{b.stem}.bin" for b in written], pre.width, pre.height)
+    bins.write_info(info_path(folder), [folder / f"{b.stem}.bin" for b in written], pre.width, pre.height)
     fileio.write_json(folder / MANIFEST, [{"stem": b.stem, "keys": b.keys} for b in written])
     return written
 

@@ -27,12 +27,11 @@ class TensorRTSettings:
         where = f"target {target.name} [tensorrt]"
         if target.precision not in PRECISIONS:
             raise InputError(f"target {target.name}: precision {target.precision!r} is not one of {', '.join(PRECISIONS)}")
-        if target.preprocess.mode != "letterbox":
-            raise InputError(f"target {target.name}: the engine's profile has a fixed image size, so preprocess must be letterbox")
+        width, height = target.fixed_size("the engine's profile has a fixed image size")
         sizes = target.batch_sizes
         s = cls(target.precision, int(raw.get("min_batch", min(sizes))), int(raw.get("opt_batch", max(sizes))),
                 int(raw.get("max_batch", max(sizes))), int(raw.get("workspace_mb", 4096)), int(raw.get("device_id", 0)),
-                target.preprocess.width, target.preprocess.height)
+                width, height)
         if not 1 <= s.min_batch <= s.opt_batch <= s.max_batch:
             raise InputError(f"{where}: need 1 <= min_batch <= opt_batch <= max_batch, got {s.min_batch}, {s.opt_batch}, {s.max_batch}")
         if not all(s.min_batch <= b <= s.max_batch for b in sizes):
