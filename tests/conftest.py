@@ -60,3 +60,19 @@ def cpu_run(data_root: Path, tmp_path_factory) -> Path:
                                       "--out", str(out)])
     assert result.exit_code == 0, result.output
     return out
+
+
+@pytest.fixture(scope="session")
+def catalogue(tmp_path_factory):
+    """Rows (case, command, exit, the line printed) from the bad-input and signal tests, written as a
+    Markdown table when the session ends: to $CENTERFACE_CATALOGUE if set, else into pytest's temp folder."""
+    import os
+
+    rows: list[tuple[str, str, int, str]] = []
+    yield rows
+    if rows:
+        lines = ["| case | command | exit | the line printed |", "|---|---|---|---|"]
+        cell = lambda text: str(text).replace("|", "\\|")  # noqa: E731
+        lines += [f"| {cell(case)} | `{cell(command)}` | {code} | `{cell(line)}` |" for case, command, code, line in sorted(rows)]
+        path = Path(os.environ.get("CENTERFACE_CATALOGUE") or tmp_path_factory.getbasetemp() / "catalogue.md")
+        path.write_text("\n".join(lines) + "\n")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from cli import invoke
+from cli import invoke, spawn
 from toolkit import __version__, targets
 from toolkit.containers import images, runspec
 from toolkit.containers.config import ContainerConfig
@@ -109,7 +109,8 @@ def test_missing_npu_nodes_are_named_before_any_work(tmp_path: Path) -> None:
         pytest.skip("this host has an Ascend NPU")
     target = write_target(tmp_path, "npu", 'dockerfile = "ascend"\ndevices = "ascend"\nuser = "root"')
     result = invoke("run", "--target", target, "--mode", "container", "--out", tmp_path / "run")
-    assert result.exit_code == 2 and "/dev/davinci0" in result.output and "missing on this host" in result.output
+    assert result.exit_code == 3 and "unavailable: target" in result.output and "/dev/davinci0" in result.output
+    assert "missing on this host" in result.output
     assert not (tmp_path / "run").exists()
 
 
@@ -257,16 +258,15 @@ def test_ctrl_c_stops_and_removes_the_container(cpu_image: str, data_root: Path,
     import time
 
     labels = {"label": "io.centerface-toolkit.run"}
-    proc = subprocess.Popen([sys.executable, "-m", "toolkit", "run", "--target", "cpu", "--mode", "container",
-                             "--data", str(data_root), "--out", str(tmp_path / "runs" / "cpu")],
-                            cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = spawn("run", "--target", "cpu", "--mode", "container", "--data", data_root, "--out", tmp_path / "runs" / "cpu")
     deadline = time.monotonic() + 120
     while not docker_client.containers.list(filters=labels) and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.2)
     assert docker_client.containers.list(filters=labels), "the container never started"
     time.sleep(2)  # inside, the chain is now reading and inferring
     proc.send_signal(signal.SIGINT)
-    output, _ = proc.communicate(timeout=60)
-    assert proc.returncode == 130, output
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines()[-1] == f"interrupted: stopped cleanly, {tmp_path / 'runs' / 'cpu'} not created"
     assert not docker_client.containers.list(all=True, filters=labels)
-    assert not (tmp_path / "runs" / "cpu" / "result.json").exists()
+    assert not list((tmp_path / "runs").iterdir())  # neither the run folder nor its staging copy

@@ -52,23 +52,20 @@ def test_a_bad_image_stops_every_stage(model: Path, wider_images, tmp_path: Path
 
 def test_ctrl_c_stops_cleanly(data_root: Path, tmp_path: Path) -> None:
     """SIGINT in the middle of a run: exit 130, one line, no worker left, no partial file."""
-    import os
     import signal
-    import subprocess
-    import sys
     import time
 
+    from cli import spawn
+
     out = tmp_path / "run"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "toolkit", "run", "--target", "cpu", "--data", str(data_root), "--out", str(out)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
+    proc = spawn("run", "--target", "cpu", "--data", data_root, "--out", out)
+    staged = tmp_path / f".run.staging-{proc.pid}"  # the run writes here until it succeeds
     deadline = time.time() + 120
-    while time.time() < deadline and len(list((out / "predictions").glob("*/*.txt"))) < 5:
+    while time.time() < deadline and len(list((staged / "predictions").glob("*/*.txt"))) < 5:
         time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
-    output, _ = proc.communicate(timeout=60)
-    assert proc.returncode == 130, output
-    assert "interrupted" in output and "Traceback" not in output
-    assert not (out / "result.json").exists()
-    assert not [p for p in out.rglob(".*") if p.is_file()]  # no temporary file left behind
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines()[-1] == f"interrupted: stopped cleanly, {out} not created"
+    assert "Traceback" not in err
+    assert not out.exists() and not list(tmp_path.iterdir())  # nothing left, hidden files included

@@ -31,6 +31,8 @@ RAW_OUTPUTS = 8  # images whose raw outputs are kept, to compare runs (compare-o
 DRAW_THRESHOLD = 0.5  # pictures show confident detections only
 STAGES = ("export", "convert", "infer")  # weights -> .pth -> ONNX | artefact (INT8: calibrated) | inference -> AP
 STATE_FILE = "stages.json"
+RESULT = "result.json"
+OTHER_SECTIONS = ("bench",)  # result.json sections that `bench` writes and `run` keeps
 
 
 @dataclass
@@ -40,9 +42,8 @@ class ChainOptions:
     data: Path | None  # WIDER root; None -> the sample image
     weights: Path | None = None
     limit: int | None = None
-    preprocess: Preprocess | None = None  # overrides the target's
-    batch_size: int | None = None
     stages: tuple[str, ...] = STAGES  # any of them, run in chain order
+    skip_bad: bool = False  # record unreadable images in result.json and go on (default: stop at the first)
 
 
 def sample_images() -> list[tuple[str, Path]]:
@@ -53,7 +54,13 @@ def sample_images() -> list[tuple[str, Path]]:
     return [("sample/grace_hopper", path)]
 
 
+def check_limit(limit: int | None) -> None:
+    if limit is not None and limit < 1:
+        raise InputError(f"--limit {limit}: must be 1 or more (leave it out for every image)")
+
+
 def dataset_items(root: Path, limit: int | None) -> list[tuple[str, Path]]:
+    check_limit(limit)
     items = wider.list_val_images(root)
     return items[:limit] if limit else items
 
@@ -117,8 +124,7 @@ def run_chain(opts: ChainOptions, log: Callable[[str], None], progress=None) -> 
     exports (it has PyTorch), the target's container converts and infers on the same run folder.
     """
     target = opts.target
-    pre = opts.preprocess or target.preprocess
-    batch_size = opts.batch_size if opts.batch_size is not None else target.batch_sizes[0]
+    pre, batch_size = target.preprocess, target.batch_sizes[0]
     pipeline.check_batch_size(batch_size)  # before anything in the run folder changes
     chosen = check_stages(opts.stages)
     out = opts.out_dir
@@ -181,6 +187,7 @@ def _infer(opts: ChainOptions, backend, pre: Preprocess, batch_size: int, items:
     to_keep = {key for key, _ in items[:RAW_OUTPUTS]}
     drawn: dict[str, Detections] = {}
     raw: dict[str, dict[str, np.ndarray]] = {}
+    bad: dict[str, str] = {}  # --skip-bad: image -> why it was skipped
 
     def on_result(key: str, det: Detections, outputs: dict) -> None:
         event, name = key.split("/", 1)
@@ -196,12 +203,16 @@ def _infer(opts: ChainOptions, backend, pre: Preprocess, batch_size: int, items:
             "inference", pipeline.run, items, runner, pre, on_result, batch_size=batch_size,
             threshold=target.threshold,
             on_progress=(lambda n: progress.advance(task, n)) if progress else None,
+            on_bad=bad.__setitem__ if opts.skip_bad else None,
         )
+    if bad:
+        log(f"[yellow]skipped {len(bad)} unreadable images[/] (listed in result.json), e.g. {next(iter(bad.values()))}")
+    items = [(k, p) for k, p in items if k not in bad]
     tool_figures = backend.measure(target, out, items)  # the vendor tool's own throughput, where it has one
     min_score = max(target.threshold, DRAW_THRESHOLD)
     pictures = [_relative(save(out / "pictures" / f"{key.replace('/', '__')}.jpg",
                                draw(read_rgb(path), drawn[key], min_score)), out)
-                for key, path in items[:PICTURES]]
+                for key, path in items if key in drawn]
 
     evaluation: Evaluation | None = None
     if gt is not None:
@@ -209,6 +220,11 @@ def _infer(opts: ChainOptions, backend, pre: Preprocess, batch_size: int, items:
         if evaluation.restricted:
             log(f"ground truth restricted to the {evaluation.images} processed images "
                 f"(of {evaluation.gt_images} in {gt.source})")
+        if evaluation.unmatched_predictions:
+            log(f"[yellow]{len(evaluation.unmatched_predictions)} images have no ground truth[/] and count in no AP "
+                f"(listed in result.json), e.g. {evaluation.unmatched_predictions[0]}")
+        for reason in evaluation.reasons().values():
+            log(f"[yellow]no AP[/]: {reason}")
 
     exported, converted = state["export"], state["convert"]
     result = {
@@ -218,6 +234,7 @@ def _infer(opts: ChainOptions, backend, pre: Preprocess, batch_size: int, items:
         "preprocess": pre.as_dict(),
         "batch_size": batch_size,
         "images": len(items),
+        "skipped_images": [{"image": k, "reason": r} for k, r in bad.items()],
         "dataset": str(opts.data) if opts.data else "sample image (no dataset)",
         "ap": evaluation.aps() if evaluation else None,
         "evaluation": evaluation.summary() if evaluation else None,
@@ -239,8 +256,21 @@ def _infer(opts: ChainOptions, backend, pre: Preprocess, batch_size: int, items:
     saved_outputs.save(out / saved_outputs.FILE, raw)
     if evaluation is not None:
         _save_curves(out / "pr_curves.npz", evaluation)
-    fileio.write_json(out / "result.json", result)
+    fileio.write_json(out / RESULT, {**_sections_of_others(out / RESULT), **result})
     return result
+
+
+def _sections_of_others(path: Path) -> dict:
+    """The sections of an earlier result.json that other commands wrote (`bench`): a re-run keeps them."""
+    import json
+
+    if not path.is_file():
+        return {}
+    try:
+        earlier = json.loads(path.read_text())
+    except ValueError:
+        return {}
+    return {k: v for k, v in earlier.items() if k in OTHER_SECTIONS} if isinstance(earlier, dict) else {}
 
 
 def check_stages(stages: tuple[str, ...]) -> tuple[str, ...]:

@@ -122,8 +122,10 @@ def run(
     workers: int = 2,
     prefetch: int = 8,
     on_progress: Callable[[int], None] | None = None,
+    on_bad: Callable[[str, str], None] | None = None,
 ) -> StageTimes:
-    """Run every (key, image path) through preprocess -> infer -> decode -> on_result."""
+    """Run every (key, image path) through preprocess -> infer -> decode -> on_result. An image that
+    cannot be read stops the run, unless `on_bad(key, reason)` is given: then it is reported and skipped."""
     check_batch_size(batch_size)
     streams = max(1, runner.streams)
     times = StageTimes()
@@ -156,7 +158,13 @@ def run(
                 stop.set()
 
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="preprocess")
-    batches = _batches(_prefetched(items, pre, pool, prefetch, stop), batch_size)
+    skipped = None
+    if on_bad is not None:
+        def skipped(key: str, reason: str) -> None:
+            on_bad(key, reason)
+            if on_progress:
+                on_progress(1)
+    batches = _batches(_prefetched(items, pre, pool, prefetch, stop, skipped), batch_size)
     lock = threading.Lock()  # guards `batches` (a generator) and `times`
 
     def infer_loop() -> None:
@@ -216,9 +224,11 @@ def _put(q: queue.Queue, job: object, errors: list, force: bool = False) -> None
 
 
 def _prefetched(items: Iterable[tuple[str, Path]], pre: Preprocess, pool: ThreadPoolExecutor,
-                depth: int, stop: threading.Event) -> Iterator[Prepared]:
-    """Submit up to `depth` images ahead and yield them in order as they complete."""
-    pending: list[Future] = []
+                depth: int, stop: threading.Event,
+                skipped: Callable[[str, str], None] | None = None) -> Iterator[Prepared]:
+    """Submit up to `depth` images ahead and yield them in order as they complete (an unreadable
+    image goes to `skipped` when given, else its error is raised)."""
+    pending: list[tuple[str, Future]] = []
     it = iter(items)
     exhausted = False
     while True:
@@ -227,7 +237,15 @@ def _prefetched(items: Iterable[tuple[str, Path]], pre: Preprocess, pool: Thread
             if nxt is None:
                 exhausted = True
                 break
-            pending.append(pool.submit(_prepare, nxt[0], nxt[1], pre))
+            pending.append((nxt[0], pool.submit(_prepare, nxt[0], nxt[1], pre)))
         if not pending or stop.is_set():
             return
-        yield pending.pop(0).result()
+        key, future = pending.pop(0)
+        try:
+            prepared = future.result()
+        except InputError as exc:
+            if skipped is None:
+                raise
+            skipped(key, exc.message)
+            continue
+        yield prepared

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 from collections.abc import Callable
@@ -116,11 +117,12 @@ def calibrate(target: Target, fp32_onnx: Path, data_root: Path, gt: GroundTruth,
     for cfg in configs:
         model = backend.calibrate(fp32_onnx, calib, target, work / f"centerface.int8.{cfg.slug}.onnx",
                                   cfg.method, list(cfg.keep_float))
-        rows.append({**measure(cfg.label, model, fp32, fp32["infer_images_per_s"]), "model": str(model)})
+        rows.append({**measure(cfg.label, model, fp32, fp32["infer_images_per_s"]),
+                     "model": os.path.relpath(model, out)})  # relative: the run folder moves (staging)
         log(f"{cfg.label}: Δ easy/medium/hard {rows[-1]['delta_easy']} / {rows[-1]['delta_medium']} / "
             f"{rows[-1]['delta_hard']} points, {rows[-1]['speedup']}x")
     best = min(rows[1:], key=lambda r: (worst_drop(r), -r["infer_images_per_s"]))
-    fileio.write_with(out / BEST, lambda tmp: shutil.copyfile(best["model"], tmp))
+    fileio.write_with(out / BEST, lambda tmp: shutil.copyfile(out / best["model"], tmp))
     report = {
         "target": target.name, "fp32_sha256": sha256(fp32_onnx), "recipe": calib.manifest["recipe"],
         "calibration_set": str(calib.folder), "calibration_sha256": calib.sha256, "calibration_images": calib.manifest["images"],

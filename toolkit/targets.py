@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field, replace
+
 from toolkit import toml
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from toolkit.data.preprocess import Preprocess
@@ -29,6 +30,16 @@ class Target:
         if self.preprocess.mode != "letterbox":
             raise InputError(f"target {self.name}: {why}, so preprocess must be letterbox")
         return self.preprocess.width, self.preprocess.height
+
+    def overridden(self, preprocess: Preprocess | None, batch_size: int | None) -> Target:
+        """This target with a command line's --preprocess / --size and --batch-size (converted for and
+        run at those, so the plan, the artefacts and the inference agree)."""
+        target = self if preprocess is None else replace(self, preprocess=preprocess)
+        if batch_size is None:
+            return target
+        if batch_size < 1:
+            raise InputError(f"batch size {batch_size}: must be 1 or more")
+        return replace(target, batch_sizes=(batch_size, *(b for b in self.batch_sizes if b != batch_size)))
 
     def as_dict(self) -> dict:
         return {"name": self.name, "backend": self.backend, "precision": self.precision,

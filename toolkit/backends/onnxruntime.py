@@ -10,7 +10,7 @@ import numpy as np
 from toolkit import fileio
 from toolkit.backends.base import Backend, Runner
 from toolkit.errors import InputError
-from toolkit.model.signature import OUTPUT_NAMES
+from toolkit.model.signature import OUTPUT_NAMES, check_outputs
 from toolkit.targets import Target
 
 
@@ -60,6 +60,7 @@ class OnnxRuntimeRunner(Runner):
         if threads is None:
             self.streams, threads = stream_layout(cpu_threads())
         source = model if isinstance(model, bytes) else str(model)
+        self.source = "model bytes" if isinstance(model, bytes) else str(model)
         try:
             self.session = ort.InferenceSession(source, session_options(threads), providers=["CPUExecutionProvider"])
         except Exception as exc:
@@ -73,8 +74,13 @@ class OnnxRuntimeRunner(Runner):
 
     def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         _check_batch(batch, self.input.shape, self.input.name)
-        outputs = self.session.run(self.output_names, {self.input.name: batch})
-        return dict(zip(OUTPUT_NAMES, outputs))
+        try:
+            outputs = dict(zip(OUTPUT_NAMES, self.session.run(self.output_names, {self.input.name: batch})))
+        except Exception as exc:  # the model's own failure on a valid input: one line naming it
+            raise InputError(f"{self.source}: ONNX Runtime failed on a {tuple(batch.shape)} input "
+                             f"({str(exc).splitlines()[0][:160]})") from None
+        check_outputs(outputs, batch.shape, self.source)
+        return outputs
 
 
 def _check_batch(batch: np.ndarray, shape: list, name: str) -> None:

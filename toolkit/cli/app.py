@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from toolkit import __version__, targets
+from toolkit import __version__, runfolder, targets
 from toolkit.cli import bench, calibrate, containers, doctor, evaluate, infer, model, report
 from toolkit.cli.common import handle_errors, out
 
@@ -50,4 +50,5 @@ def version() -> None:
 
 
 def main() -> None:
+    runfolder.handle_sigterm()  # SIGTERM unwinds like Ctrl-C: run folders roll back, nothing half-written stays
     app()

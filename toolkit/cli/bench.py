@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from toolkit import backends, bench, fileio, machine, targets
+from toolkit import backends, bench, fileio, machine, runfolder, targets
 from toolkit.chain import ChainOptions, converted, dataset_items, run_chain, sample_images
 from toolkit.cli.common import console, handle_errors, out, progress
 from toolkit.cli.containers import DeviceIdsOpt, ModeOpt, built_image, in_container, parse_device_ids, resolve_mode
@@ -51,6 +51,7 @@ def bench_cmd(
     sizes = _batch_sizes(batch_sizes)
     if images < 1 or iters < 1 or warmup < 0:
         raise InputError("--images and --iters must be 1 or more, --warmup 0 or more")
+    fileio.check_output_file(json_path)
     pre = Preprocess.parse(preprocess, size)
     root = data or default_dataset()
     run_dir = out_dir or runs_dir() / spec.name
@@ -58,19 +59,32 @@ def bench_cmd(
         args = ["bench", "--target", spec.name, "--batch-sizes", batch_sizes, "--images", images, "--warmup", warmup,
                 "--iters", iters, "--preprocess", preprocess, "--size", size] + (["--compare"] if compare else [])
         ids = parse_device_ids(device_ids)
-        in_container(built_image(spec, ids), [str(a) for a in args], run_dir, root, ids)
-        if json_path:
-            fileio.write_bytes(json_path, (run_dir / "bench.json").read_bytes())
+        config = built_image(spec, ids)
+        with runfolder.transaction(run_dir, f"bench --target {spec.name}") as staged:
+            in_container(config, [str(a) for a in args], staged, root, ids)
+            if json_path:
+                fileio.write_bytes(json_path, (staged / "bench.json").read_bytes())
         return
     backend = backends.require(spec.backend, spec.name)
     items = dataset_items(root, images) if root else sample_images() * images
+    with runfolder.transaction(run_dir, f"bench --target {spec.name}") as staged:
+        result = _bench(spec, backend, staged, root, items, pre, sizes, warmup, iters, compare)
+        fileio.write_json(staged / "bench.json", result)
+        _merge_into_result(staged / "result.json", result)
+        if json_path:
+            fileio.write_json(json_path, result)
+    _show(result)
+
+
+def _bench(spec: targets.Target, backend, run_dir: Path, root: Path | None, items: list, pre: Preprocess,
+           sizes: list[int], warmup: int, iters: int, compare: bool) -> dict:
     artefact = converted(run_dir)  # the model `run` made, else export and convert now
     if artefact is None:
         if spec.precision == "int8":  # calibration needs the dataset and takes minutes: that is `run`'s job
             raise InputError(f"{run_dir}: no INT8 model yet", f"run `python -m toolkit run --target {spec.name}` first")
         run_chain(ChainOptions(spec, run_dir, root, limit=1, stages=("export", "convert")), console.print)
         artefact = converted(run_dir)
-    console.print(f"benchmarking {artefact}")
+    console.print(f"benchmarking {artefact.name}")
     official = weights.fetch()
     result: dict = {"target": spec.name, "backend": backend.name, "preprocess": pre.as_dict(), "images": len(items),
                     "threshold": spec.threshold, "batch_sizes": {}, "machine": machine.describe(),
@@ -82,11 +96,7 @@ def bench_cmd(
                 runner, items, pre, bs, spec.threshold, warmup, iters, lambda n, t=task: bar.advance(t, n))
         if compare:
             result["compare"] = _compare(runner, official, items, pre, warmup, iters)
-    _show(result)
-    fileio.write_json(run_dir / "bench.json", result)
-    _merge_into_result(run_dir / "result.json", result)
-    if json_path:
-        fileio.write_json(json_path, result)
+    return result
 
 
 def _compare(ours, official_onnx: Path, items, pre: Preprocess, warmup: int, iters: int) -> dict:

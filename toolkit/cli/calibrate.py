@@ -8,8 +8,8 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from toolkit import quantization, targets
-from toolkit.chain import Stages, export_model
+from toolkit import quantization, runfolder, targets
+from toolkit.chain import Stages, check_limit, export_model
 from toolkit.cli.common import console, handle_errors, out, progress
 from toolkit.data import wider
 from toolkit.errors import InputError
@@ -32,12 +32,13 @@ def calibrate_cmd(
     root = data or default_dataset()
     if root is None or not root.is_dir():
         raise InputError(f"{root or 'no dataset'}: calibration needs the WIDER FACE images", "pass --data <WIDER root>")
+    check_limit(limit)
     run_dir = out_dir or runs_dir() / spec.name
     gt = wider.load_ground_truth(root)
-    fp32 = export_model(spec, run_dir, None, Stages(console.print), [])
-    with progress() as bar:
+    with runfolder.transaction(run_dir, f"calibrate --target {spec.name}") as staged, progress() as bar:
+        fp32 = export_model(spec, staged, None, Stages(console.print), [])
         items = quantization.evaluation_items(quantization.recipe_for(spec, count), root, limit)
-        report = quantization.calibrate(spec, fp32.onnx, root, gt, run_dir, items, console.print, bar,
+        report = quantization.calibrate(spec, fp32.onnx, root, gt, staged, items, console.print, bar,
                                         methods.split(",") if methods else None, count)
     table = Table(title=f"{spec.name}: INT8 against FP32 on {report['evaluated_images']} images "
                         f"({len(report['calibration_images'])} calibration images left out)")

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from toolkit import runfolder
 from toolkit.errors import ToolkitError, Unavailable
 
 console = Console(stderr=True, highlight=False)
@@ -21,25 +22,41 @@ EXIT_UNAVAILABLE = 3
 
 
 def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn ToolkitError into `error: <message>` (and `hint: ...`); CENTERFACE_DEBUG=1 re-raises."""
+    """Turn known failures into one line on stderr and an exit code: ToolkitError `error: <message>`
+    (exit 2) or `unavailable: <reason>` (exit 3), a file system error naming the path (exit 2), Ctrl-C
+    (130) and SIGTERM (143) saying what the run folder kept. CENTERFACE_DEBUG=1 re-raises."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except ToolkitError as exc:
+        except (ToolkitError, OSError) as exc:
             if os.environ.get("CENTERFACE_DEBUG"):
                 raise
-            prefix = "unavailable" if isinstance(exc, Unavailable) else "error"
-            console.print(f"[bold red]{prefix}:[/] {escape(exc.message)}", soft_wrap=True)
-            if exc.hint:
-                console.print(f"[dim]hint:[/] {escape(exc.hint)}", soft_wrap=True)
-            raise typer.Exit(EXIT_UNAVAILABLE if isinstance(exc, Unavailable) else EXIT_ERROR) from None
-        except KeyboardInterrupt:
-            console.print("[bold red]interrupted[/]: stopped cleanly, no partial files were kept")
-            raise typer.Exit(130) from None
+            unavailable = isinstance(exc, Unavailable)
+            fail(f"{'unavailable' if unavailable else 'error'}: {_describe(exc)}",
+                 EXIT_UNAVAILABLE if unavailable else EXIT_ERROR)
+        except KeyboardInterrupt as exc:
+            terminated = isinstance(exc, runfolder.Terminated)
+            kept = runfolder.last_outcome() or "no partial files were kept"
+            fail(f"{'terminated' if terminated else 'interrupted'}: stopped cleanly, {kept}", 143 if terminated else 130)
 
     return wrapper
+
+
+def fail(line: str, code: int) -> None:
+    """Print `line` (one line, literally) on stderr and exit with `code`."""
+    console.print(escape(line), soft_wrap=True, style="bold red" if code else None)
+    raise typer.Exit(code)
+
+
+def _describe(exc: ToolkitError | OSError) -> str:
+    if isinstance(exc, OSError):
+        text = f"{exc.filename}: {exc.strerror}" if exc.filename else (exc.strerror or str(exc))
+    else:
+        text = exc.message + (f" (hint: {exc.hint})" if exc.hint else "")
+    kept = runfolder.last_outcome()
+    return runfolder.public(" ".join(text.split())) + (f"; {kept}" if kept else "")
 
 
 def progress() -> Progress:

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from toolkit import fileio, targets
+from toolkit import fileio, runfolder, targets
 from toolkit.cli.common import console, handle_errors, out
 from toolkit.containers import base_image, engine, images, runspec
 from toolkit.containers.config import ContainerConfig
@@ -84,11 +84,14 @@ def built_image(spec: Target, device_ids: list[int] | None) -> ContainerConfig:
 
 def container_spec(config: ContainerConfig, cli_args: list[str], run_dir: Path, data: Path | None,
                    device_ids: list[int] | None) -> runspec.RunSpec:
-    """`python -m toolkit <cli_args> --out <run folder> [--data /data]` in the target's image."""
+    """`python -m toolkit <cli_args> --out <run folder> [--data /data]` in the target's image. The host
+    stages the run folder and swaps it in afterwards, so the container writes into it directly."""
     args = [*cli_args, "--mode", "host", "--out", runspec.container_path(run_dir)]
     if data is not None:
         args += ["--data", runspec.DATA]
-    return runspec.make(config, args, run_dir, cache_dir(), data, device_ids)
+    spec = runspec.make(config, args, run_dir, cache_dir(), data, device_ids)
+    spec.environment[runfolder.STAGED_ENV] = "1"
+    return spec
 
 
 def in_container(config: ContainerConfig, cli_args: list[str], run_dir: Path, data: Path | None,

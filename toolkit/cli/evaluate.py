@@ -23,6 +23,7 @@ def evaluate_cmd(
     json_path: Annotated[Optional[Path], typer.Option("--json", help="Write {easy, medium, hard, images} here.")] = None,
 ) -> None:
     """AP for easy, medium and hard with the official protocol (IoU 0.5, 1000 thresholds, normalised scores)."""
+    fileio.check_output_file(json_path)
     root = gt or default_dataset()
     if root is None:
         raise InputError("no ground truth given", "pass --gt <WIDER FACE root>")
@@ -36,7 +37,9 @@ def evaluate_cmd(
     table = Table(title=f"WIDER FACE AP, {result.images} images")
     for s in result.settings:
         table.add_column(s, justify="right")
-    table.add_row(*(f"{r.ap:.4f}" for r in result.settings.values()))
+    table.add_row(*("-" if r.ap is None else f"{r.ap:.4f}" for r in result.settings.values()))
     out.print(table)
+    for reason in result.reasons().values():
+        console.print(f"[yellow]note:[/] no AP: {reason}")
     if json_path:
         fileio.write_json(json_path, result.summary())

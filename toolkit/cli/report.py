@@ -32,6 +32,8 @@ def report_cmd(
 ) -> None:
     """One table over every run's result.json (plus published references), as rich, Markdown, JSON and PNG plots."""
     root = runs or runs_dir()
+    fileio.check_output_file(json_path)
+    fileio.check_output_file(markdown_path)
     results = load_runs(root)
     table = rows(results, tolerance)
     rich_table = Table(title=f"CenterFace across targets ({root}); deltas in AP points vs CPU FP32")
@@ -61,7 +63,12 @@ def compare_outputs_cmd(
     json_path: Annotated[Optional[Path], typer.Option("--json", help="Write the comparison here.")] = None,
 ) -> None:
     """Compare the raw outputs two runs saved: largest differences and the minimum tolerance that passes."""
-    result = outputs.compare(outputs.load(run_a), outputs.load(run_b), atol, rtol)
+    fileio.check_output_file(json_path)
+    saved_a, saved_b = outputs.load(run_a), outputs.load(run_b)
+    for run, only in zip((run_a, run_b), outputs.unpaired(saved_a, saved_b)):
+        if only:
+            console.print(escape(f"note: {len(only)} images only in {run}, not compared: {', '.join(only)}"))
+    result = outputs.compare(saved_a, saved_b, atol, rtol)
     table = Table(title=f"{run_b} vs {run_a} (atol {atol}, rtol {rtol})")
     for col in ("output", "images", "max |diff|", "mean |diff|", "max rel", "min atol (rtol 0)", "min rtol (atol 0)", "pass"):
         table.add_column(col, justify="right")

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from toolkit.containers.config import ContainerConfig
-from toolkit.errors import InputError
+from toolkit.errors import InputError, Unavailable
 
 RUNS, CACHE, DATA = "/runs", "/cache", "/data"
 # Ascend hosts: the chips' nodes, the shared management nodes, the driver and npu-smi (CANN docs).
@@ -86,7 +86,7 @@ def check_hardware(spec: RunSpec, target: str) -> None:
     """The device nodes and driver files the spec passes in exist on this host."""
     missing = [p for p in spec.hardware if not os.path.exists(p)]
     if missing:
-        raise InputError(f"target {target}: {', '.join(missing)} missing on this host",
+        raise Unavailable(f"target {target}: {', '.join(missing)} missing on this host",
                          "is the NPU driver installed? --device-ids picks other chips")
 
 

@@ -56,6 +56,8 @@ class Preprocess:
         if self.mode == "letterbox":
             if not self.width or not self.height:
                 raise InputError("letterbox preprocessing needs a size such as 800x800")
+            if self.width < 0 or self.height < 0:
+                raise InputError(f"letterbox size {self.width}x{self.height}: width and height must be positive")
             if self.width % STRIDE or self.height % STRIDE:
                 raise InputError(f"letterbox size {self.width}x{self.height}: use multiples of {STRIDE}")
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from toolkit.data.images import IMAGE_SUFFIXES
 from toolkit.errors import InputError
 
 SETTINGS = ("easy", "medium", "hard")
@@ -40,9 +41,10 @@ def list_val_images(root: Path) -> list[tuple[str, Path]]:
     if not images.is_dir():
         raise InputError(f"{root}: not a WIDER FACE root (no {IMAGES_DIR}/)",
                          "pass the folder that holds WIDER_val/ and eval_tools/")
-    out = [(image_key(p.parent.name, p.stem), p) for p in sorted(images.glob("*/*.jpg"))]
+    out = [(image_key(p.parent.name, p.stem), p) for p in sorted(images.glob("*/*"))
+           if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
     if not out:
-        raise InputError(f"{images}: no images")
+        raise InputError(f"{images}: no images ({', '.join(IMAGE_SUFFIXES)})")
     return out
 
 
@@ -107,24 +109,41 @@ def _keep_from_mat(path: Path) -> dict[str, np.ndarray]:
     return {k: np.asarray(v, dtype=np.int64).reshape(-1) - 1 for k, v in _iter_mat(_loadmat(path), "gt_list", path)}
 
 
+def read_text(path: Path) -> str:
+    """A text file as UTF-8, or one line naming the file and the first byte that is not."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise InputError(f"{path}:{line}: not UTF-8 text (byte 0x{data[exc.start]:02x})") from None
+
+
 def _boxes_from_txt(path: Path) -> dict[str, np.ndarray]:
     """wider_face_val_bbx_gt.txt: path line, count line, then `x y w h` + 6 attributes per face
     (an image with no face still has one all-zero line)."""
-    lines = path.read_text().splitlines()
+    lines = read_text(path).splitlines()
     out: dict[str, np.ndarray] = {}
     i = 0
+    at = 0  # the line being read, for the error
     try:
         while i < len(lines):
             rel = lines[i].strip()
             if not rel:
                 i += 1
                 continue
-            count = int(lines[i + 1])
-            rows = lines[i + 2: i + 2 + max(count, 1)]
-            boxes = np.array([[float(v) for v in r.split()[:4]] for r in rows], dtype=np.float64)[:count]
+            at = i + 1
+            count = int(lines[at])
+            if count < 0:
+                raise ValueError(count)
+            boxes = []
+            for at in range(i + 2, i + 2 + max(count, 1)):
+                boxes.append([float(v) for v in lines[at].split()[:4]])
+                if len(boxes[-1]) != 4:
+                    raise ValueError(lines[at])
             event, name = rel.split("/")[-2:]
-            out[image_key(event, Path(name).stem)] = boxes.reshape(-1, 4)
+            out[image_key(event, Path(name).stem)] = np.array(boxes[:count], dtype=np.float64).reshape(-1, 4)
             i += 2 + max(count, 1)
     except (ValueError, IndexError):
-        raise InputError(f"{path}:{i + 1}: malformed WIDER ground-truth line") from None
+        raise InputError(f"{path}:{at + 1}: malformed WIDER ground-truth line") from None
     return out

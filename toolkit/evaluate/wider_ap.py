@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from toolkit.data.wider import SETTINGS, GroundTruth, image_key
+from toolkit.data.wider import SETTINGS, GroundTruth, image_key, read_text
 from toolkit.errors import InputError
 
 IOU = 0.5
@@ -21,7 +21,7 @@ THRESH_NUM = 1000
 
 @dataclass
 class SettingResult:
-    ap: float
+    ap: float | None  # None: the evaluated images hold no face of this setting
     precision: np.ndarray  # (THRESH_NUM,) from the strictest threshold to the loosest
     recall: np.ndarray
     faces: int
@@ -38,12 +38,18 @@ class Evaluation:
     def restricted(self) -> bool:
         return self.images < self.gt_images
 
-    def aps(self) -> dict[str, float]:
-        return {s: round(float(r.ap), 6) for s, r in self.settings.items()}
+    def aps(self) -> dict[str, float | None]:
+        return {s: None if r.ap is None else round(r.ap, 6) for s, r in self.settings.items()}
+
+    def reasons(self) -> dict[str, str]:
+        """Why a setting has no AP (strict JSON has no NaN)."""
+        return {s: f"no {s} faces among the {self.images} evaluated images"
+                for s, r in self.settings.items() if r.ap is None}
 
     def summary(self) -> dict:
-        return {**self.aps(), "images": self.images, "gt_images": self.gt_images,
-                "restricted": self.restricted}
+        summary = {**self.aps(), "images": self.images, "gt_images": self.gt_images,
+                   "restricted": self.restricted, "without_ground_truth": self.unmatched_predictions}
+        return {**summary, "ap_missing": self.reasons()} if self.reasons() else summary
 
 
 def read_predictions(pred_dir: Path) -> dict[str, np.ndarray]:
@@ -58,7 +64,7 @@ def read_predictions(pred_dir: Path) -> dict[str, np.ndarray]:
 
 
 def _read_prediction_file(path: Path) -> np.ndarray:
-    lines = path.read_text().splitlines()
+    lines = read_text(path).splitlines()
     if len(lines) < 2:
         raise InputError(f"{path}: a WIDER prediction file needs the image name and a count")
     try:
@@ -151,7 +157,7 @@ def evaluate(preds: dict[str, np.ndarray], gt: GroundTruth, iou: float = IOU) ->
         with np.errstate(divide="ignore", invalid="ignore"):
             precision = curves[s][:, 1] / curves[s][:, 0]
             recall = curves[s][:, 1] / faces[s]
-        results[s] = SettingResult(voc_ap(recall, precision), precision, recall, faces[s])
+        results[s] = SettingResult(voc_ap(recall, precision) if faces[s] else None, precision, recall, faces[s])
     return Evaluation(results, len(keys), len(gt.images), unmatched)
 
 
@@ -160,10 +166,11 @@ def _normalise_scores(preds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     nonempty = [p[:, 4] for p in preds.values() if len(p)]
     lo = min([1.0] + [float(s.min()) for s in nonempty])
     hi = max([0.0] + [float(s.max()) for s in nonempty])
+    span = hi - lo or 1.0  # equal scores: one threshold holds them all
     out = {}
     for k, p in preds.items():
         p = p.copy()
         if len(p):
-            p[:, 4] = (p[:, 4] - lo) / (hi - lo)
+            p[:, 4] = (p[:, 4] - lo) / span
         out[k] = p
     return out

@@ -9,6 +9,36 @@ from toolkit.errors import InputError
 OUTPUT_NAMES: tuple[str, ...] = ("heatmap", "scale", "offset", "landmarks")
 INPUT_NAME = "image"
 DEFAULT_OPSET = 17
+OUTPUT_CHANNELS = {"heatmap": 1, "scale": 2, "offset": 2, "landmarks": 10}
+OUTPUT_STRIDE = 4
+
+
+def check_outputs(outputs: dict, batch_shape: tuple[int, ...], source: object) -> None:
+    """A CenterFace model maps a (B, 3, H, W) input to (B, C, H/4, W/4) outputs: refuse anything else."""
+    b, _, h, w = batch_shape
+    for name, channels in OUTPUT_CHANNELS.items():
+        want = (b, channels, h // OUTPUT_STRIDE, w // OUTPUT_STRIDE)
+        got = tuple(outputs[name].shape)
+        if got != want:
+            raise InputError(f"{source}: output {name} has shape {got}, a CenterFace model gives {want} "
+                             f"for an input of {tuple(batch_shape)}")
+
+
+def check_onnx_file(path) -> None:
+    """`path` is an ONNX model with CenterFace's interface (one input `image`, the four named outputs)."""
+    import onnx
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except Exception as exc:
+        raise InputError(f"{path}: not an ONNX model ({type(exc).__name__})") from None
+    inputs = [i.name for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}]
+    outputs = [o.name for o in model.graph.output]
+    if inputs != [INPUT_NAME] or outputs != list(OUTPUT_NAMES):
+        raise InputError(f"{path}: inputs {inputs} and outputs {outputs}; an exported CenterFace model has "
+                         f"input {INPUT_NAME!r} and outputs {', '.join(OUTPUT_NAMES)}")
 
 
 @dataclass(frozen=True)
@@ -28,6 +58,8 @@ class ExportShape:
             b, c, h, w = (None if p in ("B", "?", "-1") else int(p) for p in text.lower().split("x"))
         except ValueError:
             raise InputError(f"shape {text!r}: expected BxCxHxW such as 16x3x800x800") from None
+        if any(d is not None and d <= 0 for d in (b, c, h, w)):
+            raise InputError(f"shape {text!r}: every dimension must be positive")
         if c != 3:
             raise InputError(f"shape {text!r}: CenterFace takes 3 channels, not {c}")
         for dim in (h, w):

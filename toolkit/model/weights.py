@@ -39,9 +39,12 @@ def verify(path: Path) -> Path:
         raise InputError(f"{path}: no such file")
     got = sha256(path)
     if got != SHA256:
+        cached = path.resolve() == official_path().resolve()
         raise InputError(
             f"{path}: SHA-256 {got[:16]}... is not the official centerface.onnx ({SHA256[:16]}...)",
-            "delete it and run `python -m toolkit fetch-weights` again",
+            "delete it and run `python -m toolkit fetch-weights` again" if cached else
+            f"pass the official file (`python -m toolkit fetch-weights` puts it in {official_path()}) "
+            "or leave out --weights",
         )
     return path
 

@@ -31,6 +31,12 @@ def load(path: Path) -> dict[str, np.ndarray]:
         raise InputError(f"{path}: not a readable .npz ({type(exc).__name__})") from None
 
 
+def unpaired(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> tuple[list[str], list[str]]:
+    """The images whose outputs only the first, or only the second, run saved."""
+    images_a, images_b = ({k.split(SEP, 1)[0] for k in x} for x in (a, b))
+    return sorted(images_a - images_b), sorted(images_b - images_a)
+
+
 def compare(a: dict[str, np.ndarray], b: dict[str, np.ndarray], atol: float, rtol: float) -> dict[str, dict]:
     """Per output name over the images both hold: largest differences, the minimum tolerance that
     would have passed, and whether |a - b| <= atol + rtol * |b| everywhere."""

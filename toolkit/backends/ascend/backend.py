@@ -63,6 +63,8 @@ class AscendBackend(Backend):
             config = fileio.write_text(workdir / plan.AIPP_FILE, aipp.generate(s.width, s.height))
         for bs in target.batch_sizes:
             static = make_static(source, plan.static_onnx(workdir, bs, int8), bs, s.height, s.width)
+            for earlier in workdir.glob(f"{plan.om_stem(workdir, bs).name}*.om"):
+                earlier.unlink()  # atc rewrites in place: a staged run folder's file is a link to the kept one
             run_tool(commands.atc(static, plan.om_stem(workdir, bs), bs, s.height, s.width, s.soc_version, config))
             plan.find_om(workdir, bs)  # atc exited 0 but must also have written it
         return plan.find_om(workdir, target.batch_sizes[0])
@@ -79,6 +81,8 @@ class AscendBackend(Backend):
         calib, _ = calibration.build(recipe, data_root, runs_dir() / "calibration")
         written = bins.write_calibration(out / plan.CALIBRATION_DIR, calib.batches())
         log(f"AMCT calibration: {len(written)} batches of {recipe.batch_size} (set {calib.sha256[:16]})")
+        for earlier in (plan.deploy_model(out), plan.fake_quant_model(out)):
+            earlier.unlink(missing_ok=True)  # AMCT rewrites in place (see convert)
         run_tool(commands.amct_calibration(onnx_path, plan.amct_prefix(out), recipe.batch_size, s.height, s.width,
                                            out / plan.CALIBRATION_DIR))
         for made in (plan.deploy_model(out), plan.fake_quant_model(out)):

@@ -1,0 +1,254 @@
+"""The bad-input catalogue: every fault a user met, run as the user runs it (a real process, real files,
+real file systems), ends in one line and exit 2 (3: unavailable), never a traceback, and leaves the run
+folder byte for byte as it was. Each case adds a row to the catalogue table (see conftest)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from cli import run_cli
+from test_run_folder import copy_run, leftovers, snapshot
+
+
+@dataclass
+class Case:
+    name: str
+    args: Callable[[Path], list]  # workspace -> CLI arguments
+    code: int
+    says: str  # a part of the one line
+    folder: str | None = "run"  # the folder (in the workspace) that must stay byte for byte, if any
+    early: bool = True  # fails before any work: stderr is exactly that one line
+    needs: list[str] = field(default_factory=list)  # workspace pieces to make first
+
+
+@contextlib.contextmanager
+def tmpfs(where: Path, options: str) -> Iterator[Path]:
+    """A real small or read-only file system (root only)."""
+    where.mkdir()
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(where)], capture_output=True)
+    if made.returncode:
+        pytest.skip(f"cannot mount a tmpfs here ({made.stderr.decode().strip()})")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", str(where)], check=True)
+
+
+def wider_root(where: Path, data_root: Path, images: dict[str, bytes], ground_truth: bool = True) -> Path:
+    """A WIDER FACE root holding `images` (event/name -> bytes) and, optionally, the real ground truth."""
+    for rel, data in images.items():
+        (where / "WIDER_val" / "images" / rel).parent.mkdir(parents=True, exist_ok=True)
+        (where / "WIDER_val" / "images" / rel).write_bytes(data)
+    if ground_truth:
+        (where / "eval_tools").symlink_to(data_root / "eval_tools")
+    return where
+
+
+def first_images(data_root: Path, n: int) -> dict[str, bytes]:
+    from toolkit.data.wider import list_val_images
+
+    return {f"{p.parent.name}/{p.name}": p.read_bytes() for _, p in list_val_images(data_root)[:n]}
+
+
+def wrong_shapes_model(path: Path) -> Path:
+    """Input `image`, the four right output names, but each output is the input itself (wrong shapes)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    names = ["heatmap", "scale", "offset", "landmarks"]
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["image"], [n]) for n in names], "wrong",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["B", 3, "H", "W"])],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["B", 3, "H", "W"]) for n in names])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), str(path))
+    return path
+
+
+CASES = [
+    Case("--out under a file", lambda w: ["run", "--out", w / "afile" / "run"], 2, "afile", folder=None, needs=["afile"]),
+    Case("--out in /proc", lambda w: ["run", "--out", "/proc/x/run"], 2, "/proc/x", folder=None),
+    Case("--out on a read-only file system", lambda w: ["run", "--out", w / "ro" / "run"], 2, "Read-only file system",
+         folder=None, needs=["ro"]),
+    Case("full disk", lambda w: ["run", "--limit", 2, "--out", w / "full" / "run"], 2, "No space left on device",
+         folder="full/run", early=False, needs=["full"]),
+    Case("evaluate --json <a folder>", lambda w: ["evaluate", w / "run" / "predictions", "--json", w / "run"], 2,
+         "is a folder"),
+    Case("non-UTF-8 prediction file", lambda w: ["evaluate", w / "latin1-preds"], 2, "not UTF-8 text",
+         needs=["latin1-preds"]),
+    Case("non-UTF-8 ground-truth .txt", lambda w: ["evaluate", w / "run" / "predictions", "--gt", w / "latin1-gt"], 2,
+         "wider_face_val_bbx_gt.txt:3: not UTF-8 text", needs=["latin1-gt"]),
+    Case("malformed ground-truth .txt names its line", lambda w: ["evaluate", w / "run" / "predictions", "--gt", w / "bad-gt"],
+         2, "wider_face_val_bbx_gt.txt:5: malformed", needs=["bad-gt"]),
+    Case("negative --size", lambda w: ["run", "--size=-800x-800", "--out", w / "run"], 2, "must be positive"),
+    Case("convert --onnx <random bytes>", lambda w: ["convert", "--target", "cpu", "--onnx", w / "random.onnx",
+                                                     "--out", w / "run"], 2, "not an ONNX model", needs=["random.onnx"]),
+    Case("detect --model with wrong output shapes", lambda w: ["detect", w / "one.jpg", "--model", w / "wrong.onnx",
+                                                                "--out", w / "run"], 2, "output heatmap has shape",
+         early=False, needs=["wrong.onnx", "one.jpg"]),
+    Case("--limit -1", lambda w: ["run", "--limit", -1, "--out", w / "run"], 2, "--limit -1: must be 1 or more"),
+    Case("--limit 0", lambda w: ["run", "--limit", 0, "--out", w / "run"], 2, "--limit 0: must be 1 or more"),
+    Case("a bad image half-way", lambda w: ["run", "--data", w / "bad-image-root", "--out", w / "run"], 2,
+         "truncated JPEG", early=False, needs=["bad-image-root"]),
+    Case("310p without CANN", lambda w: ["run", "--target", "310p", "--out", w / "run"], 3, "unavailable: target 310p"),
+    Case("a first run that fails early makes no folder", lambda w: ["run", "--data", w / "no-gt-root", "--out", w / "new"],
+         2, "missing wider_easy_val.mat", folder=None, early=False, needs=["no-gt-root"]),
+    Case("--weights that are not the official file", lambda w: ["run", "--weights", w / "random.onnx", "--out", w / "run"],
+         2, "hint: pass the official file", early=False, needs=["random.onnx"]),
+    Case("unknown --mode", lambda w: ["run", "--mode", "cloud", "--out", w / "run"], 2,
+         "--mode 'cloud'"),
+]
+
+
+def make(piece: str, w: Path, data_root: Path, stack: contextlib.ExitStack) -> None:
+    if piece == "afile":
+        (w / "afile").write_text("a file, not a folder")
+    elif piece == "ro":
+        stack.enter_context(tmpfs(w / "ro", "ro,size=1m"))
+    elif piece == "full":
+        stack.enter_context(tmpfs(w / "full", "size=3m"))
+        (w / "full" / "run").mkdir()
+        (w / "full" / "run" / "notes.txt").write_text("an earlier run's file")
+    elif piece == "latin1-preds":
+        (w / "latin1-preds" / "0--Parade").mkdir(parents=True)
+        (w / "latin1-preds" / "0--Parade" / "x.txt").write_bytes("x\n1\n1 2 3 4 0.9 caf\xe9\n".encode("latin-1"))
+    elif piece in ("latin1-gt", "bad-gt", "no-gt-root"):
+        truth = w / piece / "eval_tools" / "ground_truth"
+        truth.mkdir(parents=True)
+        if piece != "no-gt-root":
+            for s in ("easy", "medium", "hard"):
+                (truth / f"wider_{s}_val.mat").symlink_to(data_root / "eval_tools" / "ground_truth" / f"wider_{s}_val.mat")
+        split = w / piece / "wider_face_split"
+        split.mkdir()
+        body = {"latin1-gt": "0--Parade/a.jpg\n1\n1 2 3 4 0 0 0 0 0 0 d\xe9j\xe0\n",
+                "bad-gt": "0--Parade/a.jpg\n1\n1 2 3 4 0 0 0 0 0 0\n0--Parade/b.jpg\nmany\n",
+                "no-gt-root": "0--Parade/a.jpg\n0\n0 0 0 0 0 0 0 0 0 0\n"}[piece]
+        (split / "wider_face_val_bbx_gt.txt").write_bytes(body.encode("latin-1"))
+        if piece == "no-gt-root":
+            wider_root(w / piece, data_root, first_images(data_root, 2), ground_truth=False)
+    elif piece == "random.onnx":
+        (w / "random.onnx").write_bytes(np.random.default_rng(0).bytes(4096))
+    elif piece == "wrong.onnx":
+        wrong_shapes_model(w / "wrong.onnx")
+    elif piece == "one.jpg":
+        (w / "one.jpg").write_bytes(next(iter(first_images(data_root, 1).values())))
+    elif piece == "bad-image-root":
+        images = first_images(data_root, 6)
+        bad = list(images)[3]
+        images[bad] = images[bad][: len(images[bad]) // 2]  # cut in half
+        wider_root(w / piece, data_root, images)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_bad_input_is_one_line_and_keeps_the_folder(case: Case, cpu_run: Path, data_root: Path, tmp_path: Path,
+                                                    catalogue: list) -> None:
+    w = tmp_path
+    copy_run(cpu_run, w / "run")
+    with contextlib.ExitStack() as stack:
+        for piece in case.needs:
+            make(piece, w, data_root, stack)
+        kept = w / case.folder if case.folder else None
+        before = snapshot(kept) if kept else None
+        code, _, err = run_cli(*case.args(w), cwd=w)
+        lines = err.strip().splitlines()
+        told = [line for line in lines if line.startswith(("error:", "unavailable:"))]
+        shown = " ".join(str(a).replace(str(w), "<tmp>") for a in case.args(w))
+        catalogue.append((case.name, f"python -m toolkit {shown}", code, told[-1].replace(str(w), "<tmp>") if told else ""))
+        assert code == case.code, err
+        assert "Traceback" not in err
+        assert len(told) == 1 and told[0] == lines[-1] and case.says in told[0], err
+        if case.early:
+            assert len(lines) == 1, err
+        if kept:
+            assert snapshot(kept) == before
+            assert not leftovers(kept.parent)
+    if case.folder is None and "new" in str(case.args(w)[-1]):
+        assert not (w / "new").exists()
+
+
+def test_run_reads_every_image_type_and_names_what_has_no_truth(data_root: Path, tmp_path: Path) -> None:
+    images = first_images(data_root, 4)
+    names = list(images)
+    png, upper = names[0], names[1]
+    ok, encoded = cv2.imencode(".png", cv2.imdecode(np.frombuffer(images.pop(png), np.uint8), cv2.IMREAD_COLOR))
+    images[png.replace(".jpg", ".png")] = encoded.tobytes()
+    images[upper.replace(".jpg", ".JPG")] = images.pop(upper)
+    images["0--Parade/not_in_the_ground_truth.jpeg"] = images[names[2]]
+    root = wider_root(tmp_path / "root", data_root, images)
+    code, _, err = run_cli("run", "--target", "cpu", "--data", root, "--out", tmp_path / "run")
+    assert code == 0, err
+    result = json.loads((tmp_path / "run" / "result.json").read_text())
+    assert result["images"] == 5 and len(list((tmp_path / "run" / "predictions").glob("*/*.txt"))) == 5
+    assert result["evaluation"]["without_ground_truth"] == ["0--Parade/not_in_the_ground_truth"]
+    assert result["evaluation"]["images"] == 4
+    assert "1 images have no ground truth" in err
+
+
+def test_skip_bad_records_each_bad_image_and_goes_on(data_root: Path, tmp_path: Path) -> None:
+    images = first_images(data_root, 5)
+    bad = list(images)[2]
+    images[bad] = b"\xff\xd8\xff" + bytes(64)
+    root = wider_root(tmp_path / "root", data_root, images)
+    code, _, err = run_cli("run", "--target", "cpu", "--data", root, "--skip-bad", "--out", tmp_path / "run")
+    assert code == 0, err
+    result = json.loads((tmp_path / "run" / "result.json").read_text())
+    key = bad.rsplit(".", 1)[0]
+    assert result["skipped_images"] == [{"image": key, "reason": f"{root / 'WIDER_val' / 'images' / bad}: truncated JPEG (no end-of-image marker)"}]
+    assert result["images"] == 4 == result["evaluation"]["images"]
+
+
+def test_an_ap_with_no_faces_is_null_with_a_reason(cpu_run: Path, data_root: Path, tmp_path: Path) -> None:
+    from toolkit.data.wider import load_ground_truth
+
+    gt = load_ground_truth(data_root)
+    key = next(k for k, t in gt.images.items() if len(t.keep["easy"]) == 0 and len(t.boxes))
+    preds = tmp_path / "preds" / key.split("/")[0]
+    preds.mkdir(parents=True)
+    (preds / f"{key.split('/')[1]}.txt").write_text(f"{key}\n2\n10 10 20 20 0.9\n30 30 20 20 0.9\n")  # equal scores
+    code, _, err = run_cli("evaluate", tmp_path / "preds", "--gt", data_root, "--json", tmp_path / "ap.json")
+    assert code == 0, err
+
+    def no_constants(name: str) -> None:
+        raise AssertionError(f"{name} in strict JSON")
+
+    ap = json.loads((tmp_path / "ap.json").read_text(), parse_constant=no_constants)
+    assert ap["easy"] is None and ap["ap_missing"]["easy"] == "no easy faces among the 1 evaluated images"
+    assert ap["hard"] is not None and 0 <= ap["hard"] <= 1
+
+
+def test_dry_run_shows_every_option_it_passes(tmp_path: Path) -> None:
+    code, out, err = run_cli("run", "--target", "t4", "--dry-run", "--limit", 3, "--batch-size", 16, "--size", "1024x1024",
+                             "--out", tmp_path / "t4")
+    assert code == 0, err
+    container = next(line for line in out.splitlines() if line.startswith("docker run"))
+    assert "--limit 3 --size 1024x1024 --batch-size 16" in container
+    assert "image:16x3x1024x1024" in out or "1024" in json.dumps(json.loads((tmp_path / "t4" / "plan.json").read_text()))
+
+
+def test_compare_outputs_names_the_images_it_could_not_pair(cpu_run: Path, data_root: Path, tmp_path: Path) -> None:
+    code, _, err = run_cli("run", "--target", "cpu", "--data", data_root, "--limit", 3, "--out", tmp_path / "three")
+    assert code == 0, err
+    code, out, err = run_cli("compare-outputs", cpu_run, tmp_path / "three")
+    assert code == 0, out + err
+    assert f"note: 5 images only in {cpu_run}, not compared: " in err
+
+
+def test_a_users_own_wrong_weights_are_not_to_be_deleted(tmp_path: Path) -> None:
+    from toolkit.errors import InputError
+    from toolkit.model import weights
+
+    mine = tmp_path / "centerface.onnx"
+    mine.write_bytes(b"not the weights")
+    with pytest.raises(InputError) as err:
+        weights.verify(mine)
+    assert "delete" not in err.value.hint and "leave out --weights" in err.value.hint

@@ -1,0 +1,213 @@
+"""Run folders as transactions, tested as a user meets them: real processes, real signals, real files.
+
+A command's output appears whole or not at all; a second writer is turned away naming the first; a
+re-run interrupted at any moment leaves the earlier complete run byte for byte.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from cli import run_cli, spawn
+from toolkit import fileio, runfolder
+from toolkit.errors import InputError
+
+
+def snapshot(folder: Path) -> dict[str, str]:
+    """Every file under `folder` (hidden ones included) -> sha256 of its bytes."""
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def leftovers(parent: Path) -> list[str]:
+    """Hidden staging or parked folders beside run folders."""
+    return sorted(p.name for p in parent.iterdir() if p.name.startswith(".") and ("staging" in p.name or ".old-" in p.name))
+
+
+def copy_run(run: Path, where: Path) -> Path:
+    shutil.copytree(run, where)
+    return where
+
+
+def evaluated(folder: Path, data_root: Path) -> dict:
+    """`evaluate <folder>/predictions` as a user runs it, from its JSON."""
+    code, _, err = run_cli("evaluate", folder / "predictions", "--gt", data_root, "--json", folder.parent / "eval.json")
+    assert code == 0, err
+    return json.loads((folder.parent / "eval.json").read_text())
+
+
+# --- the transaction itself -------------------------------------------------------------------------
+
+def test_a_transaction_swaps_in_whole_or_not_at_all(tmp_path: Path) -> None:
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "kept.txt").write_text("earlier")
+    with runfolder.transaction(folder, "test") as staged:
+        assert staged != folder and (staged / "kept.txt").read_text() == "earlier"
+        (staged / "new.txt").write_text("new")
+        assert not (folder / "new.txt").exists()  # nothing shows before success
+    assert (folder / "new.txt").read_text() == "new" and (folder / "kept.txt").read_text() == "earlier"
+    before = snapshot(folder)
+    with pytest.raises(RuntimeError), runfolder.transaction(folder, "test") as staged:
+        fileio.write_text(staged / "new.txt", "half")  # every writer replaces files (fileio), never edits a link
+        (staged / "kept.txt").unlink()
+        raise RuntimeError("fails half-way")
+    assert snapshot(folder) == before and not leftovers(tmp_path)
+    assert runfolder.last_outcome() == f"{folder} kept as it was"
+
+
+def test_fresh_entries_start_empty_and_links_never_touch_the_kept_state(tmp_path: Path) -> None:
+    folder = tmp_path / "detect"
+    (folder / "pictures").mkdir(parents=True)
+    (folder / "pictures" / "old.jpg").write_bytes(b"old")
+    (folder / "notes.txt").write_text("v1")
+    with runfolder.transaction(folder, "test", fresh=("pictures",)) as staged:
+        assert not (staged / "pictures").exists()
+        assert os.stat(staged / "notes.txt").st_ino == os.stat(folder / "notes.txt").st_ino  # a hard link
+        fileio.write_text(staged / "notes.txt", "v2")  # writers replace files, so the kept one stays
+        assert (folder / "notes.txt").read_text() == "v1"
+    assert not (folder / "pictures").exists() and (folder / "notes.txt").read_text() == "v2"
+
+
+def test_a_failed_first_run_leaves_no_folder(tmp_path: Path) -> None:
+    folder = tmp_path / "a" / "run"
+    with pytest.raises(KeyboardInterrupt), runfolder.transaction(folder, "test") as staged:
+        (staged / "x").write_text("x")
+        raise KeyboardInterrupt
+    assert not folder.exists() and runfolder.last_outcome() == f"{folder} not created"
+
+
+def test_a_second_writer_is_refused_and_a_dead_holders_lock_is_taken_over(tmp_path: Path) -> None:
+    folder = tmp_path / "run"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from pathlib import Path; from toolkit import runfolder\n"
+         "with runfolder.transaction(Path(sys.argv[1]), 'holder'):\n    print('held', flush=True); time.sleep(60)",
+         str(folder)], stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
+    assert holder.stdout.readline().strip() == "held"
+    with pytest.raises(InputError, match=rf"{folder}: busy: .*pid {holder.pid}, started .*holder"):
+        with runfolder.transaction(folder, "second"):
+            pass
+    holder.kill()  # SIGKILL: no cleanup runs; the kernel drops its lock, its staging folder stays behind
+    holder.wait()
+    assert leftovers(tmp_path) == [f".run.staging-{holder.pid}"]
+    with runfolder.transaction(folder, "after") as staged:
+        (staged / "ok").write_text("ok")
+    assert (folder / "ok").is_file() and not leftovers(tmp_path)
+
+
+# --- real runs, real signals ------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def completed(cpu_run: Path, tmp_path_factory) -> Path:
+    """A completed 12-image run whose bytes each interruption must leave as they are."""
+    return copy_run(cpu_run, tmp_path_factory.mktemp("completed") / "cpu")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("after", [2, 10, 20])
+def test_an_interrupted_rerun_leaves_the_completed_run(completed: Path, data_root: Path, tmp_path: Path,
+                                                       sig: signal.Signals, after: int, catalogue: list) -> None:
+    run = copy_run(completed, tmp_path / "cpu")
+    before = snapshot(run)
+    proc = spawn("run", "--target", "cpu", "--data", data_root, "--out", run)  # all 566 images: still busy at 20 s
+    time.sleep(after)
+    assert proc.poll() is None, "the re-run ended before the signal"
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    word, code = ("interrupted", 130) if sig == signal.SIGINT else ("terminated", 143)
+    catalogue.append((f"re-run, {sig.name} after {after:2d} s", "python -m toolkit run --target cpu --out <tmp>/cpu",
+                      proc.returncode, err.strip().splitlines()[-1].replace(str(tmp_path), "<tmp>")))
+    assert proc.returncode == code, err
+    assert err.strip().splitlines()[-1] == f"{word}: stopped cleanly, {run} kept as it was"
+    assert "Traceback" not in err
+    assert snapshot(run) == before and not leftovers(tmp_path)
+    result = json.loads((run / "result.json").read_text())
+    ap = evaluated(run, data_root)
+    assert {s: ap[s] for s in ("easy", "medium", "hard")} == result["ap"]
+    assert ap["images"] == result["images"] == 12
+
+
+@pytest.mark.slow
+def test_sigterm_during_export_leaves_nothing(data_root: Path, tmp_path: Path, catalogue: list) -> None:
+    run = tmp_path / "fresh"
+    proc = spawn("run", "--target", "cpu", "--data", data_root, "--limit", 3, "--out", run)
+    staged = tmp_path / f".fresh.staging-{proc.pid}"
+    deadline = time.monotonic() + 60
+    while not (staged / "centerface.pth").exists() and time.monotonic() < deadline:  # ported, now exporting
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    catalogue.append(("SIGTERM during export", "python -m toolkit run --target cpu --limit 3 --out <tmp>/fresh",
+                      proc.returncode, err.strip().splitlines()[-1].replace(str(tmp_path), "<tmp>")))
+    assert proc.returncode == 143, err
+    assert err.strip().splitlines()[-1] == f"terminated: stopped cleanly, {run} not created"
+    assert list(tmp_path.iterdir()) == []  # no folder, no staging, no hidden half-written ONNX
+
+
+@pytest.mark.slow
+def test_a_second_run_into_a_busy_folder_is_turned_away(data_root: Path, tmp_path: Path, catalogue: list) -> None:
+    run = tmp_path / "busy"
+    first = spawn("run", "--target", "cpu", "--data", data_root, "--limit", 40, "--out", run)
+    deadline = time.monotonic() + 60
+    while not (tmp_path / f".busy.staging-{first.pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    t0 = time.monotonic()
+    code, _, err = run_cli("run", "--target", "cpu", "--data", data_root, "--limit", 3, "--out", run)
+    took = time.monotonic() - t0
+    catalogue.append(("a second writer into a busy folder", "python -m toolkit run --target cpu --limit 3 --out <tmp>/busy",
+                      code, err.strip().replace(str(tmp_path), "<tmp>")))
+    assert code == 2 and took < 2, (code, took, err)
+    (line,) = err.strip().splitlines()
+    assert line.startswith(f"error: {run}: busy: another command is writing it (pid {first.pid}, started ")
+    _, err = first.communicate(timeout=300)
+    assert first.returncode == 0, err
+    result = json.loads((run / "result.json").read_text())
+    ap = evaluated(run, data_root)
+    assert result["images"] == ap["images"] == 40
+    assert {s: ap[s] for s in ("easy", "medium", "hard")} == result["ap"]
+
+
+@pytest.mark.slow
+def test_a_killed_writer_is_cleaned_up_by_the_next(completed: Path, data_root: Path, tmp_path: Path) -> None:
+    run = copy_run(completed, tmp_path / "cpu")
+    before = snapshot(run)
+    proc = spawn("run", "--target", "cpu", "--data", data_root, "--limit", 40, "--out", run)
+    time.sleep(4)
+    proc.kill()  # SIGKILL: nothing of the writer runs; only its line in the lock file stays
+    proc.wait()
+    after = snapshot(run)
+    assert json.loads((run / ".lock").read_text())["pid"] == proc.pid
+    assert after.pop(".lock") != before.pop(".lock") and after == before
+    assert leftovers(tmp_path) == [f".cpu.staging-{proc.pid}"]
+    code, _, err = run_cli("run", "--target", "cpu", "--data", data_root, "--limit", 3, "--out", run)
+    assert code == 0, err
+    assert json.loads((run / "result.json").read_text())["images"] == 3 and not leftovers(tmp_path)
+
+
+def test_run_keeps_the_bench_section_and_detect_replaces_its_pictures(completed: Path, data_root: Path,
+                                                                      wider_images, tmp_path: Path) -> None:
+    run = copy_run(completed, tmp_path / "cpu")
+    code, _, err = run_cli("bench", "--target", "cpu", "--data", data_root, "--batch-sizes", 1, "--images", 2,
+                           "--iters", 2, "--warmup", 0, "--out", run)
+    assert code == 0, err
+    code, _, err = run_cli("run", "--target", "cpu", "--data", data_root, "--limit", 2, "--out", run)
+    assert code == 0, err
+    result = json.loads((run / "result.json").read_text())
+    assert result["images"] == 2 and result["bench"]["batch_sizes"]["1"]["e2e"]["throughput"] > 0
+
+    out = tmp_path / "detect"
+    for images in (wider_images[:2], wider_images[2:3]):
+        code, _, err = run_cli("detect", *images, "--out", out)
+        assert code == 0, err
+    assert len(list((out / "pictures").glob("*.jpg"))) == 1 and len(json.loads((out / "detections.json").read_text())) == 1

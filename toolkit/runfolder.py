@@ -1,0 +1,252 @@
+"""A run folder is a transaction: one writer at a time, and a command's output appears whole or not at all.
+
+`transaction(folder)` takes the folder's lock (`fcntl.flock` on `<folder>/.lock`), stages a copy of the
+folder beside it (hard links: cheap, and every writer replaces files rather than editing them), lets the
+command write there, and swaps the staging folder in only when the command succeeded (one atomic
+`renameat2(RENAME_EXCHANGE)` where the kernel has it). On an error, Ctrl-C or SIGTERM the staging folder
+is deleted and the folder is as it was. A writer killed outright (SIGKILL) leaves a hidden staging
+folder that the next writer removes.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import fcntl
+import json
+import os
+import shutil
+import signal
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+
+from toolkit.errors import InputError
+
+LOCK = ".lock"
+# Set for a process that writes into a folder its parent staged (the container side of a host run):
+# the parent holds the lock and swaps the folder in.
+STAGED_ENV = "CENTERFACE_STAGED"
+_STAGING, _OLD = "staging", "old"
+_AT_FDCWD, _RENAME_EXCHANGE = -100, 2
+
+_outcome: list[str] = []  # what the last rolled-back transaction kept, for the CLI's message
+_staged: dict[str, str] = {}  # staging folder -> the run folder it stands for, for messages
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C (exit 143 instead of 130)."""
+
+
+def handle_sigterm() -> None:
+    """Make SIGTERM unwind like Ctrl-C, so every `finally` and rollback runs."""
+
+    def raise_terminated(signum: int, frame: object) -> None:
+        raise Terminated()
+
+    signal.signal(signal.SIGTERM, raise_terminated)
+
+
+def last_outcome() -> str | None:
+    """What the last failed transaction left (e.g. 'runs/cpu kept as it was'), once."""
+    return _outcome.pop() if _outcome else None
+
+
+def public(text: str) -> str:
+    """`text` with staging folders named as the run folders they stand for."""
+    for staging, folder in _staged.items():
+        text = text.replace(staging, folder)
+    return text
+
+
+def staging_path(folder: Path) -> Path:
+    return folder.parent / f".{folder.name}.{_STAGING}-{os.getpid()}"
+
+
+@contextmanager
+def transaction(folder: Path, command: str, fresh: Sequence[str] = ()) -> Iterator[Path]:
+    """Yield the staging folder for `folder`: a copy of its current files minus `fresh` (entries this
+    command owns and writes anew). It replaces `folder` when the block succeeds."""
+    if os.environ.get(STAGED_ENV):  # our parent staged `folder`, holds its lock and will swap it in
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in fresh:
+            _remove(folder / name)
+        yield folder
+        return
+    folder = Path(os.path.abspath(folder))
+    created = _make_folder(folder)
+    new_lock = not (folder / LOCK).exists()
+    lock = _lock(folder, command)
+    staging = staging_path(folder)
+    staged_lock = None
+    _outcome.clear()
+    _staged[str(staging)] = str(folder)
+    try:
+        _sweep(folder)
+        _link_copy(folder, staging, skip={LOCK, *fresh})
+        staged_lock = _lock(staging, command)  # the lock that holds the path once staging is swapped in
+        yield staging
+        _commit(staging, folder)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        if created and _only_lock(folder):
+            shutil.rmtree(folder, ignore_errors=True)
+            _outcome.append(f"{folder} not created")
+        else:
+            if new_lock:  # byte for byte as before: the lock file too
+                (folder / LOCK).unlink(missing_ok=True)
+            _outcome.append(f"{folder} kept as it was")
+        raise
+    finally:
+        for fd in (staged_lock, lock):
+            if fd is not None:
+                _release(fd)
+
+
+def _make_folder(folder: Path) -> bool:
+    """Create `folder` (and its parents); True when it did not exist. Bad paths are one line."""
+    if folder.is_dir():
+        return False
+    if folder.exists():
+        raise InputError(f"{folder}: exists and is not a folder")
+    try:
+        folder.mkdir(parents=True)
+    except OSError as exc:
+        raise InputError(f"{exc.filename or folder}: cannot create the run folder ({exc.strerror})") from None
+    return True
+
+
+def _holder(path: Path) -> str:
+    for _ in range(20):  # the holder writes its line just after taking the lock
+        try:
+            info = json.loads(path.read_text() or "null")
+        except (OSError, ValueError):
+            info = None
+        if info:
+            return f"pid {info['pid']}, started {info['started']}, {info['command']}"
+        time.sleep(0.01)
+    return "a process that has not said which"
+
+
+def _lock(folder: Path, command: str) -> int:
+    """Take `folder`'s lock or fail at once naming the holder. A lock whose holder died is free (the
+    kernel drops flock locks with their process)."""
+    path = folder / LOCK
+    while True:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as exc:
+            raise InputError(f"{path}: cannot create the lock file ({exc.strerror})") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise InputError(f"{folder}: busy: another command is writing it ({_holder(path)})",
+                             "wait for it to finish or pass another --out") from None
+        try:
+            current = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            current = False
+        if current:  # else a commit swapped the folder between open and flock: take the new lock file
+            break
+        os.close(fd)
+    info = {"pid": os.getpid(), "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "command": command}
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, json.dumps(info).encode(), 0)
+    return fd
+
+
+def _release(fd: int) -> None:
+    """Clear the holder's line (a folder at rest has an empty lock file), then drop the lock."""
+    try:
+        os.ftruncate(fd, 0)
+    except OSError:
+        pass
+    os.close(fd)
+
+
+def _sweep(folder: Path) -> None:
+    """Remove what writers killed outright left beside `folder` (their pid is gone)."""
+    for stale in folder.parent.glob(f".{folder.name}.*-*"):
+        kind, _, pid = stale.name.rpartition("-")
+        if kind.endswith((f".{_STAGING}", f".{_OLD}")) and pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _link_copy(src: Path, dst: Path, skip: set[str]) -> None:
+    """Copy the tree `src` to `dst` with hard links (a plain copy where links are refused)."""
+    dst.mkdir()
+    for root, dirs, files in os.walk(src):
+        rel = Path(root).relative_to(src)
+        if rel == Path("."):
+            dirs[:] = [d for d in dirs if d not in skip]
+            files = [f for f in files if f not in skip]
+        for d in dirs:
+            (dst / rel / d).mkdir()
+        for f in files:
+            source, target = Path(root) / f, dst / rel / f
+            if source.is_symlink():
+                os.symlink(os.readlink(source), target)
+                continue
+            try:
+                os.link(source, target)
+            except OSError:
+                shutil.copy2(source, target)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
+def _only_lock(folder: Path) -> bool:
+    try:
+        return [p.name for p in folder.iterdir()] in ([LOCK], [])
+    except OSError:
+        return False
+
+
+def _commit(staging: Path, folder: Path) -> None:
+    """Swap `staging` in for `folder` with Ctrl-C and SIGTERM held back, then delete the old state."""
+    held = {signal.SIGINT, signal.SIGTERM}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        if _exchange(staging, folder):
+            old = staging
+        else:  # no RENAME_EXCHANGE here: two renames, the old state parked under a hidden name first
+            old = folder.parent / f".{folder.name}.{_OLD}-{os.getpid()}"
+            os.rename(folder, old)
+            os.rename(staging, folder)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two paths (Linux renameat2); False where the system cannot."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP):
+        return False
+    raise OSError(code, os.strerror(code), str(b))
