@@ -232,7 +232,9 @@ def test_dry_run_shows_every_option_it_passes(tmp_path: Path) -> None:
     assert code == 0, err
     container = next(line for line in out.splitlines() if line.startswith("docker run"))
     assert "--limit 3 --size 1024x1024 --batch-size 16" in container
-    assert "image:16x3x1024x1024" in out or "1024" in json.dumps(json.loads((tmp_path / "t4" / "plan.json").read_text()))
+    assert "trtexec --onnx=/runs/t4/centerface.onnx --fp16 --shapes=image:16x3x1024x1024" in out  # the size reaches the engine
+    plan = json.loads((tmp_path / "t4" / "plan.json").read_text())
+    assert plan["container"][-8:] == ["--batch-size", "16", "--mode", "host", "--out", "/runs/t4", "--data", "/data"]
 
 
 def test_compare_outputs_names_the_images_it_could_not_pair(cpu_run: Path, data_root: Path, tmp_path: Path) -> None:
