@@ -9,7 +9,10 @@ SHARED_DATA := ../shared/data/widerface-val-mini
 DATA ?= $(if $(wildcard $(SHARED_DATA)),$(SHARED_DATA),)
 PY := $(VENV)/bin/python
 MODE ?= auto
-RUNS_IN := $(shell sed -n 's/^runs_in *= *"\([a-z]*\)".*/\1/p' targets/$(target).toml 2>/dev/null)
+# runs_in from the target file, or from the file it extends
+RUNS_IN := $(shell f=targets/$(target).toml; while [ -f "$$f" ]; do \
+	r=$$(sed -n 's/^runs_in *= *"\([a-z]*\)".*/\1/p' "$$f"); [ -n "$$r" ] && { echo $$r; break; }; \
+	b=$$(sed -n 's/^extends *= *"\([^"]*\)".*/\1/p' "$$f"); [ -n "$$b" ] || break; f=targets/$${b%.toml}.toml; done)
 WHERE := $(if $(filter auto,$(MODE)),$(or $(RUNS_IN),host),$(MODE))
 BUILD_OPTS := $(if $(BASE_IMAGE),--base-image $(BASE_IMAGE)) $(if $(EXTRA_CA_CERT),--extra-ca-cert $(EXTRA_CA_CERT)) \
 	$(if $(INDEX_URL),--index-url $(INDEX_URL))

@@ -171,14 +171,14 @@ def test_tool_outputs_become_the_same_detections(wider_images: list[Path], offic
 def test_benchmark_perf_file_gives_chip_and_card_throughput(tmp_path: Path) -> None:
     path = tmp_path / "perf_vision_batchsize_1_device_0.txt"
     path.write_text(GUIDE_PERF_BS1)
-    figures = perf.from_benchmark(path, chips_per_card=4)
-    assert figures["chip_images_per_s"] == 91.86 and figures["card_images_per_s"] == 367.44
+    figures = perf.from_benchmark(path, chips_per_card=4).as_dict()
+    assert figures["chip_images_per_s"] == 91.86 and figures["images_per_s"] == 367.44 and figures["chips"] == 4
     assert figures["stages"]["e2e"] == {"throughputRate": 33.1307, "latency": 97372.0}
     path.write_text("[e2e] throughputRate: 31.7581, latency: 101580\n"
                     "[inference] throughputRate: 32.022, Interface throughputRate: 80.3537, moduleLatency: 30.4381\n"
                     "[postprocess] throughputRate: 2.00424, moduleLatency: 498.943\n")
-    figures = perf.from_benchmark(path, chips_per_card=4)
-    assert figures["card_images_per_s"] == 321.41 and "post" in figures["stages"]
+    figures = perf.from_benchmark(path, chips_per_card=4).as_dict()
+    assert figures["images_per_s"] == 321.41 and "post" in figures["stages"]
     path.write_text("nothing useful\n")
     with pytest.raises(InputError, match="Interface throughputRate"):
         perf.read_benchmark_perf(path)
@@ -189,8 +189,8 @@ def test_ais_bench_summary_is_read(tmp_path: Path) -> None:
     path.write_text(json.dumps({"NPU_compute_time": {"min": 40.1, "max": 44.0, "mean": 41.2, "median": 41.0, "P99": 43.9,
                                                      "count": 20},
                                 "H2D_latency": {"mean": 3.1}, "D2H_latency": {"mean": 1.2}, "throughput": 388.35}))
-    figures = perf.from_ais_bench(path, chips_per_card=1)
-    assert figures["card_images_per_s"] == 388.35 and figures["npu_compute_ms"]["P99"] == 43.9
+    figures = perf.from_ais_bench(path, chips_per_card=1).as_dict()
+    assert figures["images_per_s"] == 388.35 and figures["npu_compute_ms"]["P99"] == 43.9
     path.write_text("{}")
     with pytest.raises(InputError, match="not an ais_bench summary"):
         perf.read_ais_summary(path)
@@ -270,7 +270,7 @@ def test_the_chain_on_an_npu(tmp_path: Path, data_root: Path) -> None:
     result = invoke("run", "--target", "310p-fp16", "--mode", "host", "--data", data_root, "--limit", 32, "--out", tmp_path / "r")
     assert result.exit_code == 0, result.output
     saved = json.loads((tmp_path / "r" / "result.json").read_text())
-    assert saved["ap"]["easy"] > 0.85 and saved["tool_throughput"]["1"]["card_images_per_s"] > 0
+    assert saved["ap"]["easy"] > 0.85 and saved["tool_throughput"]["1"]["images_per_s"] > 0
 
 
 def test_report_shows_chip_and_card_throughput_and_the_fake_quant_ap(tmp_path: Path) -> None:
@@ -281,9 +281,9 @@ def test_report_shows_chip_and_card_throughput_and_the_fake_quant_ap(tmp_path: P
     ap = {"easy": 0.93, "medium": 0.92, "hard": 0.79}
     cpu = {"_run": "cpu", "target": "cpu", "precision": "fp32", "ap": ap}
     on_310 = {"_run": "310", "target": "310", "precision": "fp16", "ap": ap, "batch_size": 1,
-              "throughput": {"images_per_s": 30.0}, "tool_throughput": {"1": perf.from_benchmark(path, 4)}}
+              "throughput": {"images_per_s": 30.0}, "tool_throughput": {"1": perf.from_benchmark(path, 4).as_dict()}}
     on_310p = {"_run": "310p", "target": "310p", "precision": "int8", "ap": ap,
-               "calibration": {"fake_quant_ap": {"easy": 0.925, "medium": 0.915, "hard": 0.785}}}
+               "calibration": {"method": "amct", "onnx_twin_ap": {"easy": 0.925, "medium": 0.915, "hard": 0.785}}}
     table = rows([cpu, on_310, on_310p])
     (row,) = [r for r in table if r["target"] == "310" and r["source"] == "measured"]
     assert row["tool_images_per_s"] == 367.44 and row["tool"] == "benchmark: 91.86 x 4 chips"

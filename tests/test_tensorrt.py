@@ -57,10 +57,10 @@ def test_trtexec_line_is_the_guides() -> None:
 
 
 def test_trtexec_summary_is_parsed() -> None:
-    found = trtexec.parse(TRTEXEC_BS1, batch=1)
+    found = trtexec.parse(TRTEXEC_BS1, batch=1).as_dict()
     assert found["images_per_s"] == 337.54 and found["qps"] == 331.821  # the guide's fps: 1000 x bs / GPU mean
     assert found["gpu_compute_ms"]["p99"] == 3.15 and found["latency_ms"]["median"] == 3.18
-    assert trtexec.parse(TRTEXEC_BS1, batch=16)["images_per_s"] == 5400.64
+    assert trtexec.parse(TRTEXEC_BS1, batch=16).images_per_s == 5400.64
     with pytest.raises(InputError, match="not a trtexec performance summary"):
         trtexec.parse("&&&& FAILED TensorRT.trtexec", batch=1)
 

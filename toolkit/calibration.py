@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -17,6 +19,9 @@ from toolkit.data.preprocess import Preprocess
 from toolkit.data.wider import IMAGES_DIR, image_key
 from toolkit.errors import InputError
 from toolkit.paths import REPO_ROOT
+
+if TYPE_CHECKING:
+    from toolkit.targets import Target
 
 RECIPES_DIR = REPO_ROOT / "calibration"
 MANIFEST = "manifest.json"
@@ -120,3 +125,36 @@ def build(recipe: Recipe, data_root: Path, cache: Path) -> tuple[CalibrationSet,
                 "batches": batches, "shapes": shapes, "sha256": digest.hexdigest()}
     fileio.write_json(manifest_path, manifest)
     return CalibrationSet(folder, manifest), False
+
+
+@dataclass(frozen=True)
+class QuantConfig:
+    """One INT8 configuration the sweep tries: a method and the node patterns left in float."""
+
+    method: str
+    keep_float: tuple[str, ...] = ()
+
+    @property
+    def label(self) -> str:
+        return self.method + (f", float: {' '.join(self.keep_float)}" if self.keep_float else "")
+
+    @property
+    def slug(self) -> str:
+        """For file names: 'entropy', 'entropy-float-head'."""
+        return self.method + "".join("-float-" + re.sub(r"[^A-Za-z0-9]+", "", p) for p in self.keep_float)
+
+
+def recipe_for(target: Target, count: int | None = None) -> Recipe:
+    """The recipe a target's [calibration] table names."""
+    spec = target.extra.get("calibration")
+    if not spec:
+        raise InputError(f"target {target.name}: no [calibration] table in its target file")
+    return load_recipe(spec["recipe"], count=count)
+
+
+def configs_for(target: Target, methods: list[str] | None = None) -> list[QuantConfig]:
+    """Every method x keep-float variant of the target's [calibration] table (or of `methods`)."""
+    spec = target.extra["calibration"]
+    chosen = methods or spec.get("methods", ["minmax"])
+    variants = spec.get("keep_float", [[]])
+    return [QuantConfig(m, tuple(v)) for m in chosen for v in variants]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from toolkit import backends, fileio, machine, pipeline, quantization
+from toolkit import backends, calibration, fileio, machine, pipeline, quantization
 from toolkit.data import wider
 from toolkit.data.images import read_rgb
 from toolkit.data.preprocess import Preprocess
@@ -144,7 +144,7 @@ def run_chain(opts: ChainOptions, log: Callable[[str], None], progress=None) -> 
         if gt is None:
             raise InputError(f"target {target.name}: INT8 calibration needs the WIDER FACE images",
                              "pass --data <WIDER root>")
-        calibration_keys = quantization.recipe_for(target).keys()
+        calibration_keys = calibration.recipe_for(target).keys()
         items = [(k, p) for k, p in items if k not in calibration_keys]
         log(f"{len(calibration_keys)} calibration images left out of the evaluation")
 
@@ -161,12 +161,12 @@ def run_chain(opts: ChainOptions, log: Callable[[str], None], progress=None) -> 
     if "convert" in chosen:
         before = dict(stages.seconds)
         if target.precision == "int8":
-            artefact, calibration = stages.run(f"quantise ({backend.name}, {target.precision})", backend.quantise,
-                                               onnx_path, target, opts.data, gt, out, items, log, progress)
+            artefact, calibrated = stages.run(f"quantise ({backend.name}, {target.precision})", quantization.quantise,
+                                              target, backend, onnx_path, opts.data, gt, out, items, log, progress)
         else:
             artefact = stages.run(f"convert ({backend.name})", backend.convert, onnx_path, target, out)
-            calibration = None
-        state["convert"] = {"artefact": _relative(artefact, out), "calibration": calibration,
+            calibrated = None
+        state["convert"] = {"artefact": _relative(artefact, out), "calibration": calibrated,
                             "timings_s": {k: v for k, v in stages.seconds.items() if k not in before}}
         _write_state(out, state)
     if "infer" not in chosen:
@@ -242,7 +242,7 @@ def _infer(opts: ChainOptions, backend, pre: Preprocess, batch_size: int, items:
         "calibration": converted["calibration"],
         "timings_s": {**exported["timings_s"], **converted["timings_s"], **stages.seconds},
         "throughput": times.summary(),
-        "tool_throughput": tool_figures,
+        "tool_throughput": {bs: f.as_dict() for bs, f in tool_figures.items()} if tool_figures else None,
         "artefacts": {  # relative to the run folder, which may be mounted elsewhere (a container)
             "weights": exported["weights"], "pth": exported["pth"], "onnx": exported["onnx"],
             "converted": converted["artefact"], "converted_bytes": artefact.stat().st_size,

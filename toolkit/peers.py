@@ -24,7 +24,7 @@ class DefaceStyleRunner(Runner):
         self.session = ort.InferenceSession(official.dynamic_model_bytes(official_onnx), opts,
                                             providers=ort.get_available_providers())
 
-    def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+    def _infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         return official.rename_outputs(self.session.run(list(official.OUTPUT_IDS), {official.INPUT_NAME: batch}))
 
 
@@ -38,7 +38,7 @@ class OpenCvDnnRunner(Runner):
 
         self.net = cv2.dnn.readNetFromONNX(str(official_onnx))
 
-    def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+    def _infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         self.net.setInput(batch)
         return official.rename_outputs(self.net.forward(list(official.OUTPUT_IDS)))
 

@@ -1,10 +1,11 @@
-"""INT8 targets: build the calibration set, quantise with every configured method, measure each
-(AP on the images calibration did not use, pure-inference speed, size) against FP32, keep the best."""
+"""INT8 for a target, by what its backend can do: the toolkit's sweep (every configured method tried on
+this machine, each measured against FP32 on the images calibration did not use, the best kept), or the
+vendor's own quantiser (whose ONNX twin, when it writes one, ONNX Runtime evaluates on any machine)."""
 
 from __future__ import annotations
 
+import json
 import os
-import re
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -12,49 +13,21 @@ from pathlib import Path
 
 import numpy as np
 
-from toolkit import backends, bench, calibration, fileio, pipeline
+from toolkit import bench, calibration, fileio, pipeline
+from toolkit.backends.base import Backend
 from toolkit.data.images import read_rgb
 from toolkit.data.preprocess import Preprocess
-from toolkit.data.wider import SETTINGS, GroundTruth, list_val_images
-from toolkit.errors import InputError
+from toolkit.data.wider import GroundTruth, list_val_images
+from toolkit.errors import InputError, Unavailable
+from toolkit.evaluate.deltas import ap_deltas, worst_drop
 from toolkit.evaluate.wider_ap import evaluate
 from toolkit.model.weights import sha256
 from toolkit.paths import runs_dir
-from toolkit.report.table import worst_drop
 from toolkit.targets import Target
 
 REPORT = "calibration_report"
 BEST = "centerface.int8.onnx"
 SPEED_ITERS = 16
-
-
-@dataclass(frozen=True)
-class QuantConfig:
-    method: str
-    keep_float: tuple[str, ...] = ()  # node-name patterns left in float
-
-    @property
-    def label(self) -> str:
-        return self.method + (f", float: {' '.join(self.keep_float)}" if self.keep_float else "")
-
-    @property
-    def slug(self) -> str:
-        """For file names: 'entropy', 'entropy-float-head'."""
-        return self.method + "".join("-float-" + re.sub(r"[^A-Za-z0-9]+", "", p) for p in self.keep_float)
-
-
-def recipe_for(target: Target, count: int | None = None) -> calibration.Recipe:
-    spec = target.extra.get("calibration")
-    if not spec:
-        raise InputError(f"target {target.name}: no [calibration] table in its target file")
-    return calibration.load_recipe(spec["recipe"], count=count)
-
-
-def configs_for(target: Target, methods: list[str] | None = None) -> list[QuantConfig]:
-    spec = target.extra["calibration"]
-    chosen = methods or spec.get("methods", ["minmax"])
-    variants = spec.get("keep_float", [[]])
-    return [QuantConfig(m, tuple(v)) for m in chosen for v in variants]
 
 
 def evaluate_model(runner, items: list[tuple[str, Path]], pre: Preprocess, threshold: float,
@@ -69,7 +42,7 @@ def evaluate_model(runner, items: list[tuple[str, Path]], pre: Preprocess, thres
 def _row(name: str, ap: dict, e2e: float, speed: dict, size: int, ref: dict | None, ref_speed: float | None) -> dict:
     return {
         "config": name, **ap,
-        **{f"delta_{s}": round((ap[s] - ref[s]) * 100, 2) if ref else 0.0 for s in SETTINGS},
+        **ap_deltas(ap, ref or ap),  # the FP32 row against itself: 0
         "e2e_images_per_s": e2e, "infer_images_per_s": speed["throughput"],
         "speedup": round(speed["throughput"] / ref_speed, 3) if ref_speed else 1.0,
         "size_mb": round(size / 2**20, 2),
@@ -82,18 +55,26 @@ def evaluation_items(recipe: calibration.Recipe, data_root: Path, limit: int | N
     return [(k, p) for k, p in list_val_images(data_root) if k not in skip][:limit]
 
 
-def calibrate(target: Target, fp32_onnx: Path, data_root: Path, gt: GroundTruth, out: Path,
-              items: list[tuple[str, Path]], log: Callable[[str], None], progress=None,
-              methods: list[str] | None = None, count: int | None = None) -> dict:
+def check_methods(backend: Backend, target: Target, methods: list[str] | None) -> None:
+    """The methods asked for are ones the backend's sweep offers (a vendor quantiser takes none)."""
+    if not backend.sweep_methods:
+        if methods:
+            raise InputError(f"--methods: target {target.name} calibrates with {backend.name}'s own quantiser "
+                             f"({backend.own_quantiser}); leave --methods out")
+        return
+    unknown = sorted({c.method for c in calibration.configs_for(target, methods)} - set(backend.sweep_methods))
+    if unknown:
+        raise InputError(f"calibration method {unknown[0]!r}: {backend.name} offers {', '.join(backend.sweep_methods)}")
+
+
+def sweep(target: Target, backend: Backend, fp32_onnx: Path, data_root: Path, gt: GroundTruth, out: Path,
+          items: list[tuple[str, Path]], log: Callable[[str], None], progress=None,
+          methods: list[str] | None = None, count: int | None = None) -> dict:
     """Run every configuration over `items` (images the calibration does not use), write
     calibration_report.{json,md} and copy the best model to `out`."""
-    backend = backends.require(target.backend, target.name)
-    configs = configs_for(target, methods)
-    unknown = sorted({c.method for c in configs} - set(backend.calibration_methods))
-    if unknown:
-        raise InputError(f"calibration method {unknown[0]!r}: {backend.name} offers "
-                         f"{', '.join(backend.calibration_methods) or 'none'}")
-    recipe = recipe_for(target, count)
+    check_methods(backend, target, methods)
+    configs = calibration.configs_for(target, methods)
+    recipe = calibration.recipe_for(target, count)
     calib, reused = calibration.build(recipe, data_root, runs_dir() / "calibration")
     log(f"calibration set {calib.folder.name}: {len(calib.manifest['images'])} images, sha256 {calib.sha256[:16]}"
         + (" (reused)" if reused else ""))
@@ -134,21 +115,40 @@ def calibrate(target: Target, fp32_onnx: Path, data_root: Path, gt: GroundTruth,
     return report
 
 
-def best_model(target: Target, fp32_onnx: Path, data_root: Path, gt: GroundTruth, out: Path,
+def best_model(target: Target, backend: Backend, fp32_onnx: Path, data_root: Path, gt: GroundTruth, out: Path,
                items: list[tuple[str, Path]], log: Callable[[str], None], progress=None) -> tuple[Path, dict]:
-    """The best INT8 model: from an earlier calibration of this same FP32 model and recipe, or now."""
+    """The best INT8 model of the sweep: from an earlier sweep of this same FP32 model and recipe, or now."""
     report_path = out / f"{REPORT}.json"
     if report_path.is_file() and (out / BEST).is_file():
-        import json
-
         report = json.loads(report_path.read_text())
-        recipe = recipe_for(target)
+        recipe = calibration.recipe_for(target)
         if report.get("fp32_sha256") == sha256(fp32_onnx) and report.get("recipe", {}).get("count") == recipe.count \
                 and report["calibration_set"].endswith(recipe.key()):
             log(f"INT8 model from the earlier calibration ({report['best']}, set {report['calibration_sha256'][:16]})")
             return out / BEST, report
-    report = calibrate(target, fp32_onnx, data_root, gt, out, items, log, progress)
+    report = sweep(target, backend, fp32_onnx, data_root, gt, out, items, log, progress)
     return out / BEST, report
+
+
+def quantise(target: Target, backend: Backend, onnx_path: Path, data_root: Path, gt: GroundTruth, out: Path,
+             items: list[tuple[str, Path]], log: Callable[[str], None], progress=None) -> tuple[Path, dict]:
+    """The target's INT8 artefact and a summary of how it was calibrated, by the backend's capability."""
+    if backend.sweep_methods:
+        path, report = best_model(target, backend, onnx_path, data_root, gt, out, items, log, progress)
+        return path, {"method": report["best"], "set_sha256": report["calibration_sha256"],
+                      "images": len(report["calibration_images"]), "excluded_from_evaluation": True,
+                      "report": f"{REPORT}.json"}
+    if not backend.own_quantiser:
+        raise Unavailable(f"target {target.name}: backend {backend.name} has no INT8 quantisation")
+    calib, _ = calibration.build(calibration.recipe_for(target), data_root, runs_dir() / "calibration")
+    artefact, summary = backend.quantise(onnx_path, target, calib, out, log)
+    if summary.get("onnx_twin"):  # the quantised numerics in ONNX Runtime: INT8 accuracy known on any machine
+        from toolkit.backends.onnxruntime import OnnxRuntimeRunner
+
+        with OnnxRuntimeRunner(out / summary["onnx_twin"]) as runner:
+            summary["onnx_twin_ap"], _ = evaluate_model(runner, items, target.preprocess, target.threshold, gt)
+        log(f"{backend.own_quantiser}'s ONNX twin in ONNX Runtime: AP {summary['onnx_twin_ap']}")
+    return artefact, summary
 
 
 def markdown(report: dict) -> str:

@@ -23,6 +23,7 @@ class Target:
     runs_in: str  # "host" or "container"
     threshold: float = 0.05
     export_shape: str = "dynamic"  # BxCxHxW or "dynamic"
+    ap_reference: bool = False  # the run `report` measures every accuracy delta against
     extra: dict = field(default_factory=dict)  # backend-specific keys
 
     def fixed_size(self, why: str) -> tuple[int, int]:
@@ -47,35 +48,91 @@ class Target:
                 "runs_in": self.runs_in}
 
 
+PRECISIONS = ("fp32", "fp16", "int8")
+RUNS_IN = ("host", "container")
+# What each table of a target file may hold; the backend's own table ([ascend], [tensorrt]) is the backend's to say.
+TOP_KEYS = frozenset({"name", "description", "backend", "precision", "runs_in", "threshold", "export_shape", "extends",
+                      "ap_reference", "input", "calibration", "container"})
+SECTION_KEYS = {
+    "input": frozenset({"preprocess", "size", "batch_sizes"}),
+    "calibration": frozenset({"recipe", "methods", "keep_float"}),
+    "container": frozenset({"dockerfile", "base_image", "devices", "user", "build_args"}),
+}
+
+
 def available() -> list[str]:
     return sorted(p.stem for p in TARGETS_DIR.glob("*.toml"))
 
 
-def load(name_or_path: str) -> Target:
+def _path(name_or_path: str, relative_to: Path = TARGETS_DIR) -> Path:
     path = Path(name_or_path)
-    if path.suffix != ".toml":
-        path = TARGETS_DIR / f"{name_or_path}.toml"
-    if not path.is_file():
-        raise InputError(f"target {name_or_path!r}: no {path}", f"known targets: {', '.join(available())}")
+    return path if path.suffix == ".toml" else relative_to / f"{name_or_path}.toml"
+
+
+def _read(path: Path, seen: tuple[Path, ...] = ()) -> dict:
+    """The file's tables, over those of the file it `extends` (a target name or a .toml path)."""
+    if path.resolve() in seen:
+        raise InputError(f"{path}: extends itself (through {' -> '.join(p.name for p in seen)})")
     try:
         raw = toml.loads(path.read_text())
     except toml.TOMLDecodeError as exc:
         raise InputError(f"{path}: invalid TOML ({exc})") from None
-    try:
-        inp = raw.pop("input", {})
-        size = inp.get("size")
-        pre = Preprocess(inp.get("preprocess", "native"), *(size or (None, None)))
-        return Target(
-            name=raw.pop("name", path.stem),
-            backend=raw.pop("backend"),
-            description=raw.pop("description", ""),
-            precision=raw.pop("precision", "fp32"),
-            preprocess=pre,
-            batch_sizes=tuple(inp.get("batch_sizes", [1])),
-            runs_in=raw.pop("runs_in", "host"),
-            threshold=float(raw.pop("threshold", 0.05)),
-            export_shape=raw.pop("export_shape", "dynamic"),
-            extra=raw,
-        )
-    except KeyError as exc:
-        raise InputError(f"{path}: missing key {exc.args[0]!r}") from None
+    base_name = raw.pop("extends", None)
+    if base_name is None:
+        return raw
+    base_path = _path(str(base_name), path.parent)
+    if not base_path.is_file():
+        raise InputError(f"{path}: extends {base_name!r}, but there is no {base_path}")
+    merged = _read(base_path, (*seen, path.resolve()))
+    merged.pop("name", None)  # a file is named by itself (or its file name), never by its base
+    for key, value in raw.items():
+        merged[key] = {**merged[key], **value} if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
+    return merged
+
+
+def _check_keys(path: Path, raw: dict) -> None:
+    """Unknown keys, and values outside their allowed sets, are refused naming the file and the key."""
+    from toolkit import backends
+
+    backend = raw.get("backend")
+    if backend not in backends.names():
+        raise InputError(f"{path}: backend {backend!r} is not one of {', '.join(backends.names())}")
+    sections = {**SECTION_KEYS, backend: backends.backend_class(backend).section_keys}
+    for key, value in raw.items():
+        if key not in TOP_KEYS | {backend}:
+            raise InputError(f"{path}: unknown key {key!r}")
+        if key in sections:
+            if not isinstance(value, dict):
+                raise InputError(f"{path}: {key!r} must be a table ([{key}])")
+            unknown = sorted(set(value) - sections[key])
+            if unknown:
+                raise InputError(f"{path}: unknown key {unknown[0]!r} in [{key}]")
+    for key, allowed in (("precision", PRECISIONS), ("runs_in", RUNS_IN)):
+        if key in raw and raw[key] not in allowed:
+            raise InputError(f"{path}: {key} {raw[key]!r} is not one of {', '.join(allowed)}")
+
+
+def load(name_or_path: str) -> Target:
+    path = _path(name_or_path)
+    if not path.is_file():
+        raise InputError(f"target {name_or_path!r}: no {path}", f"known targets: {', '.join(available())}")
+    raw = _read(path)
+    if "backend" not in raw:
+        raise InputError(f"{path}: missing key 'backend'")
+    _check_keys(path, raw)
+    inp = raw.pop("input", {})
+    size = inp.get("size")
+    pre = Preprocess(inp.get("preprocess", "native"), *(size or (None, None)))
+    return Target(
+        name=raw.pop("name", path.stem),
+        backend=raw.pop("backend"),
+        description=raw.pop("description", ""),
+        precision=raw.pop("precision", "fp32"),
+        preprocess=pre,
+        batch_sizes=tuple(inp.get("batch_sizes", [1])),
+        runs_in=raw.pop("runs_in", "host"),
+        threshold=float(raw.pop("threshold", 0.05)),
+        export_shape=raw.pop("export_shape", "dynamic"),
+        ap_reference=bool(raw.pop("ap_reference", False)),
+        extra=raw,
+    )

@@ -18,12 +18,16 @@ def names() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def get(name: str) -> Backend:
+def backend_class(name: str) -> type[Backend]:
     try:
         module, cls = _REGISTRY[name].split(":")
     except KeyError:
         raise InputError(f"backend {name!r}: unknown (known: {', '.join(names())})") from None
-    return getattr(importlib.import_module(module), cls)()
+    return getattr(importlib.import_module(module), cls)
+
+
+def get(name: str) -> Backend:
+    return backend_class(name)()
 
 
 def require(name: str, target: str) -> Backend:

@@ -1,4 +1,8 @@
-"""The contract every backend meets (after mmdeploy's backend manager and Polygraphy's runners)."""
+"""The contract every backend meets (after mmdeploy's backend manager and Polygraphy's runners).
+
+It depends on nothing above it: the chain, the quantisation flow and the CLI call backends, never the
+other way round.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from toolkit.errors import Unavailable
+from toolkit.errors import InputError, Unavailable
+from toolkit.model.signature import check_outputs
 
 if TYPE_CHECKING:
     from toolkit.calibration import CalibrationSet
@@ -31,11 +36,47 @@ class Step:
         return shlex.join(self.command) if self.command else "(toolkit, in Python)"
 
 
-class Runner(ABC):
-    """Runs a converted model; a context manager so sessions and devices are released."""
+@dataclass(frozen=True)
+class Check:
+    """One line of `doctor`: what was looked for, whether it is here, and what was found."""
 
-    name: str = "runner"
+    name: str
+    ok: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class ToolFigures:
+    """A vendor tool's own throughput for one batch size, the same record for every backend: the
+    device figure (a card's: chip x chips) and how it was made."""
+
+    tool: str
+    images_per_s: float  # the whole device (a card of `chips`)
+    chips: int = 1
+    chip_images_per_s: float | None = None
+    details: dict = field(default_factory=dict)  # the tool's own figures (latency, H2D, command line)
+
+    def as_dict(self) -> dict:
+        return {"tool": self.tool, "images_per_s": self.images_per_s, "chips": self.chips,
+                "chip_images_per_s": self.chip_images_per_s if self.chip_images_per_s is not None else self.images_per_s,
+                **self.details}
+
+
+class Runner(ABC):
+    """Runs a converted model; a context manager so sessions and devices are released.
+
+    `infer` checks every batch against what the model takes (float32 NCHW, 3 channels, the model's
+    fixed size and largest batch where it has them) and every output against CenterFace's shapes, then
+    the backend's `_infer` does the work. `close` may be called more than once.
+    """
+
+    name: str = "runner"  # the runtime, as reports label it
+    source: str = ""  # what it runs (the model file), as errors name it
     streams: int = 1  # concurrent infer() calls the runner is built for (the pipeline uses them all)
+    max_batch: int | None = None  # the largest batch it takes (smaller ones padded); None: any
+    fixed_batch: int | None = None  # the one batch a static model takes; None: any
+    input_size: tuple[int, int] | None = None  # (height, width) a fixed-shape model takes; None: any
+    _closed = False
 
     def __enter__(self) -> Runner:
         return self
@@ -43,25 +84,68 @@ class Runner(ABC):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def close(self) -> None:
-        """Release what the runner holds."""
-
-    @abstractmethod
     def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         """float32 NCHW batch -> outputs named heatmap, scale, offset, landmarks."""
+        self.check_input(batch)
+        outputs = self._infer(batch)
+        check_outputs(outputs, batch.shape, self.source or self.name)
+        return outputs
+
+    def check_input(self, batch: np.ndarray) -> None:
+        where, shape = self.source or self.name, tuple(batch.shape)
+        if batch.dtype != np.float32 or batch.ndim != 4 or batch.shape[1] != 3:
+            raise InputError(f"{where}: expected a float32 N x 3 x H x W batch, got {batch.dtype} {shape}")
+        n = batch.shape[0]
+        if self.fixed_batch is not None and n != self.fixed_batch:
+            raise InputError(f"{where}: a batch of shape {shape} does not fit the model's: it takes exactly {self.fixed_batch}")
+        if self.max_batch is not None and n > self.max_batch:
+            raise InputError(f"{where}: a batch of shape {shape} does not fit the model's: it takes at most {self.max_batch}")
+        if self.input_size is not None and tuple(batch.shape[2:]) != tuple(self.input_size):
+            raise InputError(f"{where}: a batch of shape {shape} does not fit the model's: it takes "
+                             f"{self.input_size[0]}x{self.input_size[1]} (HxW)")
+
+    @abstractmethod
+    def _infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """The backend's inference on a checked batch."""
+
+    def close(self) -> None:
+        """Release what the runner holds (once; later calls do nothing)."""
+        if not self._closed:
+            self._closed = True
+            self._release()
+
+    def _release(self) -> None:
+        """Free sessions, buffers, devices. Must cope with a constructor that stopped half-way."""
 
 
 class Backend(ABC):
     name: str
-    calibration_methods: tuple[str, ...] = ()  # what `calibrate` accepts; empty: no INT8
+    section_keys: frozenset[str] = frozenset()  # what its own [<name>] table in a target file may hold
+    # INT8, by capability: methods the toolkit's sweep tries through `calibrate` (each measured, the best
+    # kept), or the name of the vendor's own quantiser that `quantise` runs. Neither: no INT8 here.
+    sweep_methods: tuple[str, ...] = ()
+    own_quantiser: str | None = None
+
+    @property
+    def int8(self) -> bool:
+        return bool(self.sweep_methods or self.own_quantiser)
 
     @abstractmethod
     def unavailable(self) -> str | None:
         """None when it can run here, else the reason in one line."""
 
+    def unavailable_for_int8(self) -> str | None:
+        """None when INT8 calibration can run here (the quantiser's tools too), else why not."""
+        return self.unavailable()
+
     @abstractmethod
     def version(self) -> str | None:
         """The SDK / runtime version, or None when missing."""
+
+    def checks(self) -> list[Check]:
+        """What `doctor` shows for this backend: its SDK, tools and devices."""
+        reason = self.unavailable()
+        return [Check(f"backend {self.name}", reason is None, reason or f"version {self.version()}")]
 
     @abstractmethod
     def convert(self, onnx_path: Path, target: Target, workdir: Path) -> Path:
@@ -69,27 +153,23 @@ class Backend(ABC):
 
     def calibrate(self, onnx_path: Path, calib: CalibrationSet, target: Target, out: Path,
                   method: str, keep_float: list[str]) -> Path:
-        """Quantise `onnx_path` to INT8 with the calibration set; write `out` (this backend's format)."""
-        raise Unavailable(f"backend {self.name}: no INT8 calibration")
+        """One of `sweep_methods`: quantise `onnx_path` with the calibration set into `out`."""
+        raise Unavailable(f"backend {self.name}: no INT8 calibration method {method!r}")
 
-    def quantise(self, onnx_path: Path, target: Target, data_root: Path, gt, out: Path,
-                 items: list[tuple[str, Path]], log: Callable[[str], None], progress=None) -> tuple[Path, dict]:
-        """The INT8 artefact and a summary of its calibration. By default every configured method is
-        tried on this machine, measured on `items` (images calibration did not use) and the best kept."""
-        from toolkit import quantization
-
-        path, report = quantization.best_model(target, onnx_path, data_root, gt, out, items, log, progress)
-        return path, {"best": report["best"], "set_sha256": report["calibration_sha256"],
-                      "images": len(report["calibration_images"]), "excluded_from_evaluation": True,
-                      "report": f"{quantization.REPORT}.json"}
+    def quantise(self, onnx_path: Path, target: Target, calib: CalibrationSet, out: Path,
+                 log: Callable[[str], None]) -> tuple[Path, dict]:
+        """The vendor's own quantiser (`own_quantiser`): the INT8 artefact and a summary of its
+        calibration. A summary may name an `onnx_twin`: an ONNX model (relative to `out`) with the
+        quantised numerics, which ONNX Runtime can evaluate where the device is missing."""
+        raise Unavailable(f"backend {self.name}: no INT8 quantiser")
 
     @abstractmethod
     def runner(self, artefact: Path, target: Target) -> Runner:
         """A runner for an artefact `convert` made."""
 
-    def measure(self, target: Target, out: Path, items: list[tuple[str, Path]]) -> dict | None:
-        """The vendor tool's own throughput figures for the converted models, per batch size, measured
-        on `items` where the tool needs real inputs (None: this backend has no such tool)."""
+    def measure(self, target: Target, out: Path, items: list[tuple[str, Path]]) -> dict[str, ToolFigures] | None:
+        """The vendor tool's own throughput for the converted models, per batch size, measured on `items`
+        where the tool needs real inputs (None: this backend has no such tool)."""
         return None
 
     def dry_run(self, target: Target, out: Path, shown: Path | None = None) -> list[Step]:

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from toolkit import fileio
 from toolkit.backends.base import Backend, Runner
 from toolkit.errors import InputError
-from toolkit.model.signature import OUTPUT_NAMES, check_outputs
-from toolkit.targets import Target
+from toolkit.model.signature import OUTPUT_NAMES
+
+if TYPE_CHECKING:
+    from toolkit.calibration import CalibrationSet
+    from toolkit.targets import Target
 
 
 MAX_STREAMS = 4
@@ -59,41 +63,32 @@ class OnnxRuntimeRunner(Runner):
 
         if threads is None:
             self.streams, threads = stream_layout(cpu_threads())
-        source = model if isinstance(model, bytes) else str(model)
         self.source = "model bytes" if isinstance(model, bytes) else str(model)
         try:
-            self.session = ort.InferenceSession(source, session_options(threads), providers=["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(model if isinstance(model, bytes) else str(model),
+                                                session_options(threads), providers=["CPUExecutionProvider"])
         except Exception as exc:
-            where = "model bytes" if isinstance(model, bytes) else str(model)
-            raise InputError(f"{where}: ONNX Runtime cannot load it ({str(exc).splitlines()[0][:160]})") from None
+            raise InputError(f"{self.source}: ONNX Runtime cannot load it ({str(exc).splitlines()[0][:160]})") from None
         inputs = self.session.get_inputs()
         if len(inputs) != 1 or len(self.session.get_outputs()) != len(OUTPUT_NAMES):
-            raise InputError(f"{model}: expected 1 input and {len(OUTPUT_NAMES)} outputs (a CenterFace model)")
+            raise InputError(f"{self.source}: expected 1 input and {len(OUTPUT_NAMES)} outputs (a CenterFace model)")
         self.input = inputs[0]
         self.output_names = [o.name for o in self.session.get_outputs()]
+        batch, _, height, width = (d if isinstance(d, int) and d > 0 else None for d in self.input.shape)
+        self.fixed_batch = batch
+        self.input_size = (height, width) if height and width else None
 
-    def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        _check_batch(batch, self.input.shape, self.input.name)
+    def _infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         try:
-            outputs = dict(zip(OUTPUT_NAMES, self.session.run(self.output_names, {self.input.name: batch})))
-        except Exception as exc:  # the model's own failure on a valid input: one line naming it
+            return dict(zip(OUTPUT_NAMES, self.session.run(self.output_names, {self.input.name: batch})))
+        except Exception as exc:  # the model's own failure on a checked input: one line naming it
             raise InputError(f"{self.source}: ONNX Runtime failed on a {tuple(batch.shape)} input "
                              f"({str(exc).splitlines()[0][:160]})") from None
-        check_outputs(outputs, batch.shape, self.source)
-        return outputs
-
-
-def _check_batch(batch: np.ndarray, shape: list, name: str) -> None:
-    if batch.dtype != np.float32 or batch.ndim != 4:
-        raise InputError(f"input {name}: expected float32 NCHW, got {batch.dtype} with shape {batch.shape}")
-    for got, want in zip(batch.shape, shape):
-        if isinstance(want, int) and want > 0 and got != want:
-            raise InputError(f"input {name}: shape {tuple(batch.shape)} does not fit the model's {shape}")
 
 
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
-    calibration_methods = ("minmax", "entropy", "percentile")
+    sweep_methods = ("minmax", "entropy", "percentile")
 
     def unavailable(self) -> str | None:
         try:
@@ -123,7 +118,7 @@ class OnnxRuntimeBackend(Backend):
 
         return fileio.write_with(out, write)
 
-    def calibrate(self, onnx_path: Path, calib, target: Target, out: Path, method: str,
+    def calibrate(self, onnx_path: Path, calib: CalibrationSet, target: Target, out: Path, method: str,
                   keep_float: list[str]) -> Path:
         """Static QDQ quantisation (see ort_quant); ranges cached beside `out`."""
         from toolkit.backends.ort_quant import quantize

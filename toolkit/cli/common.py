@@ -13,18 +13,17 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from toolkit import runfolder
-from toolkit.errors import ToolkitError, Unavailable
+from toolkit.errors import ToolkitError
 
 console = Console(stderr=True, highlight=False)
 out = Console(highlight=False)
-EXIT_ERROR = 2
-EXIT_UNAVAILABLE = 3
+EXIT_ERROR = 2  # a file system error
 
 
 def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn known failures into one line on stderr and an exit code: ToolkitError `error: <message>`
-    (exit 2) or `unavailable: <reason>` (exit 3), a file system error naming the path (exit 2), Ctrl-C
-    (130) and SIGTERM (143) saying what the run folder kept. CENTERFACE_DEBUG=1 re-raises."""
+    """Turn known failures into one line on stderr and an exit code: a ToolkitError with its own label
+    and code (`error:` 2, `unavailable:` 3), a file system error naming the path (2), Ctrl-C (130) and
+    SIGTERM (143) saying what the run folder kept. CENTERFACE_DEBUG=1 re-raises."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -33,9 +32,8 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except (ToolkitError, OSError) as exc:
             if os.environ.get("CENTERFACE_DEBUG"):
                 raise
-            unavailable = isinstance(exc, Unavailable)
-            fail(f"{'unavailable' if unavailable else 'error'}: {_describe(exc)}",
-                 EXIT_UNAVAILABLE if unavailable else EXIT_ERROR)
+            known = isinstance(exc, ToolkitError)
+            fail(f"{exc.label if known else 'error'}: {_describe(exc)}", exc.exit_code if known else EXIT_ERROR)
         except KeyboardInterrupt as exc:
             terminated = isinstance(exc, runfolder.Terminated)
             kept = runfolder.last_outcome() or "no partial files were kept"

@@ -1,5 +1,5 @@
-"""Container commands: `build` a target's image, make the offline `base-image`, and the
-`--mode container` path of `run` and `bench` (the same CLI, inside the target's image)."""
+"""Container commands: `build` a target's image, make the offline `base-image`; the options that pick
+where `run` and `bench` run (the host side of `--mode container` is toolkit/containers/launch.py)."""
 
 from __future__ import annotations
 
@@ -8,15 +8,12 @@ from typing import Annotated, Optional
 
 import typer
 
-from toolkit import fileio, runfolder, targets
+from toolkit import targets
 from toolkit.cli.common import console, handle_errors, out
-from toolkit.containers import base_image, engine, images, runspec
+from toolkit.containers import base_image, images
 from toolkit.containers.config import ContainerConfig
 from toolkit.errors import InputError
-from toolkit.paths import cache_dir
-from toolkit.targets import Target
 
-MODES = ("auto", "host", "container")
 ModeOpt = Annotated[str, typer.Option(help="Where to run: host, container (the target's image), or auto (the target file's runs_in).")]
 DeviceIdsOpt = Annotated[Optional[str], typer.Option(help="NPU / GPU ids for the container, e.g. 0 or 0,1 (default 0; GPUs: all).")]
 
@@ -50,12 +47,6 @@ def base_image_cmd(
     out.print(f"{'made' if made['made'] else 'have'} {made['image']} ({made['size_bytes'] / 1e6:.0f} MB)")
 
 
-def resolve_mode(mode: str, spec: Target) -> str:
-    if mode not in MODES:
-        raise InputError(f"--mode {mode!r}: choose from {', '.join(MODES)}")
-    return spec.runs_in if mode == "auto" else mode
-
-
 def parse_device_ids(text: str | None) -> list[int] | None:
     if text is None:
         return None
@@ -66,59 +57,3 @@ def parse_device_ids(text: str | None) -> list[int] | None:
     if not ids or any(i < 0 for i in ids):
         raise InputError(f"--device-ids {text!r}: expected numbers 0 or more, such as 0 or 0,1")
     return ids
-
-
-def flags(pairs: list[tuple[str, object]]) -> list[str]:
-    """CLI flags for the options that were given (None: left to the defaults inside)."""
-    return [str(part) for flag, value in pairs if value is not None for part in (flag, value)]
-
-
-def built_image(spec: Target, device_ids: list[int] | None) -> ContainerConfig:
-    """The target's container settings, once the host's devices and the built image are checked
-    (before any work)."""
-    config = ContainerConfig.of(spec)
-    runspec.check_hardware(runspec.make(config, [], Path("."), cache_dir(), None, device_ids), spec.name)
-    images.require_image(config)
-    return config
-
-
-def container_spec(config: ContainerConfig, cli_args: list[str], run_dir: Path, data: Path | None,
-                   device_ids: list[int] | None) -> runspec.RunSpec:
-    """`python -m toolkit <cli_args> --out <run folder> [--data /data]` in the target's image. The host
-    stages the run folder and swaps it in afterwards, so the container writes into it directly."""
-    args = [*cli_args, "--mode", "host", "--out", runspec.container_path(run_dir)]
-    if data is not None:
-        args += ["--data", runspec.DATA]
-    spec = runspec.make(config, args, run_dir, cache_dir(), data, device_ids)
-    spec.environment[runfolder.STAGED_ENV] = "1"
-    return spec
-
-
-def in_container(config: ContainerConfig, cli_args: list[str], run_dir: Path, data: Path | None,
-                 device_ids: list[int] | None) -> str:
-    """Run `container_spec` (after `built_image`) and follow it; its exit code becomes ours. Returns the
-    image id it ran."""
-    from toolkit.containers import run as container_run
-
-    run_dir.mkdir(parents=True, exist_ok=True)
-    cache_dir().mkdir(parents=True, exist_ok=True)
-    plan = container_spec(config, cli_args, run_dir, data, device_ids)
-    runspec.check_folders(plan, config.target)  # the hardware was checked by `built_image`, before any work
-    console.print(f"[bold]container[/] {config.image}: python -m toolkit {' '.join(plan.command)}")
-    code, image_id = container_run.run(plan)
-    if code:
-        console.print(f"[bold red]error:[/] the {config.image} container exited with {code}")
-        raise typer.Exit(code)
-    return image_id
-
-
-def record_image(result_path: Path, config: ContainerConfig, image_id: str, data: Path | None) -> None:
-    """Note in result.json which image (tag, id, size) the run came from, and the dataset's host path."""
-    import json
-
-    result = json.loads(result_path.read_text())
-    image = engine.client().images.get(image_id)
-    result["container"] = {"image": config.image, "id": image_id, "size_bytes": image.attrs.get("Size")}
-    if data is not None:
-        result["dataset"] = str(data)
-    fileio.write_json(result_path, result)

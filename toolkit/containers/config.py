@@ -8,7 +8,7 @@ from pathlib import Path
 from toolkit import PROJECT, __version__
 from toolkit.errors import InputError
 from toolkit.paths import REPO_ROOT
-from toolkit.targets import Target
+from toolkit.targets import SECTION_KEYS, Target
 
 DEVICE_KINDS = ("none", "ascend", "nvidia")
 USERS = ("host", "root")  # host: the invoking user's uid:gid, so run folders stay theirs
@@ -27,7 +27,7 @@ class ContainerConfig:
     def of(cls, target: Target) -> ContainerConfig:
         raw = dict(target.extra.get("container", {}))
         where = f"target {target.name} [container]"
-        unknown = sorted(set(raw) - {"dockerfile", "base_image", "devices", "user", "build_args"})
+        unknown = sorted(set(raw) - SECTION_KEYS["container"])
         if unknown:
             raise InputError(f"{where}: unknown key {unknown[0]!r}")
         config = cls(target.name, **raw)

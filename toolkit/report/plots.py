@@ -7,8 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from toolkit import fileio
-
-SETTINGS = ("easy", "medium", "hard")
+from toolkit.data.wider import SETTINGS
 
 
 def _pyplot():

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from toolkit.data.wider import SETTINGS
 from toolkit.errors import InputError
+from toolkit.evaluate.deltas import ap_deltas, worst_drop
 from toolkit.report.published import PUBLISHED
 
-SETTINGS = ("easy", "medium", "hard")
 COLUMNS = ("source", "target", "precision", "preprocess", "batch", "status", "reason", "size_mb", "easy", "medium", "hard",
            "delta_easy", "delta_medium", "delta_hard", "e2e_images_per_s", "infer_images_per_s", "tool_images_per_s", "tool",
            "p50_ms", "p99_ms", "device", "runs_in", "sdk")
@@ -31,12 +32,20 @@ def load_runs(runs: Path) -> list[dict]:
     return found
 
 
-def reference_ap(runs: list[dict]) -> dict | None:
-    """The CPU FP32 run every accuracy delta is measured against."""
-    for r in runs:
-        if r.get("target") == "cpu" and r.get("precision") == "fp32" and r.get("ap") and r["_run"] == "cpu":
-            return r["ap"]
-    return next((r["ap"] for r in runs if r.get("target") == "cpu" and r.get("ap")), None)
+def reference_ap(runs: list[dict], reference: str | None = None) -> dict | None:
+    """The run every accuracy delta is measured against: the run folder named `reference`, else the
+    run of the target whose file says `ap_reference = true`."""
+    from toolkit import targets
+
+    if reference is not None:
+        chosen = next((r for r in runs if r["_run"] == reference), None)
+        if chosen is None or not chosen.get("ap"):
+            raise InputError(f"--reference {reference}: no run folder of that name with an AP",
+                             f"runs: {', '.join(r['_run'] for r in runs)}")
+        return chosen["ap"]
+    marked = {name for name in targets.available() if targets.load(name).ap_reference}
+    return next((r["ap"] for r in sorted(runs, key=lambda r: r["_run"] != r.get("target"))
+                 if r.get("target") in marked and r.get("ap")), None)
 
 
 def status(result: dict, ref: dict | None, tolerance: float) -> tuple[str, str]:
@@ -44,11 +53,11 @@ def status(result: dict, ref: dict | None, tolerance: float) -> tuple[str, str]:
         return "unavailable", result.get("reason", "")
     if result.get("error"):
         return "failed", result["error"]
-    ap = result.get("ap")
-    if ap and ref:
-        worst = max(ref[s] - ap[s] for s in SETTINGS)
-        if worst * 100 > tolerance:
-            return "ran-but-failed-accuracy", f"AP {worst * 100:.2f} points below CPU FP32 (tolerance {tolerance})"
+    deltas = ap_deltas(result.get("ap"), ref)
+    if any(v is not None for v in deltas.values()):
+        worst = worst_drop(deltas)
+        if worst > tolerance:
+            return "ran-but-failed-accuracy", f"AP {worst:.2f} points below the reference (tolerance {tolerance})"
     return "passed", ""
 
 
@@ -66,13 +75,8 @@ def _preprocess(ap_pre: dict | None, speed_pre: dict | None) -> str | None:
     return f"{ap_label} (AP) / {speed_label} (speed)"
 
 
-def _deltas(ap: dict | None, ref: dict | None) -> dict:
-    """AP difference to the CPU FP32 reference, in AP points, per setting."""
-    return {f"delta_{s}": round((ap[s] - ref[s]) * 100, 2) if ap and ref else None for s in SETTINGS}
-
-
-def rows(runs: list[dict], tolerance: float = 1.0) -> list[dict]:
-    ref = reference_ap(runs)
+def rows(runs: list[dict], tolerance: float = 1.0, reference: str | None = None) -> list[dict]:
+    ref = reference_ap(runs, reference)
     out = []
     for r in runs:
         st, reason = status(r, ref, tolerance)
@@ -81,7 +85,7 @@ def rows(runs: list[dict], tolerance: float = 1.0) -> list[dict]:
             "source": "measured", "target": r["_run"], "precision": r.get("precision"), "status": st,
             "reason": reason,
             "size_mb": round(r["artefacts"]["converted_bytes"] / 2**20, 2) if r.get("artefacts") else None,
-            **{s: ap.get(s) for s in SETTINGS}, **_deltas(ap, ref),
+            **{s: ap.get(s) for s in SETTINGS}, **ap_deltas(ap, ref),
             "device": (r.get("machine") or {}).get("cpu"), "runs_in": (r.get("machine") or {}).get("runs_in"),
             "sdk": f"{r.get('backend')} {(r.get('versions') or {}).get('backend')}" if r.get("backend") else None,
             "tool_images_per_s": None, "tool": None,
@@ -99,14 +103,14 @@ def rows(runs: list[dict], tolerance: float = 1.0) -> list[dict]:
                          "p50_ms": stages["infer"]["p50_ms"], "p99_ms": stages["infer"]["p99_ms"]})
         out += _with_tool_figures(mine, base, r.get("tool_throughput") or {})
     for r in runs:
-        out += calibration_rows(r, tolerance) + fake_quant_rows(r, ref, tolerance)
+        out += calibration_rows(r, tolerance) + onnx_twin_rows(r, ref, tolerance)
     out += unavailable_rows(runs)
     for p in PUBLISHED:
         ap = p.get("ap") or {}
         out.append({
             "source": "published", "target": p["target"], "precision": p["precision"],
             "preprocess": p.get("preprocess"), "batch": p["batch"],
-            "status": "published", "reason": "", "size_mb": None, **{s: ap.get(s) for s in SETTINGS}, **_deltas(ap, ref),
+            "status": "published", "reason": "", "size_mb": None, **{s: ap.get(s) for s in SETTINGS}, **ap_deltas(ap, ref),
             "e2e_images_per_s": p.get("e2e_images_per_s"), "infer_images_per_s": p["images_per_s"],
             "p50_ms": None, "p99_ms": None, "device": p["device"], "runs_in": None, "sdk": None,
         })
@@ -122,25 +126,26 @@ def _with_tool_figures(mine: list[dict], base: dict, figures: dict) -> list[dict
             row = {**base, "batch": int(bs), "e2e_images_per_s": None, "infer_images_per_s": None,
                    "p50_ms": None, "p99_ms": None}
             mine.append(row)
-        if "card_images_per_s" in f:
-            row["tool_images_per_s"] = f["card_images_per_s"]
-            row["tool"] = f"{f['tool']}: {f['chip_images_per_s']} x {f['chips_per_card']} chips"
-        else:
-            row["tool_images_per_s"], row["tool"] = f["images_per_s"], f["tool"]
+        row["tool_images_per_s"] = f["images_per_s"]
+        row["tool"] = f"{f['tool']}: {f['chip_images_per_s']} x {f['chips']} chips" if f["chips"] > 1 else f["tool"]
     return mine
 
 
-def fake_quant_rows(run: dict, ref: dict | None, tolerance: float) -> list[dict]:
-    """AMCT's fake-quant model evaluated in ONNX Runtime: INT8 accuracy known without the chip."""
-    ap = (run.get("calibration") or {}).get("fake_quant_ap")
+def onnx_twin_rows(run: dict, ref: dict | None, tolerance: float) -> list[dict]:
+    """The vendor quantiser's ONNX twin (AMCT's fake-quant model) evaluated in ONNX Runtime: INT8
+    accuracy known without the device."""
+    calibrated = run.get("calibration") or {}
+    ap = calibrated.get("onnx_twin_ap")
     if not ap:
         return []
-    worst = max(ref[s] - ap[s] for s in SETTINGS) * 100 if ref else 0.0
-    return [{**dict.fromkeys(COLUMNS), "source": "calibration", "target": f"{run['_run']} [AMCT fake-quant, onnxruntime]",
+    deltas = ap_deltas(ap, ref)
+    worst = worst_drop(deltas) if ref else 0.0
+    return [{**dict.fromkeys(COLUMNS), "source": "calibration",
+             "target": f"{run['_run']} [{str(calibrated.get('method', 'int8')).upper()} fake-quant, onnxruntime]",
              "precision": "int8", "preprocess": _describe(run.get("preprocess")), "batch": 1,
              "status": "ran-but-failed-accuracy" if worst > tolerance else "passed",
-             "reason": f"AP {worst:.2f} points below CPU FP32" if worst > tolerance else "",
-             **{s: ap[s] for s in SETTINGS}, **_deltas(ap, ref), "sdk": "onnxruntime"}]
+             "reason": f"AP {worst:.2f} points below the reference" if worst > tolerance else "",
+             **{s: ap[s] for s in SETTINGS}, **deltas, "sdk": "onnxruntime"}]
 
 
 def unavailable_rows(runs: list[dict]) -> list[dict]:
@@ -158,11 +163,6 @@ def unavailable_rows(runs: list[dict]) -> list[dict]:
             found.append({**dict.fromkeys(COLUMNS), "source": "target", "target": name, "precision": target.precision,
                           "preprocess": target.preprocess.describe(), "status": "unavailable", "reason": reason})
     return found
-
-
-def worst_drop(row: dict) -> float:
-    """The largest AP loss (points) over the three settings of a row with delta_* columns."""
-    return -min(row[f"delta_{s}"] for s in SETTINGS)
 
 
 def calibration_rows(run: dict, tolerance: float) -> list[dict]:

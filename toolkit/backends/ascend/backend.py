@@ -6,19 +6,22 @@ import glob
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from toolkit import calibration, fileio
+from toolkit import fileio
 from toolkit.backends.ascend import aipp, bins, commands, perf, plan, toolflow
 from toolkit.backends.ascend.cann import SET_ENV, Cann
 from toolkit.backends.ascend.settings import AscendSettings
-from toolkit.backends.base import Backend, Runner, Step
+from toolkit.backends.base import Backend, Check, Runner, Step, ToolFigures
 from toolkit.errors import InputError, ToolkitError, Unavailable
 from toolkit.model.signature import OUTPUT_NAMES
 from toolkit.model.static import make_static
-from toolkit.paths import runs_dir
-from toolkit.targets import Target
+
+if TYPE_CHECKING:
+    from toolkit.calibration import CalibrationSet
+    from toolkit.targets import Target
 
 LOG_TAIL = 20
 BENCHMARK_IMAGES = 64  # real inputs for the older benchmark tool's throughput run
@@ -38,10 +41,15 @@ def run_tool(command: list[str], cwd: Path | None = None) -> str:
 
 class AscendBackend(Backend):
     name = "ascend"
-    calibration_methods = ("amct",)
+    section_keys = AscendSettings.KEYS
+    own_quantiser = "amct"
 
     def unavailable(self) -> str | None:
         gaps = Cann.find().missing()
+        return f"Ascend CANN missing here: {', '.join(gaps)}" if gaps else None
+
+    def unavailable_for_int8(self) -> str | None:
+        gaps = Cann.find().missing(quantise=True)
         return f"Ascend CANN missing here: {', '.join(gaps)}" if gaps else None
 
     def version(self) -> str | None:
@@ -50,6 +58,16 @@ class AscendBackend(Backend):
                 if line.startswith("version="):
                     return line.split("=", 1)[1].strip()
         return None
+
+    def checks(self) -> list[Check]:
+        cann = Cann.find()
+        found = [Check("CANN set_env.sh", cann.set_env, str(SET_ENV))]
+        for tool, where in (("atc", cann.atc), ("amct_onnx", cann.amct_onnx), ("npu-smi", cann.npu_smi),
+                            ("benchmark (old Ascend tool)", cann.benchmark)):
+            found.append(Check(f"tool: {tool}", where is not None, where or "not found"))
+        found.append(Check("python: ais_bench", cann.ais_bench, "importable" if cann.ais_bench else "not installed"))
+        found.append(Check("Ascend devices", bool(cann.devices), ", ".join(cann.devices) or "none"))
+        return found
 
     def convert(self, onnx_path: Path, target: Target, workdir: Path) -> Path:
         """One .om per batch size (from AMCT's deploy model for INT8); returns the first batch size's."""
@@ -69,32 +87,25 @@ class AscendBackend(Backend):
             plan.find_om(workdir, bs)  # atc exited 0 but must also have written it
         return plan.find_om(workdir, target.batch_sizes[0])
 
-    def quantise(self, onnx_path: Path, target: Target, data_root: Path, gt, out: Path,
-                 items: list[tuple[str, Path]], log: Callable[[str], None], progress=None) -> tuple[Path, dict]:
-        """AMCT on real WIDER images at the deployed shape, then atc on its deploy model; the fake-quant
-        model's AP comes from ONNX Runtime, so INT8 accuracy is known even without a chip."""
-        from toolkit import quantization
-        from toolkit.backends.onnxruntime import OnnxRuntimeRunner
-
+    def quantise(self, onnx_path: Path, target: Target, calib: CalibrationSet, out: Path,
+                 log: Callable[[str], None]) -> tuple[Path, dict]:
+        """AMCT on the calibration set (real WIDER images at the deployed shape), then atc on its deploy
+        model. AMCT's fake-quant model is the ONNX twin: its AP is known even without a chip."""
         s = AscendSettings.of(target)
-        recipe = quantization.recipe_for(target)
-        calib, _ = calibration.build(recipe, data_root, runs_dir() / "calibration")
         written = bins.write_calibration(out / plan.CALIBRATION_DIR, calib.batches())
-        log(f"AMCT calibration: {len(written)} batches of {recipe.batch_size} (set {calib.sha256[:16]})")
+        batch = calib.manifest["recipe"]["batch_size"]
+        log(f"AMCT calibration: {len(written)} batches of {batch} (set {calib.sha256[:16]})")
         for earlier in (plan.deploy_model(out), plan.fake_quant_model(out)):
             earlier.unlink(missing_ok=True)  # AMCT rewrites in place (see convert)
-        run_tool(commands.amct_calibration(onnx_path, plan.amct_prefix(out), recipe.batch_size, s.height, s.width,
+        run_tool(commands.amct_calibration(onnx_path, plan.amct_prefix(out), batch, s.height, s.width,
                                            out / plan.CALIBRATION_DIR))
         for made in (plan.deploy_model(out), plan.fake_quant_model(out)):
             if not made.is_file():
                 raise ToolkitError(f"amct_onnx wrote no {made}")
-        with OnnxRuntimeRunner(plan.fake_quant_model(out)) as runner:
-            fake_ap, _ = quantization.evaluate_model(runner, items, target.preprocess, target.threshold, gt)
-        log(f"fake-quant INT8 model in ONNX Runtime: AP {fake_ap}")
         artefact = self.convert(onnx_path, target, out)
         return artefact, {"method": "amct", "set_sha256": calib.sha256, "images": len(calib.manifest["images"]),
-                          "excluded_from_evaluation": True, "fake_quant_ap": fake_ap,
-                          "fake_quant_model": str(plan.fake_quant_model(out).relative_to(out))}
+                          "excluded_from_evaluation": True,
+                          "onnx_twin": str(plan.fake_quant_model(out).relative_to(out))}
 
     def dry_run(self, target: Target, out: Path, shown: Path | None = None) -> list[Step]:
         s = AscendSettings.of(target)
@@ -105,7 +116,7 @@ class AscendBackend(Backend):
     def runner(self, artefact: Path, target: Target) -> Runner:
         return AisBenchRunner(artefact, AscendSettings.of(target))
 
-    def measure(self, target: Target, out: Path, items: list[tuple[str, Path]]) -> dict:
+    def measure(self, target: Target, out: Path, items: list[tuple[str, Path]]) -> dict[str, ToolFigures]:
         """The tool's own throughput per batch size, chip and card: ais_bench `--loop 20`, or the older
         benchmark tool over the first images as .bin files (its perf_vision_*.txt)."""
         s = AscendSettings.of(target)
@@ -137,22 +148,27 @@ class AisBenchRunner(Runner):
             from ais_bench.infer.interface import InferSession
         except ImportError:
             raise Unavailable("ais_bench is not installed (its aclruntime and ais_bench wheels)") from None
-        self.settings = settings
-        self.session = InferSession(settings.device_id, str(om))
-        self.batch = int(self.session.get_inputs()[0].shape[0])
+        self.settings, self.source, self.session = settings, str(om), None
+        self.input_size = (settings.height, settings.width)
+        try:  # a session opened before a failure is freed
+            self.session = InferSession(settings.device_id, str(om))
+            self.max_batch = int(self.session.get_inputs()[0].shape[0])
+        except BaseException:
+            self.close()
+            raise
 
-    def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+    def _infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         n = batch.shape[0]
-        if n > self.batch:
-            raise InputError(f"batch of {n}: this .om takes at most {self.batch}")
-        if n < self.batch:
-            batch = np.concatenate([batch, np.zeros((self.batch - n, *batch.shape[1:]), batch.dtype)])
+        if n < self.max_batch:
+            batch = np.concatenate([batch, np.zeros((self.max_batch - n, *batch.shape[1:]), batch.dtype)])
         feed = to_aipp_input(batch) if self.settings.aipp else np.ascontiguousarray(batch, np.float32)
         outputs = self.session.infer([feed])
         return {name: np.asarray(o, np.float32)[:n] for name, o in zip(OUTPUT_NAMES, outputs)}
 
-    def close(self) -> None:
-        self.session.free_resource()
+    def _release(self) -> None:
+        if self.session is not None:
+            self.session.free_resource()
+            self.session = None
 
 
 def to_aipp_input(batch: np.ndarray) -> np.ndarray:

@@ -7,6 +7,7 @@ import json
 import re
 from pathlib import Path
 
+from toolkit.backends.base import ToolFigures
 from toolkit.errors import InputError
 
 _LINE = re.compile(r"^\[(?P<stage>[^\]]+)\]\s*(?P<rest>.*)$")
@@ -44,18 +45,16 @@ def read_ais_summary(path: Path) -> dict:
             "h2d_ms": raw.get("H2D_latency"), "d2h_ms": raw.get("D2H_latency")}
 
 
-def card_throughput(chip_images_per_s: float, chips_per_card: int) -> dict:
-    """Both numbers, as the guide reports them (91.86 x 4 = 367.44 on an Atlas 300 with 4 x Ascend 310)."""
-    return {"chip_images_per_s": chip_images_per_s, "chips_per_card": chips_per_card,
-            "card_images_per_s": round(chip_images_per_s * chips_per_card, 2)}
+def card_throughput(tool: str, chip_images_per_s: float, chips_per_card: int, details: dict) -> ToolFigures:
+    """The card's figure as the guide reports it (91.86 x 4 = 367.44 on an Atlas 300 with 4 x Ascend 310)."""
+    return ToolFigures(tool, round(chip_images_per_s * chips_per_card, 2), chips_per_card, chip_images_per_s, details)
 
 
-def from_benchmark(path: Path, chips_per_card: int) -> dict:
+def from_benchmark(path: Path, chips_per_card: int) -> ToolFigures:
     stages = read_benchmark_perf(path)
-    return {"tool": "benchmark", "stages": stages,
-            **card_throughput(stages["infer"]["Interface throughputRate"], chips_per_card)}
+    return card_throughput("benchmark", stages["infer"]["Interface throughputRate"], chips_per_card, {"stages": stages})
 
 
-def from_ais_bench(path: Path, chips_per_card: int) -> dict:
+def from_ais_bench(path: Path, chips_per_card: int) -> ToolFigures:
     summary = read_ais_summary(path)
-    return {"tool": "ais_bench", **summary, **card_throughput(summary["throughput"], chips_per_card)}
+    return card_throughput("ais_bench", summary["throughput"], chips_per_card, summary)

@@ -4,12 +4,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from toolkit.backends.ascend import commands
 from toolkit.backends.base import Step
 from toolkit.errors import InputError
 from toolkit.backends.ascend.settings import AscendSettings
-from toolkit.targets import Target
+
+if TYPE_CHECKING:
+    from toolkit.targets import Target
 
 AIPP_FILE = "aipp_centerface.aippconfig"
 CALIBRATION_DIR = "calibration_bin"
@@ -80,5 +83,5 @@ def steps(target: Target, out: Path, calibration_batch: int = 16) -> list[Step]:
     ]
     if int8:
         plan.insert(3, Step("AP of AMCT's fake-quant model in ONNX Runtime (any machine)", None,
-                            [f"{out / 'result.json'}: calibration.fake_quant_ap"]))
+                            [f"{out / 'result.json'}: calibration.onnx_twin_ap"]))
     return plan

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from toolkit.errors import InputError
-from toolkit.targets import Target
+
+if TYPE_CHECKING:
+    from toolkit.targets import Target
 
 SOCS = ("Ascend310", "Ascend310P3")
 
 
 @dataclass(frozen=True)
 class AscendSettings:
+    KEYS = frozenset({"soc_version", "chips_per_card", "aipp", "device_id"})  # what [ascend] may hold
+
     soc_version: str
     chips_per_card: int
     aipp: bool  # the .om takes uint8 HWC and normalises on the chip

@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import importlib.util
-import sys
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from toolkit import calibration, machine
-from toolkit.backends.base import Backend, Runner, Step
+from toolkit import machine
+from toolkit.backends.base import Backend, Check, Runner, Step, ToolFigures
 from toolkit.backends.tensorrt import trtexec
 from toolkit.backends.tensorrt.settings import TensorRTSettings
 from toolkit.errors import ToolkitError, Unavailable
-from toolkit.paths import runs_dir
-from toolkit.targets import Target
+
+if TYPE_CHECKING:
+    from toolkit.calibration import CalibrationSet
+    from toolkit.targets import Target
 
 TIMING_CACHE = "timing.cache"
 CALIBRATION_CACHE = "calibration.cache"
@@ -27,7 +30,8 @@ def engine_path(out: Path, target: Target) -> Path:
 
 class TensorRTBackend(Backend):
     name = "tensorrt"
-    calibration_methods = ("entropy",)
+    section_keys = TensorRTSettings.KEYS
+    own_quantiser = "entropy"  # IInt8EntropyCalibrator2 over the calibration set, at the deployed shape
 
     def unavailable(self) -> str | None:
         if importlib.util.find_spec("tensorrt") is None:
@@ -44,6 +48,13 @@ class TensorRTBackend(Backend):
     def version(self) -> str | None:
         return machine.package_version("tensorrt")
 
+    def checks(self) -> list[Check]:
+        version = self.version()
+        trt_tool = shutil.which("trtexec")
+        return [Check("python: tensorrt", version is not None, version or "not installed (T4 targets run in their image)"),
+                Check("GPU", *_gpu()),
+                Check("tool: trtexec", trt_tool is not None, trt_tool or "not found")]
+
     def convert(self, onnx_path: Path, target: Target, workdir: Path, calibrator=None) -> Path:
         """The engine for this GPU: reused when built here from the same ONNX and settings, else built."""
         from toolkit.backends.tensorrt import engine
@@ -57,17 +68,14 @@ class TensorRTBackend(Backend):
         engine.build(onnx_path, path, s, workdir / TIMING_CACHE, lambda m: print(m, file=sys.stderr), calibrator)
         return path
 
-    def quantise(self, onnx_path: Path, target: Target, data_root: Path, gt, out: Path,
-                 items: list[tuple[str, Path]], log: Callable[[str], None], progress=None) -> tuple[Path, dict]:
-        """INT8 with the entropy calibrator over the shared calibration set at the deployed shape; the
+    def quantise(self, onnx_path: Path, target: Target, calib: CalibrationSet, out: Path,
+                 log: Callable[[str], None]) -> tuple[Path, dict]:
+        """INT8 with the entropy calibrator over the calibration set at the deployed shape; the
         calibration cache is kept in the run folder and reused by later builds."""
-        from toolkit import quantization
         from toolkit.backends.tensorrt.calibrator import Feeder, entropy_calibrator
 
         s = TensorRTSettings.of(target)
-        recipe = quantization.recipe_for(target)
-        calib, _ = calibration.build(recipe, data_root, runs_dir() / "calibration")
-        feeder = Feeder(calib, recipe.batch_size, s.shape(1)[1:])
+        feeder = Feeder(calib, calib.manifest["recipe"]["batch_size"], s.shape(1)[1:])
         log(f"TensorRT entropy calibration: {feeder.batches} batches of {feeder.batch}"
             + (f", {feeder.left_out} images left out (not a full batch)" if feeder.left_out else ""))
         cache = out / CALIBRATION_CACHE
@@ -80,7 +88,7 @@ class TensorRTBackend(Backend):
 
         return TensorRTRunner(artefact, TensorRTSettings.of(target))
 
-    def measure(self, target: Target, out: Path, items: list[tuple[str, Path]]) -> dict | None:
+    def measure(self, target: Target, out: Path, items: list[tuple[str, Path]]) -> dict[str, ToolFigures] | None:
         """trtexec as the guide ran it, per batch size, when trtexec is here."""
         tool = shutil.which("trtexec")
         if tool is None:
@@ -94,7 +102,9 @@ class TensorRTBackend(Backend):
             if proc.returncode:
                 raise ToolkitError(f"trtexec failed (exit {proc.returncode}): {' '.join(line)}",
                                    "\n".join(proc.stdout.splitlines()[-15:]))
-            figures[str(bs)] = {**trtexec.parse(proc.stdout, bs, "trtexec"), "command": line}
+            found = trtexec.parse(proc.stdout, bs, "trtexec")
+            found.details["command"] = line
+            figures[str(bs)] = found
         return figures
 
     def dry_run(self, target: Target, out: Path, shown: Path | None = None) -> list[Step]:
@@ -117,3 +127,15 @@ class TensorRTBackend(Backend):
             Step("WIDER FACE AP, result.json", None, [str(out / "result.json")]),
         ]
         return steps
+
+
+def _gpu() -> tuple[bool, str]:
+    """An NVIDIA GPU and its driver, as nvidia-smi reports them."""
+    if not shutil.which("nvidia-smi"):
+        return False, "nvidia-smi not found"
+    try:
+        proc = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"],
+                              capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return False, str(exc)
+    return proc.returncode == 0, (proc.stdout.strip() or proc.stderr.strip())[:80]

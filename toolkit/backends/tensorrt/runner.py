@@ -21,7 +21,17 @@ class TensorRTRunner(Runner):
         import tensorrt as trt
 
         engine.check(engine_path, engine.current(settings.device_id))
-        self.settings = settings
+        self.settings, self.source = settings, str(engine_path)
+        self.max_batch, self.input_size = settings.max_batch, (settings.height, settings.width)
+        self.host, self.device, self.stream = {}, {}, None
+        try:  # whatever was allocated before a failure is released
+            self._open(trt, engine_path)
+        except BaseException:
+            self.close()
+            raise
+
+    def _open(self, trt, engine_path: Path) -> None:
+        s = self.settings
         self.logger = trt.Logger(trt.Logger.WARNING)
         self.engine = trt.Runtime(self.logger).deserialize_cuda_engine(engine_path.read_bytes())
         if self.engine is None:
@@ -30,8 +40,7 @@ class TensorRTRunner(Runner):
         names = {self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)}
         if names != {INPUT_NAME, *OUTPUT_NAMES}:
             raise InputError(f"{engine_path}: tensors {sorted(names)}, expected {INPUT_NAME} and {', '.join(OUTPUT_NAMES)}")
-        self.context.set_input_shape(INPUT_NAME, settings.shape(settings.max_batch))
-        self.host, self.device = {}, {}
+        self.context.set_input_shape(INPUT_NAME, s.shape(s.max_batch))
         for name in (INPUT_NAME, *OUTPUT_NAMES):  # sized for the largest batch, allocated once
             count = int(np.prod(self.context.get_tensor_shape(name)))
             self.host[name] = cuda.PinnedArray(count, np.float32)
@@ -39,11 +48,9 @@ class TensorRTRunner(Runner):
             self.context.set_tensor_address(name, self.device[name].pointer)
         self.stream = cuda.Stream()
 
-    def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+    def _infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         n = batch.shape[0]
         s = self.settings
-        if n > s.max_batch or batch.shape[1:] != s.shape(1)[1:]:
-            raise InputError(f"batch {list(batch.shape)}: the engine's profile takes up to {list(s.shape(s.max_batch))}")
         run = max(n, s.min_batch)  # below the profile's minimum: pad
         self.context.set_input_shape(INPUT_NAME, s.shape(run))
         feed = self.host[INPUT_NAME].array[: run * int(np.prod(s.shape(1)))].reshape(s.shape(run))
@@ -59,7 +66,10 @@ class TensorRTRunner(Runner):
         return {name: self.host[name].array[: int(np.prod(shape))].reshape(shape)[:n].copy()
                 for name, shape in shapes.items()}
 
-    def close(self) -> None:
+    def _release(self) -> None:
         for buffer in (*self.host.values(), *self.device.values()):
             buffer.free()
-        self.stream.destroy()
+        self.host, self.device = {}, {}
+        if self.stream is not None:
+            self.stream.destroy()
+            self.stream = None

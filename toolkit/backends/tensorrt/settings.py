@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from toolkit.errors import InputError
-from toolkit.targets import Target
+
+if TYPE_CHECKING:
+    from toolkit.targets import Target
 
 PRECISIONS = ("fp16", "int8")
 
 
 @dataclass(frozen=True)
 class TensorRTSettings:
+    KEYS = frozenset({"min_batch", "opt_batch", "max_batch", "workspace_mb", "device_id"})  # what [tensorrt] may hold
+
     precision: str
     min_batch: int
     opt_batch: int

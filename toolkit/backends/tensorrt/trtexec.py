@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from toolkit.backends.base import ToolFigures
 from toolkit.errors import InputError
 from toolkit.model.signature import INPUT_NAME
 
@@ -24,10 +25,10 @@ def command(onnx: Path, batch: int, height: int, width: int, precision: str = "f
     return line
 
 
-def parse(text: str, batch: int, source: str = "trtexec output") -> dict:
+def parse(text: str, batch: int, source: str = "trtexec output") -> ToolFigures:
     """Throughput (qps and images/s = 1000 x batch / mean GPU compute ms, the guide's fps) and the
     latency statistics of the performance summary."""
-    found: dict = {"tool": "trtexec", "batch": batch}
+    found: dict = {"batch": batch}
     for line in text.splitlines():
         body = re.sub(r"^(\[[^\]]*\]\s*)+", "", line.strip())  # drop [date] [I] prefixes
         if body.startswith("Throughput:"):
@@ -38,6 +39,5 @@ def parse(text: str, batch: int, source: str = "trtexec output") -> dict:
             found[_SECTIONS[name]] = {k.replace("percentile(", "p").rstrip("%)"): float(v) for k, v in _STAT.findall(body)}
     if "qps" not in found or "mean" not in found.get("gpu_compute_ms", {}):
         raise InputError(f"{source}: no `Throughput: N qps` and `GPU Compute Time: ... mean = N ms` (not a trtexec performance summary?)")
-    found["images_per_s"] = round(1000.0 * batch / found["gpu_compute_ms"]["mean"], 2)
     found["qps_images_per_s"] = round(found["qps"] * batch, 2)
-    return found
+    return ToolFigures("trtexec", round(1000.0 * batch / found["gpu_compute_ms"]["mean"], 2), details=found)

@@ -1,0 +1,75 @@
+"""The host side of `--mode container`: check the host and the image before any work, run the toolkit's
+own CLI in the target's image on the (staged) run folder, and note which image ran."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from toolkit import fileio, runfolder
+from toolkit.containers import engine, images, runspec
+from toolkit.containers.config import ContainerConfig
+from toolkit.errors import Exited, InputError
+from toolkit.paths import cache_dir
+from toolkit.targets import Target
+
+MODES = ("auto", "host", "container")
+
+
+def resolve_mode(mode: str, spec: Target) -> str:
+    """host or container: `auto` is what the target file's runs_in says."""
+    if mode not in MODES:
+        raise InputError(f"--mode {mode!r}: choose from {', '.join(MODES)}")
+    return spec.runs_in if mode == "auto" else mode
+
+
+def flags(pairs: list[tuple[str, object]]) -> list[str]:
+    """CLI flags for the options that were given (None: left to the defaults inside)."""
+    return [str(part) for flag, value in pairs if value is not None for part in (flag, value)]
+
+
+def built_image(spec: Target, device_ids: list[int] | None) -> ContainerConfig:
+    """The target's container settings, once the host's devices and the built image are checked
+    (before any work)."""
+    config = ContainerConfig.of(spec)
+    runspec.check_hardware(runspec.make(config, [], Path("."), cache_dir(), None, device_ids), spec.name)
+    images.require_image(config)
+    return config
+
+
+def container_spec(config: ContainerConfig, cli_args: list[str], run_dir: Path, data: Path | None,
+                   device_ids: list[int] | None) -> runspec.RunSpec:
+    """`python -m toolkit <cli_args> --out <run folder> [--data /data]` in the target's image. The host
+    stages the run folder and swaps it in afterwards, so the container writes into it directly."""
+    args = [*cli_args, "--mode", "host", "--out", runspec.container_path(run_dir)]
+    if data is not None:
+        args += ["--data", runspec.DATA]
+    spec = runspec.make(config, args, run_dir, cache_dir(), data, device_ids)
+    spec.environment[runfolder.STAGED_ENV] = "1"
+    return spec
+
+
+def in_container(config: ContainerConfig, cli_args: list[str], run_dir: Path, data: Path | None,
+                 device_ids: list[int] | None, log) -> str:
+    """Run `container_spec` (after `built_image`) and follow it; a failure ends the command with the
+    container's exit code. Returns the image id it ran."""
+    from toolkit.containers import run as container_run
+
+    cache_dir().mkdir(parents=True, exist_ok=True)
+    plan = container_spec(config, cli_args, run_dir, data, device_ids)
+    runspec.check_folders(plan, config.target)  # the hardware was checked by `built_image`, before any work
+    log(f"[bold]container[/] {config.image}: python -m toolkit {' '.join(plan.command)}")
+    code, image_id = container_run.run(plan)
+    if code:
+        raise Exited(f"the {config.image} container exited with {code}", code)
+    return image_id
+
+
+def record_image(result_path: Path, config: ContainerConfig, image_id: str, data: Path | None) -> None:
+    """Note in result.json which image (tag, id, size) the run came from, and the dataset's host path."""
+    result = json.loads(result_path.read_text())
+    image = engine.client().images.get(image_id)
+    result["container"] = {"image": config.image, "id": image_id, "size_bytes": image.attrs.get("Size")}
+    if data is not None:
+        result["dataset"] = str(data)
+    fileio.write_json(result_path, result)

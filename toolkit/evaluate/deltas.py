@@ -1,0 +1,16 @@
+"""AP differences against a reference run, in AP points (what every accuracy gate compares)."""
+
+from __future__ import annotations
+
+from toolkit.data.wider import SETTINGS
+
+
+def ap_deltas(ap: dict | None, ref: dict | None) -> dict[str, float | None]:
+    """`delta_<setting>`: AP - reference AP, in points; None where either has no figure."""
+    return {f"delta_{s}": round((ap[s] - ref[s]) * 100, 2) if ap and ref and ap.get(s) is not None
+            and ref.get(s) is not None else None for s in SETTINGS}
+
+
+def worst_drop(row: dict) -> float:
+    """The largest AP loss (points) over the settings of a row with delta_* columns."""
+    return -min(row[f"delta_{s}"] for s in SETTINGS if row[f"delta_{s}"] is not None)

@@ -1,0 +1,126 @@
+"""`bench`: every stage of a target's pipeline timed on real images, per batch size, into bench.json and
+the run's result.json (`--compare` adds the runtimes a user could pick instead)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from toolkit import backends, bench, fileio, machine, runfolder
+from toolkit.backends.base import Backend, Runner
+from toolkit.chain import ChainOptions, converted, dataset_items, run_chain, sample_images
+from toolkit.containers import launch
+from toolkit.data.images import read_rgb
+from toolkit.data.preprocess import Preprocess
+from toolkit.errors import InputError
+from toolkit.model import weights
+from toolkit.targets import Target
+
+RESULT = "bench.json"
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    target: Target
+    run_dir: Path
+    data: Path | None  # WIDER root; None: the sample image, repeated
+    pre: Preprocess
+    batch_sizes: list[int]
+    images: int = 64
+    warmup: int = 3
+    iters: int = 40
+    compare: bool = False
+
+    def cli_args(self) -> list[str]:
+        """The same bench as `python -m toolkit` arguments (what the target's image runs)."""
+        size = f"{self.pre.width}x{self.pre.height}" if self.pre.width else "800x800"
+        return ["bench", "--target", self.target.name, "--batch-sizes", ",".join(map(str, self.batch_sizes)),
+                "--images", str(self.images), "--warmup", str(self.warmup), "--iters", str(self.iters),
+                "--preprocess", self.pre.mode, "--size", size, *(["--compare"] if self.compare else [])]
+
+
+def check(opts: BenchOptions) -> None:
+    if not opts.batch_sizes or any(b < 1 for b in opts.batch_sizes):
+        raise InputError(f"batch sizes {','.join(map(str, opts.batch_sizes)) or '(none)'}: expected positive integers such as 1,16")
+    if opts.images < 1 or opts.iters < 1 or opts.warmup < 0:
+        raise InputError("--images and --iters must be 1 or more, --warmup 0 or more")
+
+
+def benchmark(opts: BenchOptions, where: str, device_ids: list[int] | None, json_path: Path | None,
+              log: Callable[[str], None], progress) -> dict:
+    """The figures, in the run folder (bench.json, result.json's `bench`) and `json_path`; in the target's
+    image when `where` is container. The run folder changes only if all of it succeeds."""
+    check(opts)
+    fileio.check_output_file(json_path)
+    spec = opts.target
+    if where == "container":
+        config = launch.built_image(spec, device_ids)
+        with runfolder.transaction(opts.run_dir, f"bench --target {spec.name}") as staged:
+            launch.in_container(config, opts.cli_args(), staged, opts.data, device_ids, log)
+            result = json.loads((staged / RESULT).read_text())
+            if json_path:
+                fileio.write_json(json_path, result)
+        return result
+    backend = backends.require(spec.backend, spec.name)
+    items = dataset_items(opts.data, opts.images) if opts.data else sample_images() * opts.images
+    with runfolder.transaction(opts.run_dir, f"bench --target {spec.name}") as staged:
+        result = _measure(opts, backend, staged, items, log, progress)
+        fileio.write_json(staged / RESULT, result)
+        _merge_into_result(staged / "result.json", result)
+        if json_path:
+            fileio.write_json(json_path, result)
+    return result
+
+
+def _model(opts: BenchOptions, run_dir: Path, log: Callable[[str], None]) -> Path:
+    """The model `run` made in the run folder, else exported and converted now."""
+    artefact = converted(run_dir)
+    if artefact is None:
+        if opts.target.precision == "int8":  # calibration needs the dataset and takes minutes: that is `run`'s job
+            raise InputError(f"{opts.run_dir}: no INT8 model yet", f"run `python -m toolkit run --target {opts.target.name}` first")
+        run_chain(ChainOptions(opts.target, run_dir, opts.data, limit=1, stages=("export", "convert")), log)
+        artefact = converted(run_dir)
+    return artefact
+
+
+def _measure(opts: BenchOptions, backend: Backend, run_dir: Path, items: list, log: Callable[[str], None],
+             progress) -> dict:
+    spec = opts.target
+    artefact = _model(opts, run_dir, log)
+    log(f"benchmarking {artefact.name}")
+    result: dict = {"target": spec.name, "backend": backend.name, "preprocess": opts.pre.as_dict(), "images": len(items),
+                    "threshold": spec.threshold, "batch_sizes": {}, "machine": machine.describe(),
+                    "versions": {**machine.versions(), "backend": backend.version()}}
+    with backend.runner(artefact, spec) as runner:
+        for bs in opts.batch_sizes:
+            task = progress.add_task(f"batch {bs}", total=len(items)) if progress else None
+            result["batch_sizes"][str(bs)] = bench.bench_batch(
+                runner, items, opts.pre, bs, spec.threshold, opts.warmup, opts.iters,
+                (lambda n, t=task: progress.advance(t, n)) if progress else None)
+        if opts.compare:
+            result["compare"] = _compare(runner, weights.fetch(), items, opts)
+    return result
+
+
+def _compare(ours: Runner, official_onnx: Path, items: list, opts: BenchOptions) -> dict:
+    """Pure inference at batch 1 on the same real image for our runner and each peer, each labelled
+    by its runtime's own name."""
+    from toolkit.peers import PEERS
+
+    batch = opts.pre(read_rgb(items[0][1]))[0][None]
+    mine = f"toolkit ({ours.name})"
+    figures = {mine: bench.pure_inference(ours, batch, opts.warmup, opts.iters)}
+    for peer_cls in PEERS:
+        with peer_cls(official_onnx) as peer:
+            figures[peer.name] = bench.pure_inference(peer, batch, opts.warmup, opts.iters)
+    ours_rate = figures[mine]["throughput"]
+    return {name: {**f, "ours_over_this": round(ours_rate / f["throughput"], 3)} for name, f in figures.items()}
+
+
+def _merge_into_result(path: Path, bench_result: dict) -> None:
+    """Add the figures to the run's result.json (created if the run has none yet)."""
+    result = json.loads(path.read_text()) if path.is_file() else {"target": bench_result["target"]}
+    result["bench"] = {k: v for k, v in bench_result.items() if k not in ("machine", "versions")}
+    fileio.write_json(path, result)
