@@ -35,9 +35,9 @@ GUIDE_PERF_BS1 = """[e2e] throughputRate: 33.1307, latency: 97372
 def test_atc_lines_are_the_guides_plus_float32_outputs() -> None:
     guide = shlex.split('atc --framework=5 --model=CenterFace.onnx --input_format=NCHW --input_shape="image:1,3,800,800" '
                         '--output=CenterFace_bs1 --log=error --soc_version=Ascend310')
-    ours = commands.atc(Path("CenterFace.onnx"), Path("CenterFace_bs1"), 1, 800, 800, "Ascend310")
+    ours = commands.atc(Path("CenterFace.onnx"), Path("CenterFace_bs1"), 1, [(800, 800)], "Ascend310")
     assert ours == guide + ["--output_type=FP32"]
-    p = commands.atc(Path("CenterFace.onnx"), Path("CenterFace_bs16"), 16, 800, 800, "Ascend310P3",
+    p = commands.atc(Path("CenterFace.onnx"), Path("CenterFace_bs16"), 16, [(800, 800)], "Ascend310P3",
                      Path("aipp_centerface.aippconfig"))
     assert "--soc_version=Ascend310P3" in p and "--input_shape=image:16,3,800,800" in p
     assert p[-3:] == ["--insert_op_conf=aipp_centerface.aippconfig", "--enable_small_channel=1", "--output_type=FP32"]

@@ -121,4 +121,4 @@ def test_engines_on_a_gpu(tmp_path: Path, data_root: Path) -> None:
     saved = json.loads((tmp_path / "t4" / "result.json").read_text())
     assert saved["ap"]["easy"] > 0.85
     meta = json.loads((tmp_path / "t4" / "centerface.fp16.json").read_text())
-    assert meta["precision"] == "fp16" and meta["shapes"]["max"] == [16, 3, 800, 800]
+    assert meta["precision"] == "fp16" and meta["profiles"][0]["max"] == [16, 3, 800, 800]

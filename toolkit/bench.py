@@ -89,9 +89,13 @@ def bench_batch(runner: Runner, items: list[tuple[str, Path]], pre: Preprocess, 
                 threshold: float, warmup: int, iters: int, on_progress: Callable[[int], None] | None = None) -> dict:
     """Every stage at one batch size: pure inference on a batch of real images, then one pipelined
     run over all of them, whose read / preprocess / post-process times are the stage figures
-    (measured where they really run: beside inference, as the guide's benchmark tool reports them)."""
-    first = [pre(read_rgb(path))[0] for _, path in items[:batch_size]]
-    infer = pure_inference(runner, real_batch(first, batch_size), warmup, iters)
+    (measured where they really run: beside inference, as the guide's benchmark tool reports them).
+    With shape buckets, pure inference per bucket and the image mix, combined by that mix."""
+    if pre.mode == "buckets":
+        infer, per_bucket = _bucketed_inference(runner, items, pre, batch_size, warmup, iters)
+    else:
+        first = [pre(read_rgb(path))[0] for _, path in items[:batch_size]]
+        infer, per_bucket = pure_inference(runner, real_batch(first, batch_size), warmup, iters), None
     pipeline.run(items[: 2 * batch_size], runner, pre, lambda *a: None, batch_size=batch_size,
                  threshold=threshold)  # warm the pipeline's threads and buffers
     times = pipeline.run(items, runner, pre, lambda *a: None, batch_size=batch_size, threshold=threshold,
@@ -101,4 +105,28 @@ def bench_batch(runner: Runner, items: list[tuple[str, Path]], pre: Preprocess, 
     stages = {"read": stage_stats(times.read), "preprocess": stage_stats(times.preprocess), "infer": infer,
               "postprocess": stage_stats(times.postprocess), "e2e": e2e}
     stages["e2e_over_infer"] = round(e2e["throughput"] / infer["throughput"], 3)
+    if per_bucket:
+        stages["buckets"] = per_bucket
     return stages
+
+
+def _bucketed_inference(runner: Runner, items: list[tuple[str, Path]], pre: Preprocess, batch_size: int,
+                        warmup: int, iters: int) -> tuple[dict, dict]:
+    """Pure inference per bucket on its own real images, and the mix: the combined rate is images over
+    the time the mix takes (sum of share / rate)."""
+    by_bucket: dict[tuple[int, int], list[Path]] = {}
+    for _, path in items:
+        height, width = read_rgb(path).shape[:2]
+        by_bucket.setdefault(pre.bucket_for(width, height), []).append(path)
+    per_bucket = {}
+    for (w, h), paths in sorted(by_bucket.items()):
+        tensors = [pre(read_rgb(p))[0] for p in paths[:batch_size]]
+        per_bucket[f"{w}x{h}"] = {"images": len(paths), "share": round(len(paths) / len(items), 4),
+                                  "infer": pure_inference(runner, real_batch(tensors, batch_size), warmup, iters)}
+    seconds_per_image = sum(b["share"] / b["infer"]["throughput"] for b in per_bucket.values())
+    combined = {"throughput": round(1 / seconds_per_image, 2), "streams": runner.streams,
+                "mean_ms": round(1e3 * seconds_per_image * batch_size, 3), "samples": sum(
+                    b["infer"]["samples"] for b in per_bucket.values())}
+    for key in ("p50_ms", "p90_ms", "p99_ms"):  # the slowest bucket's, as the worst a batch waits
+        combined[key] = max(b["infer"][key] for b in per_bucket.values())
+    return combined, per_bucket

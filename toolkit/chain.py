@@ -21,6 +21,7 @@ from toolkit.errors import InputError
 from toolkit.evaluate.wider_ap import Evaluation, evaluate, read_predictions
 from toolkit.model import official, torch_parts, weights
 from toolkit.model.signature import ExportShape
+from toolkit.paths import runs_dir
 from toolkit.postprocess import Detections, write_wider
 from toolkit.report import outputs as saved_outputs
 from toolkit.targets import Target
@@ -44,6 +45,7 @@ class ChainOptions:
     limit: int | None = None
     stages: tuple[str, ...] = STAGES  # any of them, run in chain order
     skip_bad: bool = False  # record unreadable images in result.json and go on (default: stop at the first)
+    emulate: bool = False  # convert = the target's deployed numerics in ONNX Runtime on this CPU (--mode emulate)
 
 
 def sample_images() -> list[tuple[str, Path]]:
@@ -129,8 +131,8 @@ def run_chain(opts: ChainOptions, log: Callable[[str], None], progress=None) -> 
     chosen = check_stages(opts.stages)
     out = opts.out_dir
     out.mkdir(parents=True, exist_ok=True)
-    needs_backend = bool({"convert", "infer"} & set(chosen))
-    backend = backends.require(target.backend, target.name) if needs_backend else backends.get(target.backend)
+    needs_device = bool({"convert", "infer"} & set(chosen)) and not opts.emulate  # emulation needs only this CPU
+    backend = backends.require(target.backend, target.name) if needs_device else backends.get(target.backend)
     stages = Stages(log)
     state = {} if chosen[0] == "export" else _read_state(out, chosen[0])
 
@@ -160,20 +162,49 @@ def run_chain(opts: ChainOptions, log: Callable[[str], None], progress=None) -> 
 
     if "convert" in chosen:
         before = dict(stages.seconds)
-        if target.precision == "int8":
+        if opts.emulate:
+            state["convert"] = _emulate(opts, backend, onnx_path, stages, log)
+        elif target.precision == "int8":
             artefact, calibrated = stages.run(f"quantise ({backend.name}, {target.precision})", quantization.quantise,
                                               target, backend, onnx_path, opts.data, gt, out, items, log, progress)
         else:
             artefact = stages.run(f"convert ({backend.name})", backend.convert, onnx_path, target, out)
             calibrated = None
-        state["convert"] = {"artefact": _relative(artefact, out), "calibration": calibrated,
-                            "timings_s": {k: v for k, v in stages.seconds.items() if k not in before}}
+        if not opts.emulate:
+            state["convert"] = {"artefact": _relative(artefact, out), "calibration": calibrated}
+        state["convert"]["timings_s"] = {k: v for k, v in stages.seconds.items() if k not in before}
         _write_state(out, state)
     if "infer" not in chosen:
         return state
     if "convert" not in state:
         raise InputError(f"{out}: no converted model", f"run --stages convert on {out} first")
     return _infer(opts, backend, pre, batch_size, items, gt, state, stages, log, progress)
+
+
+def _emulate(opts: ChainOptions, backend, onnx_path: Path, stages: Stages, log: Callable[[str], None]) -> dict:
+    """The convert stage of --mode emulate: the backend's deployed numerics as ONNX model(s) for the CPU
+    (INT8: calibrated on the target's own recipe at its deployed shape)."""
+    target, out = opts.target, opts.out_dir
+    calib = None
+    if target.precision == "int8":
+        calib, _ = calibration.build(calibration.recipe_for(target), opts.data, runs_dir() / "calibration")
+    models, emulation = stages.run(f"emulate ({backend.name}, {target.precision})", backend.emulate,
+                                   onnx_path, target, calib, out, log)
+    calibrated = calib and {"set_sha256": calib.sha256, "images": len(calib.manifest["images"]),
+                            "recipe": calib.manifest["recipe"], "excluded_from_evaluation": True}
+    return {"artefact": _relative(models[0], out), "emulated_models": [_relative(m, out) for m in models],
+            "emulation": emulation, "calibration": calibrated}
+
+
+def _fp32_reference(onnx_path: Path, items: list[tuple[str, Path]], pre: Preprocess, threshold: float, gt,
+                    log: Callable[[str], None]) -> dict:
+    """CPU FP32 on the same images at the same input: what an emulated run's AP deltas are against."""
+    from toolkit.backends.onnxruntime import OnnxRuntimeRunner
+
+    with OnnxRuntimeRunner(onnx_path) as runner:
+        ap, _ = quantization.evaluate_model(runner, items, pre, threshold, gt)
+    log(f"CPU FP32 on the same {len(items)} images at {pre.describe()}: AP {ap}")
+    return {"ap": ap, "what": "CPU FP32 (onnxruntime), the same images at the same input", "preprocess": pre.as_dict()}
 
 
 def _infer(opts: ChainOptions, backend, pre: Preprocess, batch_size: int, items: list[tuple[str, Path]],
@@ -197,7 +228,11 @@ def _infer(opts: ChainOptions, backend, pre: Preprocess, batch_size: int, items:
         if key in to_keep:
             raw[key] = {n: a.copy() for n, a in outputs.items()}
 
-    with backend.runner(artefact, target) as runner:
+    converted_state = state["convert"]
+    emulated = "emulated_models" in converted_state
+    runner = (backend.emulation_runner([out / m for m in converted_state["emulated_models"]], target) if emulated
+              else backend.runner(artefact, target))
+    with runner:
         task = progress.add_task("infer", total=len(items)) if progress else None
         times = stages.run(
             "inference", pipeline.run, items, runner, pre, on_result, batch_size=batch_size,
@@ -208,7 +243,8 @@ def _infer(opts: ChainOptions, backend, pre: Preprocess, batch_size: int, items:
     if bad:
         log(f"[yellow]skipped {len(bad)} unreadable images[/] (listed in result.json), e.g. {next(iter(bad.values()))}")
     items = [(k, p) for k, p in items if k not in bad]
-    tool_figures = backend.measure(target, out, items)  # the vendor tool's own throughput, where it has one
+    # the vendor tool's own throughput, where it has one; an emulated run has no device to measure
+    tool_figures = None if emulated else backend.measure(target, out, items)
     min_score = max(target.threshold, DRAW_THRESHOLD)
     pictures = [_relative(save(out / "pictures" / f"{key.replace('/', '__')}.jpg",
                                draw(read_rgb(path), drawn[key], min_score)), out)
@@ -241,7 +277,7 @@ def _infer(opts: ChainOptions, backend, pre: Preprocess, batch_size: int, items:
         "parity": exported["parity"],
         "calibration": converted["calibration"],
         "timings_s": {**exported["timings_s"], **converted["timings_s"], **stages.seconds},
-        "throughput": times.summary(),
+        "throughput": None if emulated else times.summary(),  # an emulation's speed is the CPU's, not the device's
         "tool_throughput": {bs: f.as_dict() for bs, f in tool_figures.items()} if tool_figures else None,
         "artefacts": {  # relative to the run folder, which may be mounted elsewhere (a container)
             "weights": exported["weights"], "pth": exported["pth"], "onnx": exported["onnx"],
@@ -253,6 +289,11 @@ def _infer(opts: ChainOptions, backend, pre: Preprocess, batch_size: int, items:
         "machine": machine.describe(),
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+    if emulated:
+        result["emulated"] = True
+        result["emulation"] = {**converted["emulation"], "cpu_wall_s": round(times.wall, 2)}
+        if evaluation is not None:
+            result["reference"] = _fp32_reference(out / exported["onnx"], items, pre, target.threshold, gt, log)
     saved_outputs.save(out / saved_outputs.FILE, raw)
     if evaluation is not None:
         _save_curves(out / "pr_curves.npz", evaluation)

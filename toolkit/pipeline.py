@@ -95,16 +95,24 @@ def _prepare(key: str, path: Path, pre: Preprocess) -> Prepared:
     return Prepared(key, tensor, transform, read, watch.lap(), started)
 
 
-def _batches(prepared: Iterator[Prepared], batch_size: int) -> Iterator[list[Prepared]]:
-    """Group consecutive items of equal input shape (native sizes differ) into batches."""
-    batch: list[Prepared] = []
+def _batches(prepared: Iterator[Prepared], batch_size: int, shapes: int = 2) -> Iterator[list[Prepared]]:
+    """Batches of equal input shape: each shape (a native size, a bucket) fills its own batch. At most
+    `shapes x batch_size` images wait (native sizes are many: each would hold images): past that the
+    oldest partial batch goes as it is; what is left is flushed at the end."""
+    pending: dict[tuple[int, ...], list[Prepared]] = {}
+    waiting = 0
     for item in prepared:
-        if batch and (len(batch) == batch_size or item.tensor.shape != batch[0].tensor.shape):
-            yield batch
-            batch = []
+        batch = pending.setdefault(item.tensor.shape, [])
         batch.append(item)
-    if batch:
-        yield batch
+        waiting += 1
+        if len(batch) == batch_size:
+            waiting -= batch_size
+            yield pending.pop(item.tensor.shape)
+        elif waiting > shapes * batch_size:
+            oldest = pending.pop(next(iter(pending)))
+            waiting -= len(oldest)
+            yield oldest
+    yield from pending.values()
 
 
 def check_batch_size(batch_size: int) -> None:
@@ -164,7 +172,8 @@ def run(
             on_bad(key, reason)
             if on_progress:
                 on_progress(1)
-    batches = _batches(_prefetched(items, pre, pool, prefetch, stop, skipped), batch_size)
+    batches = _batches(_prefetched(items, pre, pool, prefetch, stop, skipped), batch_size,
+                       max(2, len(pre.buckets)))  # every bucket fills its batch
     lock = threading.Lock()  # guards `batches` (a generator) and `times`
 
     def infer_loop() -> None:

@@ -24,13 +24,15 @@ class Target:
     threshold: float = 0.05
     export_shape: str = "dynamic"  # BxCxHxW or "dynamic"
     ap_reference: bool = False  # the run `report` measures every accuracy delta against
+    published: str | None = None  # the published row (report/published.py) `report` shows beside this target
     extra: dict = field(default_factory=dict)  # backend-specific keys
 
-    def fixed_size(self, why: str) -> tuple[int, int]:
-        """(width, height) of a letterbox input; fixed-shape backends say `why` they need one."""
-        if self.preprocess.mode != "letterbox":
-            raise InputError(f"target {self.name}: {why}, so preprocess must be letterbox")
-        return self.preprocess.width, self.preprocess.height
+    def input_sizes(self, why: str) -> list[tuple[int, int]]:
+        """The (width, height) inputs of a fixed-shape model (one, or one per bucket); fixed-shape
+        backends say `why` they need them."""
+        if self.preprocess.mode == "native":
+            raise InputError(f"target {self.name}: {why}, so preprocess must be letterbox or buckets")
+        return self.preprocess.sizes()
 
     def overridden(self, preprocess: Preprocess | None, batch_size: int | None) -> Target:
         """This target with a command line's --preprocess / --size and --batch-size (converted for and
@@ -52,9 +54,9 @@ PRECISIONS = ("fp32", "fp16", "int8")
 RUNS_IN = ("host", "container")
 # What each table of a target file may hold; the backend's own table ([ascend], [tensorrt]) is the backend's to say.
 TOP_KEYS = frozenset({"name", "description", "backend", "precision", "runs_in", "threshold", "export_shape", "extends",
-                      "ap_reference", "input", "calibration", "container"})
+                      "ap_reference", "published", "input", "calibration", "container"})
 SECTION_KEYS = {
-    "input": frozenset({"preprocess", "size", "batch_sizes"}),
+    "input": frozenset({"preprocess", "size", "buckets", "batch_sizes"}),
     "calibration": frozenset({"recipe", "methods", "keep_float"}),
     "container": frozenset({"dockerfile", "base_image", "devices", "user", "build_args"}),
 }
@@ -121,8 +123,10 @@ def load(name_or_path: str) -> Target:
         raise InputError(f"{path}: missing key 'backend'")
     _check_keys(path, raw)
     inp = raw.pop("input", {})
-    size = inp.get("size")
-    pre = Preprocess(inp.get("preprocess", "native"), *(size or (None, None)))
+    mode = inp.get("preprocess", "native")
+    size = inp.get("size") if mode == "letterbox" else None  # a file extending a letterbox one may switch mode
+    pre = Preprocess(mode, *(size or (None, None)),
+                     buckets=tuple(tuple(b) for b in inp.get("buckets", [])) if mode == "buckets" else ())
     return Target(
         name=raw.pop("name", path.stem),
         backend=raw.pop("backend"),
@@ -134,5 +138,6 @@ def load(name_or_path: str) -> Target:
         threshold=float(raw.pop("threshold", 0.05)),
         export_shape=raw.pop("export_shape", "dynamic"),
         ap_reference=bool(raw.pop("ap_reference", False)),
+        published=raw.pop("published", None),
         extra=raw,
     )

@@ -130,6 +130,11 @@ class Backend(ABC):
     def int8(self) -> bool:
         return bool(self.sweep_methods or self.own_quantiser)
 
+    @property
+    def can_emulate(self) -> bool:
+        """Whether `emulate` reproduces this backend's device numerics on the CPU."""
+        return type(self).emulate is not Backend.emulate
+
     @abstractmethod
     def unavailable(self) -> str | None:
         """None when it can run here, else the reason in one line."""
@@ -166,6 +171,20 @@ class Backend(ABC):
     @abstractmethod
     def runner(self, artefact: Path, target: Target) -> Runner:
         """A runner for an artefact `convert` made."""
+
+    def emulate(self, onnx_path: Path, target: Target, calib: CalibrationSet | None, out: Path,
+                log: Callable[[str], None]) -> tuple[list[Path], dict]:
+        """The target's deployed numerics (precision, quantisation scheme) as ONNX model(s) that ONNX
+        Runtime runs on the CPU, one per input size, and a record of the method and of what differs from
+        the device. `calib` is the target's calibration set for INT8 targets."""
+        raise Unavailable(f"target {target.name}: backend {self.name} runs on this machine as it is; "
+                          "there is nothing to emulate (use --mode host)")
+
+    def emulation_runner(self, models: list[Path], target: Target) -> Runner:
+        """A runner over `emulate`'s models, fed as the device is fed."""
+        from toolkit.backends.emulation import emulation_runner
+
+        return emulation_runner(models, target.preprocess.sizes())
 
     def measure(self, target: Target, out: Path, items: list[tuple[str, Path]]) -> dict[str, ToolFigures] | None:
         """The vendor tool's own throughput for the converted models, per batch size, measured on `items`

@@ -37,11 +37,15 @@ def stream_layout(cores: int) -> tuple[int, int]:
     return streams, max(1, cores // streams)
 
 
-def session_options(threads: int | None = None):
+OPTIMISATION = {"all": "ORT_ENABLE_ALL", "basic": "ORT_ENABLE_BASIC"}
+
+
+def session_options(threads: int | None = None, optimisation: str = "all"):
+    """`optimisation` basic keeps numerics-bearing nodes (an emulated model's FP16 Cast pairs) as they are."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel, OPTIMISATION[optimisation])
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.intra_op_num_threads = threads or cpu_threads()
     opts.inter_op_num_threads = 1
@@ -57,7 +61,7 @@ def session_options(threads: int | None = None):
 class OnnxRuntimeRunner(Runner):
     name = "onnxruntime"
 
-    def __init__(self, model: Path | bytes, threads: int | None = None) -> None:
+    def __init__(self, model: Path | bytes, threads: int | None = None, optimisation: str = "all") -> None:
         """`threads` given: one stream with that many intra-op threads; else `stream_layout`."""
         import onnxruntime as ort
 
@@ -66,7 +70,7 @@ class OnnxRuntimeRunner(Runner):
         self.source = "model bytes" if isinstance(model, bytes) else str(model)
         try:
             self.session = ort.InferenceSession(model if isinstance(model, bytes) else str(model),
-                                                session_options(threads), providers=["CPUExecutionProvider"])
+                                                session_options(threads, optimisation), providers=["CPUExecutionProvider"])
         except Exception as exc:
             raise InputError(f"{self.source}: ONNX Runtime cannot load it ({str(exc).splitlines()[0][:160]})") from None
         inputs = self.session.get_inputs()
@@ -105,8 +109,11 @@ class OnnxRuntimeBackend(Backend):
         return onnxruntime.__version__
 
     def convert(self, onnx_path: Path, target: Target, workdir: Path) -> Path:
-        """Apply ONNX Runtime's graph optimisations offline and keep the optimised model."""
+        """Apply ONNX Runtime's graph optimisations offline and keep the optimised model; with buckets,
+        one static copy of the export per bucket too (batch dynamic), as fixed-shape chips take them."""
         import onnxruntime as ort
+
+        from toolkit.backends.emulation import static_per_size
 
         out = workdir / f"centerface.{target.name}.ort.onnx"
 
@@ -116,6 +123,8 @@ class OnnxRuntimeBackend(Backend):
             opts.optimized_model_filepath = str(tmp)
             ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
 
+        if target.preprocess.mode == "buckets":
+            static_per_size(onnx_path, workdir, _bucket_stem(target), target.preprocess.sizes())
         return fileio.write_with(out, write)
 
     def calibrate(self, onnx_path: Path, calib: CalibrationSet, target: Target, out: Path, method: str,
@@ -126,4 +135,13 @@ class OnnxRuntimeBackend(Backend):
         return quantize(onnx_path, calib, method, keep_float, out, out.parent / "cache")
 
     def runner(self, artefact: Path, target: Target) -> Runner:
-        return OnnxRuntimeRunner(artefact)
+        if target.preprocess.mode != "buckets" or target.precision == "int8":
+            return OnnxRuntimeRunner(artefact)
+        from toolkit.backends.emulation import SizedRunner
+
+        return SizedRunner({(h, w): OnnxRuntimeRunner(artefact.parent / f"{_bucket_stem(target)}.{w}x{h}.onnx")
+                            for w, h in target.preprocess.sizes()}, self.name)
+
+
+def _bucket_stem(target: Target) -> str:
+    return f"centerface.{target.name}"

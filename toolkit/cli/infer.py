@@ -15,7 +15,7 @@ from toolkit.cli.common import console, handle_errors, out, progress
 from toolkit.cli.containers import DeviceIdsOpt, ModeOpt, parse_device_ids
 from toolkit.containers.launch import resolve_mode
 from toolkit.data.images import list_images
-from toolkit.data.preprocess import Preprocess
+from toolkit.data.preprocess import Preprocess, describe_preprocess
 from toolkit.errors import InputError
 from toolkit.flows import run as run_flow
 from toolkit.flows.detect import PICTURES, RESULT, detect
@@ -106,12 +106,12 @@ def run_cmd(
 def show_plan(plan: dict) -> None:
     reason = plan["unavailable"]
     out.print(f"plan for {plan['target']} ({plan['backend']}, {plan['precision']}), run folder {plan['run_folder']}"
-              + (f"; here: unavailable: {reason}" if reason else ""))
+              + (f"; here: unavailable: {reason}" if reason else ""), soft_wrap=True, markup=False)
     if plan["container"]:
         out.print("the host runs the export step, then:", soft_wrap=True)
         out.print(shlex.join(plan["container"]), soft_wrap=True, markup=False)
     for number, step in enumerate(plan["steps"], 1):
-        out.print(f"{number:2d}. {step['title']}", markup=False)
+        out.print(f"{number:2d}. {step['title']}", soft_wrap=True, markup=False)
         if step["shell"]:
             out.print(f"    $ {step['shell']}", soft_wrap=True, markup=False)
         for path in step["writes"]:
@@ -119,15 +119,19 @@ def show_plan(plan: dict) -> None:
 
 
 def show_result(result: dict) -> None:
-    table = Table(title=f"{result['target']} ({result['backend']}, {result['precision']}), {result['images']} images")
+    emulated = result.get("emulated")
+    title = f"{result['target']} ({result['backend']}, {result['precision']}), {result['images']} images"
+    table = Table(title=title + (f", EMULATED on this CPU ({result['emulation']['numerics']})" if emulated else ""))
     for col in ("preprocess", "easy", "medium", "hard", "images/s", "wall s"):
         table.add_column(col, justify="right")
     ap = {k: v for k, v in (result["ap"] or {}).items() if v is not None}
-    pre = result["preprocess"]
-    thr = result["throughput"]
     table.add_row(
-        pre["mode"] + (f" {pre['width']}x{pre['height']}" if pre["width"] else ""),
+        describe_preprocess(result["preprocess"]),
         *(f"{ap[s]:.4f}" if s in ap else "-" for s in ("easy", "medium", "hard")),
-        f"{thr['images_per_s']}", f"{sum(result['timings_s'].values()):.1f}",
+        "emulated: none" if emulated else f"{result['throughput']['images_per_s']}",
+        f"{sum(result['timings_s'].values()):.1f}",
     )
+    if emulated and result.get("reference"):
+        ref = result["reference"]["ap"]
+        table.add_row("CPU FP32, same input", *(f"{ref[s]:.4f}" for s in ("easy", "medium", "hard")), "", "")
     out.print(table)

@@ -14,7 +14,7 @@ from toolkit.errors import Exited
 from toolkit.flows.report import compare_runs, write_report
 from toolkit.paths import runs_dir
 
-STATUS_STYLE = {"passed": "green", "ran-but-failed-accuracy": "yellow", "failed": "red",
+STATUS_STYLE = {"passed": "green", "ran-but-failed-accuracy": "yellow", "failed": "red", "emulated": "cyan",
                 "unavailable": "magenta", "published": "dim"}
 # The terminal shows these; Markdown and JSON carry every column (device, SDK, all deltas).
 SHOWN = {"target": "target", "precision": "prec", "preprocess": "preprocess", "batch": "bs", "status": "status", "size_mb": "MB",

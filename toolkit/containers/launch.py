@@ -13,11 +13,12 @@ from toolkit.errors import Exited, InputError
 from toolkit.paths import cache_dir
 from toolkit.targets import Target
 
-MODES = ("auto", "host", "container")
+MODES = ("auto", "host", "container", "emulate")
 
 
 def resolve_mode(mode: str, spec: Target) -> str:
-    """host or container: `auto` is what the target file's runs_in says."""
+    """host, container or emulate (the target's numerics on this CPU): `auto` is what the target file's
+    runs_in says."""
     if mode not in MODES:
         raise InputError(f"--mode {mode!r}: choose from {', '.join(MODES)}")
     return spec.runs_in if mode == "auto" else mode

@@ -35,10 +35,11 @@ class BenchOptions:
 
     def cli_args(self) -> list[str]:
         """The same bench as `python -m toolkit` arguments (what the target's image runs)."""
-        size = f"{self.pre.width}x{self.pre.height}" if self.pre.width else "800x800"
+        sizes = ",".join(f"{w}x{h}" for w, h in self.pre.sizes()) if self.pre.mode != "native" else None
         return ["bench", "--target", self.target.name, "--batch-sizes", ",".join(map(str, self.batch_sizes)),
                 "--images", str(self.images), "--warmup", str(self.warmup), "--iters", str(self.iters),
-                "--preprocess", self.pre.mode, "--size", size, *(["--compare"] if self.compare else [])]
+                "--preprocess", self.pre.mode, *(["--size", sizes] if sizes else []),
+                *(["--compare"] if self.compare else [])]
 
 
 def check(opts: BenchOptions) -> None:
@@ -55,6 +56,9 @@ def benchmark(opts: BenchOptions, where: str, device_ids: list[int] | None, json
     check(opts)
     fileio.check_output_file(json_path)
     spec = opts.target
+    if where == "emulate":
+        raise InputError(f"target {spec.name}: bench measures speed, and an emulation's speed is this CPU's, not the "
+                         "device's", "run --mode emulate gives the emulated AP; bench --target cpu-buckets the CPU's speed")
     if where == "container":
         config = launch.built_image(spec, device_ids)
         with runfolder.transaction(opts.run_dir, f"bench --target {spec.name}") as staged:

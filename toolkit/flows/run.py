@@ -11,6 +11,7 @@ from toolkit import backends, fileio, runfolder
 from toolkit.chain import ChainOptions, run_chain
 from toolkit.containers import launch, runspec
 from toolkit.containers.config import ContainerConfig
+from toolkit.errors import Unavailable
 from toolkit.model.signature import check_onnx_file
 from toolkit.targets import Target
 
@@ -26,8 +27,11 @@ def run_target(opts: ChainOptions, where: str, device_ids: list[int] | None, pas
     """The chain into `opts.out_dir`, which changes only if all of it succeeds. Returns the result of a
     host run that inferred (a container run shows its own)."""
     config = launch.built_image(opts.target, device_ids) if where == "container" else None  # before any work
-    with runfolder.transaction(opts.out_dir, f"run --target {opts.target.name}") as staged:
-        here = replace(opts, out_dir=staged)
+    if where == "emulate" and not backends.get(opts.target.backend).can_emulate:
+        raise Unavailable(f"target {opts.target.name}: backend {opts.target.backend} runs on this machine as it is; "
+                          "there is nothing to emulate (use --mode host)")
+    with runfolder.transaction(opts.out_dir, f"run --target {opts.target.name} --mode {where}") as staged:
+        here = replace(opts, out_dir=staged, emulate=where == "emulate")
         if config is None:
             result = run_chain(here, log, progress)
             return result if "infer" in opts.stages else None

@@ -20,7 +20,8 @@ def _pyplot():
 
 
 def pr_curves(runs_dir: Path, runs: list[dict], path: Path) -> Path | None:
-    curves = {r["_run"]: runs_dir / r["_run"] / "pr_curves.npz" for r in runs}
+    curves = {r["_run"] + (" (emulated on CPU)" if r.get("emulated") else ""): runs_dir / r["_run"] / "pr_curves.npz"
+              for r in runs}
     curves = {k: v for k, v in curves.items() if v.is_file()}
     if not curves:
         return None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from toolkit.data.preprocess import describe_preprocess
 from toolkit.data.wider import SETTINGS
 from toolkit.errors import InputError
 from toolkit.evaluate.deltas import ap_deltas, worst_drop
@@ -62,9 +63,7 @@ def status(result: dict, ref: dict | None, tolerance: float) -> tuple[str, str]:
 
 
 def _describe(pre: dict | None) -> str | None:
-    if not pre:
-        return None
-    return f"{pre['mode']} {pre['width']}x{pre['height']}" if pre.get("width") else pre["mode"]
+    return describe_preprocess(pre) if pre else None
 
 
 def _preprocess(ap_pre: dict | None, speed_pre: dict | None) -> str | None:
@@ -76,45 +75,83 @@ def _preprocess(ap_pre: dict | None, speed_pre: dict | None) -> str | None:
 
 
 def rows(runs: list[dict], tolerance: float = 1.0, reference: str | None = None) -> list[dict]:
+    """Measured rows (one per benchmarked batch size), emulated rows, calibration rows, the targets that
+    cannot run here, and the published rows: each a target file names right after that target's run."""
     ref = reference_ap(runs, reference)
-    out = []
+    beside = _published_beside(runs)
+    out, shown = [], set()
     for r in runs:
-        st, reason = status(r, ref, tolerance)
-        ap = r.get("ap") or {}
-        base = {
-            "source": "measured", "target": r["_run"], "precision": r.get("precision"), "status": st,
-            "reason": reason,
-            "size_mb": round(r["artefacts"]["converted_bytes"] / 2**20, 2) if r.get("artefacts") else None,
-            **{s: ap.get(s) for s in SETTINGS}, **ap_deltas(ap, ref),
-            "device": (r.get("machine") or {}).get("cpu"), "runs_in": (r.get("machine") or {}).get("runs_in"),
-            "sdk": f"{r.get('backend')} {(r.get('versions') or {}).get('backend')}" if r.get("backend") else None,
-            "tool_images_per_s": None, "tool": None,
-        }
-        bench = (r.get("bench") or {}).get("batch_sizes") or {}
-        base["preprocess"] = _preprocess(r.get("preprocess"), (r.get("bench") or {}).get("preprocess"))
-        mine = []
-        if not bench:
-            thr = r.get("throughput") or {}
-            mine.append({**base, "batch": r.get("batch_size"), "e2e_images_per_s": thr.get("images_per_s"),
-                         "infer_images_per_s": None, "p50_ms": None, "p99_ms": None})
-        for bs, stages in bench.items():
-            mine.append({**base, "batch": int(bs), "e2e_images_per_s": stages["e2e"]["throughput"],
-                         "infer_images_per_s": stages["infer"]["throughput"],
-                         "p50_ms": stages["infer"]["p50_ms"], "p99_ms": stages["infer"]["p99_ms"]})
-        out += _with_tool_figures(mine, base, r.get("tool_throughput") or {})
+        out += _emulated_row(r, tolerance) if r.get("emulated") else _measured_rows(r, ref, tolerance)
+        name = beside.get(r["_run"])
+        if name and name not in shown:
+            shown.add(name)
+            out += [_published_row(p, ref) for p in PUBLISHED if p["target"] == name]
     for r in runs:
         out += calibration_rows(r, tolerance) + onnx_twin_rows(r, ref, tolerance)
     out += unavailable_rows(runs)
-    for p in PUBLISHED:
-        ap = p.get("ap") or {}
-        out.append({
-            "source": "published", "target": p["target"], "precision": p["precision"],
-            "preprocess": p.get("preprocess"), "batch": p["batch"],
-            "status": "published", "reason": "", "size_mb": None, **{s: ap.get(s) for s in SETTINGS}, **ap_deltas(ap, ref),
-            "e2e_images_per_s": p.get("e2e_images_per_s"), "infer_images_per_s": p["images_per_s"],
-            "p50_ms": None, "p99_ms": None, "device": p["device"], "runs_in": None, "sdk": None,
-        })
+    out += [_published_row(p, ref) for p in PUBLISHED if p["target"] not in shown]
     return out
+
+
+def _published_beside(runs: list[dict]) -> dict[str, str]:
+    """Run folder -> the published row its target file names (`published = "..."`)."""
+    from toolkit import targets
+
+    names = set(targets.available())
+    return {r["_run"]: published for r in runs if r.get("target") in names
+            and (published := targets.load(r["target"]).published)}
+
+
+def _measured_rows(r: dict, ref: dict | None, tolerance: float) -> list[dict]:
+    st, reason = status(r, ref, tolerance)
+    ap = r.get("ap") or {}
+    base = {
+        "source": "measured", "target": r["_run"], "precision": r.get("precision"), "status": st,
+        "reason": reason,
+        "size_mb": round(r["artefacts"]["converted_bytes"] / 2**20, 2) if r.get("artefacts") else None,
+        **{s: ap.get(s) for s in SETTINGS}, **ap_deltas(ap, ref),
+        "device": (r.get("machine") or {}).get("cpu"), "runs_in": (r.get("machine") or {}).get("runs_in"),
+        "sdk": f"{r.get('backend')} {(r.get('versions') or {}).get('backend')}" if r.get("backend") else None,
+        "tool_images_per_s": None, "tool": None,
+    }
+    bench = (r.get("bench") or {}).get("batch_sizes") or {}
+    base["preprocess"] = _preprocess(r.get("preprocess"), (r.get("bench") or {}).get("preprocess"))
+    mine = []
+    if not bench:
+        thr = r.get("throughput") or {}
+        mine.append({**base, "batch": r.get("batch_size"), "e2e_images_per_s": thr.get("images_per_s"),
+                     "infer_images_per_s": None, "p50_ms": None, "p99_ms": None})
+    for bs, stages in bench.items():
+        mine.append({**base, "batch": int(bs), "e2e_images_per_s": stages["e2e"]["throughput"],
+                     "infer_images_per_s": stages["infer"]["throughput"],
+                     "p50_ms": stages["infer"]["p50_ms"], "p99_ms": stages["infer"]["p99_ms"]})
+    return _with_tool_figures(mine, base, r.get("tool_throughput") or {})
+
+
+def _emulated_row(r: dict, tolerance: float) -> list[dict]:
+    """The target's deployed numerics on this CPU: AP and its delta against CPU FP32 on the same images at
+    the same input; never a throughput (the speed of an emulation is the CPU's, not the device's)."""
+    emulation = r["emulation"]
+    ap, same_input = r.get("ap") or {}, (r.get("reference") or {}).get("ap")
+    deltas = ap_deltas(ap, same_input)
+    known = [v for v in deltas.values() if v is not None]
+    worst = worst_drop(deltas) if known else None
+    gate = ("" if worst is None else f"AP {worst:.2f} points below CPU FP32 at the same input "
+            f"({'beyond' if worst > tolerance else 'within'} tolerance {tolerance})")
+    return [{**dict.fromkeys(COLUMNS), "source": "emulated", "target": r["_run"], "precision": r.get("precision"),
+             "preprocess": _describe(r.get("preprocess")), "batch": r.get("batch_size"), "status": "emulated",
+             "reason": f"{emulation['numerics']}; {gate}".rstrip("; "), **{s: ap.get(s) for s in SETTINGS}, **deltas,
+             "device": f"{emulation['device']}, emulated on {(r.get('machine') or {}).get('cpu')}",
+             "runs_in": f"emulated ({emulation['runtime']})", "sdk": f"onnxruntime {(r.get('versions') or {}).get('onnxruntime')}"}]
+
+
+def _published_row(p: dict, ref: dict | None) -> dict:
+    ap = p.get("ap") or {}
+    return {"source": "published", "target": p["target"], "precision": p["precision"],
+            "preprocess": p.get("preprocess"), "batch": p["batch"], "status": "published", "reason": "", "size_mb": None,
+            **{s: ap.get(s) for s in SETTINGS}, **ap_deltas(ap, ref), "e2e_images_per_s": p.get("e2e_images_per_s"),
+            "infer_images_per_s": p["images_per_s"], "p50_ms": None, "p99_ms": None, "device": p["device"],
+            "runs_in": None, "sdk": None, "tool_images_per_s": None, "tool": None}
 
 
 def _with_tool_figures(mine: list[dict], base: dict, figures: dict) -> list[dict]:

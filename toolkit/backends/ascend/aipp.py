@@ -94,7 +94,8 @@ def emulate(config: dict, image: np.ndarray) -> np.ndarray:
     if image.dtype != np.uint8 or image.ndim != 3:
         raise InputError(f"AIPP input must be uint8 HWC, got {image.dtype} {image.shape}")
     h, w, c = image.shape
-    if (config.get("src_image_size_w", w), config.get("src_image_size_h", h)) != (w, h):
+    wanted = (config.get("src_image_size_w") or w, config.get("src_image_size_h") or h)  # 0: any (dynamic image size)
+    if wanted != (w, h):
         raise InputError(f"AIPP expects {config['src_image_size_w']}x{config['src_image_size_h']} images, got {w}x{h}")
     x = image
     if config.get("crop"):

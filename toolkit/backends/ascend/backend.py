@@ -14,7 +14,9 @@ from toolkit import fileio
 from toolkit.backends.ascend import aipp, bins, commands, perf, plan, toolflow
 from toolkit.backends.ascend.cann import SET_ENV, Cann
 from toolkit.backends.ascend.settings import AscendSettings
+from toolkit.backends import emulation
 from toolkit.backends.base import Backend, Check, Runner, Step, ToolFigures
+from toolkit.backends.emulation import Int8Scheme
 from toolkit.errors import InputError, ToolkitError, Unavailable
 from toolkit.model.signature import OUTPUT_NAMES
 from toolkit.model.static import make_static
@@ -23,6 +25,15 @@ if TYPE_CHECKING:
     from toolkit.calibration import CalibrationSet
     from toolkit.targets import Target
 
+# AMCT's default post-training scheme: activations with an offset (asymmetric), per tensor, clipped by IFMR's
+# search; weights symmetric per channel (ARQ); atc runs the rest in FP16. Without AMCT, ONNX Runtime's twin.
+AMCT_TWIN = Int8Scheme(
+    "AMCT twin (ONNX Runtime QDQ)", "percentile", activations_symmetric=False,
+    differs=("AMCT's IFMR clip search (max/min percentile 0.999999, scale search 0.7..1.3) is replaced by ONNX "
+             "Runtime's percentile calibration (99.999th percentile)",
+             "AMCT's ARQ weight scales are reproduced as symmetric per-channel max scaling"))
+FP16_DIFFERS = ("the AI Core's FP16 arithmetic inside a layer (its accumulation order) is FP32 here; each layer's "
+                "output is rounded to FP16 as the chip stores it",)
 LOG_TAIL = 20
 BENCHMARK_IMAGES = 64  # real inputs for the older benchmark tool's throughput run
 
@@ -78,12 +89,12 @@ class AscendBackend(Backend):
             raise InputError(f"{source}: missing", "INT8 targets calibrate with AMCT first (run --stages convert)")
         config = None
         if s.aipp:
-            config = fileio.write_text(workdir / plan.AIPP_FILE, aipp.generate(s.width, s.height))
+            config = fileio.write_text(workdir / plan.AIPP_FILE, aipp.generate(*s.aipp_source_size))
         for bs in target.batch_sizes:
-            static = make_static(source, plan.static_onnx(workdir, bs, int8), bs, s.height, s.width)
+            static = make_static(source, plan.static_onnx(workdir, bs, int8), bs, *s.static_hw())
             for earlier in workdir.glob(f"{plan.om_stem(workdir, bs).name}*.om"):
                 earlier.unlink()  # atc rewrites in place: a staged run folder's file is a link to the kept one
-            run_tool(commands.atc(static, plan.om_stem(workdir, bs), bs, s.height, s.width, s.soc_version, config))
+            run_tool(commands.atc(static, plan.om_stem(workdir, bs), bs, list(s.sizes), s.soc_version, config))
             plan.find_om(workdir, bs)  # atc exited 0 but must also have written it
         return plan.find_om(workdir, target.batch_sizes[0])
 
@@ -107,10 +118,39 @@ class AscendBackend(Backend):
                           "excluded_from_evaluation": True,
                           "onnx_twin": str(plan.fake_quant_model(out).relative_to(out))}
 
+    def emulate(self, onnx_path: Path, target: Target, calib: CalibrationSet | None, out: Path,
+                log: Callable[[str], None]) -> tuple[list[Path], dict]:
+        """FP16 as atc stores it; INT8 from AMCT's own fake-quant model where AMCT is here, else its twin.
+        An AIPP target's input goes through the generated AIPP config's emulation (emulation_runner)."""
+        s = AscendSettings.of(target)
+        sizes = list(s.sizes)
+        if s.aipp:
+            fileio.write_text(out / plan.AIPP_FILE, aipp.generate(*s.aipp_source_size))
+        device = f"{s.soc_version} ({s.chips_per_card} chip{'s' if s.chips_per_card > 1 else ''} a card)"
+        if target.precision == "int8" and Cann.find().amct_onnx:
+            artefact, summary = self.quantise(onnx_path, target, calib, out, log)
+            models = emulation.static_per_size(out / summary["onnx_twin"], out, emulation.EMULATED, sizes)
+            record = emulation.record("int8", None, sizes, device)
+            return models, {**record, "numerics": "AMCT's own fake-quant model", "scheme": "amct"}
+        scheme = AMCT_TWIN if target.precision == "int8" else None
+        log(f"emulating {target.name}: {s.soc_version} {target.precision} numerics in ONNX Runtime on the CPU"
+            + (", input through the AIPP config" if s.aipp else ""))
+        models = emulation.build(onnx_path, out, target.precision, sizes, scheme, calib)
+        differs = (FP16_DIFFERS if scheme is None else ()) + (
+            ("AIPP runs on the CPU in numpy (the parsed config), before the FP16 network",) if s.aipp else ())
+        return models, emulation.record(target.precision, scheme, sizes, device, differs)
+
+    def emulation_runner(self, models: list[Path], target: Target) -> Runner:
+        s = AscendSettings.of(target)
+        if not s.aipp:
+            return super().emulation_runner(models, target)
+        config = aipp.parse((models[0].parent / plan.AIPP_FILE).read_text(), plan.AIPP_FILE)
+        return emulation.emulation_runner(models, list(s.sizes), lambda inner: AippEmulation(inner, config))
+
     def dry_run(self, target: Target, out: Path, shown: Path | None = None) -> list[Step]:
         s = AscendSettings.of(target)
         if s.aipp:
-            fileio.write_text(out / plan.AIPP_FILE, aipp.generate(s.width, s.height))
+            fileio.write_text(out / plan.AIPP_FILE, aipp.generate(*s.aipp_source_size))
         return plan.steps(target, shown or out)
 
     def runner(self, artefact: Path, target: Target) -> Runner:
@@ -149,7 +189,7 @@ class AisBenchRunner(Runner):
         except ImportError:
             raise Unavailable("ais_bench is not installed (its aclruntime and ais_bench wheels)") from None
         self.settings, self.source, self.session = settings, str(om), None
-        self.input_size = (settings.height, settings.width)
+        self.input_size = None if settings.gears else (settings.height, settings.width)
         try:  # a session opened before a failure is freed
             self.session = InferSession(settings.device_id, str(om))
             self.max_batch = int(self.session.get_inputs()[0].shape[0])
@@ -157,18 +197,39 @@ class AisBenchRunner(Runner):
             self.close()
             raise
 
+    def check_input(self, batch: np.ndarray) -> None:
+        super().check_input(batch)
+        if (batch.shape[3], batch.shape[2]) not in self.settings.sizes:
+            raise InputError(f"{self.source}: input {batch.shape[2]}x{batch.shape[3]} (HxW) is not one of its gears")
+
     def _infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         n = batch.shape[0]
         if n < self.max_batch:
             batch = np.concatenate([batch, np.zeros((self.max_batch - n, *batch.shape[1:]), batch.dtype)])
         feed = to_aipp_input(batch) if self.settings.aipp else np.ascontiguousarray(batch, np.float32)
-        outputs = self.session.infer([feed])
+        outputs = self.session.infer([feed], mode="dymhw" if self.settings.gears else "static")
         return {name: np.asarray(o, np.float32)[:n] for name, o in zip(OUTPUT_NAMES, outputs)}
 
     def _release(self) -> None:
         if self.session is not None:
             self.session.free_resource()
             self.session = None
+
+
+class AippEmulation(Runner):
+    """The chip's input path on the CPU: the uint8 HWC images an AIPP .om takes, through the AIPP config
+    (parsed, emulated in numpy), into the emulated network."""
+
+    def __init__(self, inner: Runner, config: dict) -> None:
+        self.inner, self.config = inner, config
+        self.name, self.source, self.streams = f"AIPP emulation + {inner.name}", inner.source, inner.streams
+
+    def _infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        images = to_aipp_input(batch)
+        return self.inner.infer(np.stack([aipp.emulate(self.config, image) for image in images]))
+
+    def _release(self) -> None:
+        self.inner.close()
 
 
 def to_aipp_input(batch: np.ndarray) -> np.ndarray:

@@ -12,12 +12,16 @@ def input_shape(batch: int, height: int, width: int) -> str:
     return f"{INPUT_NAME}:{batch},3,{height},{width}"
 
 
-def atc(onnx: Path, output_stem: Path, batch: int, height: int, width: int, soc_version: str,
+def atc(onnx: Path, output_stem: Path, batch: int, sizes: list[tuple[int, int]], soc_version: str,
         aipp_config: Path | None = None) -> list[str]:
-    """ONNX -> .om; with AIPP the .om takes uint8 HWC images (`--enable_small_channel` as the guide's 310P)."""
-    command = ["atc", "--framework=5", f"--model={onnx}", "--input_format=NCHW",
-               f"--input_shape={input_shape(batch, height, width)}", f"--output={output_stem}", "--log=error",
-               f"--soc_version={soc_version}"]
+    """ONNX -> .om; with AIPP the .om takes uint8 HWC images (`--enable_small_channel` as the guide's 310P).
+    Several (width, height) sizes become one .om with `--dynamic_image_size` gears."""
+    gears = len(sizes) > 1
+    shape = input_shape(batch, -1, -1) if gears else input_shape(batch, sizes[0][1], sizes[0][0])
+    command = ["atc", "--framework=5", f"--model={onnx}", "--input_format=NCHW", f"--input_shape={shape}"]
+    if gears:
+        command.append("--dynamic_image_size=" + ";".join(f"{h},{w}" for w, h in sizes))
+    command += [f"--output={output_stem}", "--log=error", f"--soc_version={soc_version}"]
     if aipp_config is not None:
         command += [f"--insert_op_conf={aipp_config}", "--enable_small_channel=1"]
     return command + ["--output_type=FP32"]  # float32 outputs whatever the precision inside

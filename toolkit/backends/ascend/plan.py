@@ -69,8 +69,9 @@ def steps(target: Target, out: Path, calibration_batch: int = 16) -> list[Step]:
     for bs in target.batch_sizes:
         plan += [
             Step(f"static ONNX from {source.name}, batch {bs}", None, [str(static_onnx(out, bs, int8))]),
-            Step(f"atc, batch {bs}", commands.atc(static_onnx(out, bs, int8), om_stem(out, bs), bs, s.height, s.width,
-                                                  s.soc_version, aipp), [f"{om_stem(out, bs)}.om"]),
+            Step(f"atc, batch {bs}" + (f", gears {', '.join(f'{w}x{h}' for w, h in s.sizes)}" if s.gears else ""),
+                 commands.atc(static_onnx(out, bs, int8), om_stem(out, bs), bs, list(s.sizes), s.soc_version, aipp),
+                 [f"{om_stem(out, bs)}.om"]),
         ]
     bs = target.batch_sizes[0]
     plan += [

@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from toolkit import machine
+from toolkit.backends import emulation
 from toolkit.backends.base import Backend, Check, Runner, Step, ToolFigures
+from toolkit.backends.emulation import Int8Scheme
 from toolkit.backends.tensorrt import trtexec
 from toolkit.backends.tensorrt.settings import TensorRTSettings
 from toolkit.errors import ToolkitError, Unavailable
@@ -19,6 +21,17 @@ from toolkit.errors import ToolkitError, Unavailable
 if TYPE_CHECKING:
     from toolkit.calibration import CalibrationSet
     from toolkit.targets import Target
+
+# TensorRT's INT8: symmetric per-tensor activations from the entropy calibrator, symmetric per-channel
+# weights, FP16 wherever a layer is not INT8 (the t4-int8 target builds with both flags).
+INT8_SCHEME = Int8Scheme(
+    "TensorRT INT8 (entropy calibrator, symmetric)", "entropy", activations_symmetric=True,
+    differs=("IInt8EntropyCalibrator2's KL search over TensorRT's own histogram is reproduced by ONNX Runtime's "
+             "entropy calibrator (its own histogram and bins)",
+             "TensorRT keeps INT8 between fused INT8 layers and may run a layer in FP16 when that is faster; "
+             "the emulation quantises every input ONNX Runtime quantises and dequantises to FP16 between layers"))
+FP16_DIFFERS = ("TensorRT may accumulate some FP16 layers in FP16 (tactic choice); the emulation accumulates in FP32 "
+                "and rounds each layer's output to FP16",)
 
 TIMING_CACHE = "timing.cache"
 CALIBRATION_CACHE = "calibration.cache"
@@ -88,26 +101,43 @@ class TensorRTBackend(Backend):
 
         return TensorRTRunner(artefact, TensorRTSettings.of(target))
 
+    def emulate(self, onnx_path: Path, target: Target, calib: CalibrationSet | None, out: Path,
+                log: Callable[[str], None]) -> tuple[list[Path], dict]:
+        s = TensorRTSettings.of(target)
+        scheme = INT8_SCHEME if s.precision == "int8" else None
+        log(f"emulating {target.name}: TensorRT {s.precision} numerics in ONNX Runtime on the CPU")
+        models = emulation.build(onnx_path, out, s.precision, list(s.sizes), scheme, calib)
+        return models, emulation.record(s.precision, scheme, list(s.sizes), "NVIDIA GPU, TensorRT",
+                                        () if scheme else FP16_DIFFERS)
+
     def measure(self, target: Target, out: Path, items: list[tuple[str, Path]]) -> dict[str, ToolFigures] | None:
-        """trtexec as the guide ran it, per batch size, when trtexec is here."""
+        """trtexec as the guide ran it, per batch size (with buckets: per size too; the headline is the
+        largest size's), when trtexec is here."""
         tool = shutil.which("trtexec")
         if tool is None:
             return None
         s = TensorRTSettings.of(target)
         figures = {}
         for bs in target.batch_sizes:
-            line = trtexec.command(out / "centerface.onnx", bs, s.height, s.width, s.precision,
-                                   out / CALIBRATION_CACHE if s.precision == "int8" else None, tool)
-            proc = subprocess.run(line, capture_output=True, text=True)
-            if proc.returncode:
-                raise ToolkitError(f"trtexec failed (exit {proc.returncode}): {' '.join(line)}",
-                                   "\n".join(proc.stdout.splitlines()[-15:]))
-            found = trtexec.parse(proc.stdout, bs, "trtexec")
-            found.details["command"] = line
-            figures[str(bs)] = found
+            per_size = {}
+            for width, height in s.sizes:
+                line = trtexec.command(out / "centerface.onnx", bs, height, width, s.precision,
+                                       out / CALIBRATION_CACHE if s.precision == "int8" else None, tool)
+                proc = subprocess.run(line, capture_output=True, text=True)
+                if proc.returncode:
+                    raise ToolkitError(f"trtexec failed (exit {proc.returncode}): {' '.join(line)}",
+                                       "\n".join(proc.stdout.splitlines()[-15:]))
+                found = trtexec.parse(proc.stdout, bs, "trtexec")
+                found.details["command"] = line
+                per_size[f"{width}x{height}"] = found
+            figures[str(bs)] = found  # the largest size, the last
+            if len(per_size) > 1:
+                found.details["per_size"] = {k: f.as_dict() for k, f in per_size.items()}
         return figures
 
     def dry_run(self, target: Target, out: Path, shown: Path | None = None) -> list[Step]:
+        from toolkit.backends.tensorrt.engine import describe_profiles
+
         s = TensorRTSettings.of(target)
         out = shown or out
         onnx = out / "centerface.onnx"
@@ -116,14 +146,14 @@ class TensorRTBackend(Backend):
             steps.append(Step(f"entropy calibration over calibration/{target.extra['calibration']['recipe']}.toml "
                               f"at {s.width}x{s.height}", None, [str(out / CALIBRATION_CACHE)]))
         steps += [
-            Step(f"{s.precision} engine (TensorRT Python API), profile batch {s.min_batch}/{s.opt_batch}/{s.max_batch}, "
-                 f"workspace {s.workspace_mb} MB", None,
-                 [str(engine_path(out, target)), str(engine_path(out, target).with_suffix(".json")), str(out / TIMING_CACHE)]),
+            Step(f"{s.precision} engine (TensorRT Python API), {describe_profiles(s)}, workspace {s.workspace_mb} MB",
+                 None, [str(engine_path(out, target)), str(engine_path(out, target).with_suffix(".json")),
+                        str(out / TIMING_CACHE)]),
             Step(f"inference over the dataset (TensorRT runner, batch {target.batch_sizes[0]})", None,
                  [str(out / "predictions"), str(out / "outputs.npz")]),
-            *[Step(f"trtexec reference, batch {bs}", trtexec.command(
-                onnx, bs, s.height, s.width, s.precision, out / CALIBRATION_CACHE if s.precision == "int8" else None),
-                ["result.json: tool_throughput"]) for bs in target.batch_sizes],
+            *[Step(f"trtexec reference, batch {bs}, {w}x{h}", trtexec.command(
+                onnx, bs, h, w, s.precision, out / CALIBRATION_CACHE if s.precision == "int8" else None),
+                ["result.json: tool_throughput"]) for bs in target.batch_sizes for w, h in s.sizes],
             Step("WIDER FACE AP, result.json", None, [str(out / "result.json")]),
         ]
         return steps

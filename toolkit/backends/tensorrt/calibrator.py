@@ -46,6 +46,7 @@ def entropy_calibrator(feeder: Feeder, cache: Path):
         def __init__(self) -> None:
             super().__init__()
             self.batches = iter(feeder)
+            self.size = (feeder.shape[2], feeder.shape[1])  # (width, height): the profile it calibrates
             self.device = cuda.DeviceBuffer(feeder.batch * int(np.prod(feeder.shape)) * 4)
 
         def get_batch_size(self) -> int:

@@ -54,6 +54,17 @@ def reusable(engine: Path, onnx: Path, settings: TensorRTSettings, here: dict) -
     return not mismatches(meta, here) and meta.get("onnx_sha256") == sha256(onnx) and meta.get("settings") == vars(settings)
 
 
+def profile_batches(settings: TensorRTSettings) -> tuple[int, int, int]:
+    return settings.min_batch, settings.opt_batch, settings.max_batch
+
+
+def describe_profiles(settings: TensorRTSettings) -> str:
+    """'profile batch 1/16/16 at 800x800', or one per bucket."""
+    sizes = ", ".join(f"{w}x{h}" for w, h in settings.sizes)
+    count = f"{len(settings.sizes)} profiles" if len(settings.sizes) > 1 else "profile"
+    return f"{count} batch {settings.min_batch}/{settings.opt_batch}/{settings.max_batch} at {sizes}"
+
+
 def build(onnx: Path, engine: Path, settings: TensorRTSettings, timing_cache: Path, log: Callable[[str], None],
           calibrator=None) -> dict:
     """Parse, configure (precision, profile, workspace, timing cache), build, write engine + metadata."""
@@ -73,18 +84,19 @@ def build(onnx: Path, engine: Path, settings: TensorRTSettings, timing_cache: Pa
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, settings.workspace_mb << 20)
     config.set_flag(trt.BuilderFlag.FP16)
-    profile = builder.create_optimization_profile()
-    profile.set_shape(INPUT_NAME, settings.shape(settings.min_batch), settings.shape(settings.opt_batch),
-                      settings.shape(settings.max_batch))
-    config.add_optimization_profile(profile)
+    profiles = []
+    for size in settings.sizes:  # one optimisation profile per input size (bucket), in settings.sizes order
+        profile = builder.create_optimization_profile()
+        profile.set_shape(INPUT_NAME, *(settings.shape(b, size) for b in profile_batches(settings)))
+        config.add_optimization_profile(profile)
+        profiles.append(profile)
     if settings.precision == "int8":
         config.set_flag(trt.BuilderFlag.INT8)
         config.int8_calibrator = calibrator
-        config.set_calibration_profile(profile)
+        config.set_calibration_profile(profiles[settings.sizes.index(calibrator.size)])
     cache = config.create_timing_cache(timing_cache.read_bytes() if timing_cache.is_file() else b"")
     config.set_timing_cache(cache, ignore_mismatch=False)
-    log(f"building the {settings.precision} engine (profile batch {settings.min_batch}..{settings.opt_batch}.."
-        f"{settings.max_batch}, {settings.width}x{settings.height}); minutes on a first build")
+    log(f"building the {settings.precision} engine ({describe_profiles(settings)}); minutes on a first build")
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise ToolkitError(f"TensorRT could not build an engine from {onnx} (see its log above)")
@@ -92,7 +104,7 @@ def build(onnx: Path, engine: Path, settings: TensorRTSettings, timing_cache: Pa
     fileio.write_bytes(engine, bytes(serialized))
     meta = {**current(settings.device_id), "precision": settings.precision, "settings": vars(settings),
             "onnx": onnx.name, "onnx_sha256": sha256(onnx),
-            "shapes": {k: list(settings.shape(b)) for k, b in
-                       (("min", settings.min_batch), ("opt", settings.opt_batch), ("max", settings.max_batch))}}
+            "profiles": [{k: list(settings.shape(b, size)) for k, b in zip(("min", "opt", "max"), profile_batches(settings))}
+                         for size in settings.sizes]}
     fileio.write_json(meta_path(engine), meta)
     return meta

@@ -1,5 +1,6 @@
-"""The TensorRT runner: buffers allocated once for the profile's largest batch (pinned on the host),
-copies and execution queued on one CUDA stream, any batch size inside the profile."""
+"""The TensorRT runner: buffers allocated once for the largest batch and input (pinned on the host),
+copies and execution queued on one CUDA stream, any batch size inside the profile; with buckets, the
+optimisation profile of the batch's input size."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from toolkit.backends.base import Runner
 from toolkit.backends.tensorrt import cuda, engine
 from toolkit.backends.tensorrt.settings import TensorRTSettings
 from toolkit.errors import InputError, ToolkitError
-from toolkit.model.signature import INPUT_NAME, OUTPUT_NAMES
+from toolkit.model.signature import INPUT_NAME, OUTPUT_CHANNELS, OUTPUT_NAMES, OUTPUT_STRIDE
 
 
 class TensorRTRunner(Runner):
@@ -22,7 +23,8 @@ class TensorRTRunner(Runner):
 
         engine.check(engine_path, engine.current(settings.device_id))
         self.settings, self.source = settings, str(engine_path)
-        self.max_batch, self.input_size = settings.max_batch, (settings.height, settings.width)
+        self.max_batch = settings.max_batch
+        self.input_size = (settings.height, settings.width) if len(settings.sizes) == 1 else None  # else: per profile
         self.host, self.device, self.stream = {}, {}, None
         try:  # whatever was allocated before a failure is released
             self._open(trt, engine_path)
@@ -40,31 +42,43 @@ class TensorRTRunner(Runner):
         names = {self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)}
         if names != {INPUT_NAME, *OUTPUT_NAMES}:
             raise InputError(f"{engine_path}: tensors {sorted(names)}, expected {INPUT_NAME} and {', '.join(OUTPUT_NAMES)}")
-        self.context.set_input_shape(INPUT_NAME, s.shape(s.max_batch))
-        for name in (INPUT_NAME, *OUTPUT_NAMES):  # sized for the largest batch, allocated once
-            count = int(np.prod(self.context.get_tensor_shape(name)))
+        largest = {INPUT_NAME: s.shape(s.max_batch)}
+        largest |= {name: (s.max_batch, OUTPUT_CHANNELS[name], s.height // OUTPUT_STRIDE, s.width // OUTPUT_STRIDE)
+                    for name in OUTPUT_NAMES}
+        for name, shape in largest.items():  # sized for the largest batch and input, allocated once
+            count = int(np.prod(shape))
             self.host[name] = cuda.PinnedArray(count, np.float32)
             self.device[name] = cuda.DeviceBuffer(count * 4)
             self.context.set_tensor_address(name, self.device[name].pointer)
         self.stream = cuda.Stream()
+        self.active_profile = None
+
+    def check_input(self, batch: np.ndarray) -> None:
+        super().check_input(batch)
+        self.settings.profile(*batch.shape[2:])  # one of the engine's input sizes
 
     def _infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        n = batch.shape[0]
+        n, _, height, width = batch.shape
         s = self.settings
+        profile = s.profile(height, width)
+        if profile != self.active_profile:  # a bucket of another size: its own optimisation profile
+            self.context.set_optimization_profile_async(profile, int(self.stream.handle))
+            self.active_profile = profile
         run = max(n, s.min_batch)  # below the profile's minimum: pad
-        self.context.set_input_shape(INPUT_NAME, s.shape(run))
-        feed = self.host[INPUT_NAME].array[: run * int(np.prod(s.shape(1)))].reshape(s.shape(run))
+        shape = s.shape(run, (width, height))
+        self.context.set_input_shape(INPUT_NAME, shape)
+        feed = self.host[INPUT_NAME].array[: int(np.prod(shape))].reshape(shape)
         feed[:n] = batch
         feed[n:] = 0
         self.stream.to_device(self.device[INPUT_NAME], self.host[INPUT_NAME], feed.nbytes)
         if not self.context.execute_async_v3(int(self.stream.handle)):
             raise ToolkitError("TensorRT execution failed")
         shapes = {name: tuple(self.context.get_tensor_shape(name)) for name in OUTPUT_NAMES}
-        for name, shape in shapes.items():
-            self.stream.to_host(self.host[name], self.device[name], int(np.prod(shape)) * 4)
+        for name, out_shape in shapes.items():
+            self.stream.to_host(self.host[name], self.device[name], int(np.prod(out_shape)) * 4)
         self.stream.synchronize()
-        return {name: self.host[name].array[: int(np.prod(shape))].reshape(shape)[:n].copy()
-                for name, shape in shapes.items()}
+        return {name: self.host[name].array[: int(np.prod(out_shape))].reshape(out_shape)[:n].copy()
+                for name, out_shape in shapes.items()}
 
     def _release(self) -> None:
         for buffer in (*self.host.values(), *self.device.values()):
