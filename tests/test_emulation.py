@@ -87,6 +87,15 @@ def test_int8_emulation_is_reproducible(cpu_run: Path, data_root: Path, tmp_path
 
     ops = {n.op_type for n in onnx.load(str(tmp_path / "a" / "int8.onnx")).graph.node}
     assert {"QuantizeLinear", "DequantizeLinear", "Cast"} <= ops
+    from dataclasses import replace
+
+    held = replace(INT8_SCHEME, keep_fp16=("/backbone/features.0/*",))  # as t4-int8's keep_fp16
+    model = onnx.load(str(emulation.int8_qdq(cpu_run / "centerface.onnx", tmp_path / "held.onnx", calib, held,
+                                             tmp_path / "a" / "cache")))
+    made_by = {out: n.op_type for n in model.graph.node for out in n.output}
+    first = next(n for n in model.graph.node if n.name == "/backbone/features.0/features.0.0/Conv")
+    assert made_by.get(first.input[0]) != "DequantizeLinear" and made_by.get(first.input[1]) != "DequantizeLinear"
+    assert "held in FP16: /backbone/features.0/*" in held.describe()
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from toolkit import backends, calibration, fileio, machine, pipeline, quantization
+from toolkit.backends.emulation import emulation_runner
 from toolkit.data import wider
 from toolkit.data.images import read_rgb
 from toolkit.data.preprocess import Preprocess
@@ -230,8 +231,8 @@ def _infer(opts: ChainOptions, backend, pre: Preprocess, batch_size: int, items:
 
     converted_state = state["convert"]
     emulated = "emulated_models" in converted_state
-    runner = (backend.emulation_runner([out / m for m in converted_state["emulated_models"]], target) if emulated
-              else backend.runner(artefact, target))
+    runner = (emulation_runner([out / m for m in converted_state["emulated_models"]], pre.sizes(),
+                                backend.emulated_input(out, target)) if emulated else backend.runner(artefact, target))
     with runner:
         task = progress.add_task("infer", total=len(items)) if progress else None
         times = stages.run(

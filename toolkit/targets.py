@@ -57,7 +57,7 @@ TOP_KEYS = frozenset({"name", "description", "backend", "precision", "runs_in", 
                       "ap_reference", "published", "input", "calibration", "container"})
 SECTION_KEYS = {
     "input": frozenset({"preprocess", "size", "buckets", "batch_sizes"}),
-    "calibration": frozenset({"recipe", "methods", "keep_float"}),
+    "calibration": frozenset({"recipe", "methods", "keep_float", "keep_fp16"}),
     "container": frozenset({"dockerfile", "base_image", "devices", "user", "build_args"}),
 }
 

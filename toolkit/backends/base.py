@@ -180,11 +180,10 @@ class Backend(ABC):
         raise Unavailable(f"target {target.name}: backend {self.name} runs on this machine as it is; "
                           "there is nothing to emulate (use --mode host)")
 
-    def emulation_runner(self, models: list[Path], target: Target) -> Runner:
-        """A runner over `emulate`'s models, fed as the device is fed."""
-        from toolkit.backends.emulation import emulation_runner
-
-        return emulation_runner(models, target.preprocess.sizes())
+    def emulated_input(self, out: Path, target: Target) -> Callable[[Runner], Runner] | None:
+        """How an emulation is fed where the device is not fed float NCHW (AIPP's uint8 HWC): a wrapper
+        around the emulated model's runner, from the files `emulate` wrote in `out`; None: as it is."""
+        return None
 
     def measure(self, target: Target, out: Path, items: list[tuple[str, Path]]) -> dict[str, ToolFigures] | None:
         """The vendor tool's own throughput for the converted models, per batch size, measured on `items`

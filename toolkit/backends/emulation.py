@@ -20,6 +20,7 @@ import numpy as np
 
 from toolkit import fileio
 from toolkit.backends.base import Runner
+from toolkit.backends.sized import SizedRunner, static_per_size
 from toolkit.errors import InputError
 
 if TYPE_CHECKING:
@@ -38,12 +39,14 @@ class Int8Scheme:
     activations_symmetric: bool  # False: with an offset (zero point)
     per_channel_weights: bool = True
     differs: tuple[str, ...] = ()  # what the emulation does not reproduce
+    keep_fp16: tuple[str, ...] = ()  # node-name patterns the deployment holds in FP16
 
     def describe(self) -> str:
         acts = "symmetric" if self.activations_symmetric else "asymmetric (with offset)"
         weights = "per-channel" if self.per_channel_weights else "per-tensor"
+        held = f"; held in FP16: {' '.join(self.keep_fp16)}" if self.keep_fp16 else ""
         return (f"INT8: {acts} per-tensor activations ({self.method} calibration), symmetric {weights} weights; "
-                "FP16 elsewhere")
+                f"FP16 elsewhere{held}")
 
 
 def fp16_rounded(src: Path, dst: Path, extra_outputs: tuple[str, ...] = ()) -> Path:
@@ -87,7 +90,7 @@ def int8_qdq(src: Path, dst: Path, calib: CalibrationSet, scheme: Int8Scheme, ca
     FP16 numerics for everything left in float."""
     from toolkit.backends.ort_quant import quantize
 
-    qdq = quantize(src, calib, scheme.method, [], dst.with_name(dst.stem + ".qdq.onnx"), cache_dir,
+    qdq = quantize(src, calib, scheme.method, list(scheme.keep_fp16), dst.with_name(dst.stem + ".qdq.onnx"), cache_dir,
                    activations_symmetric=scheme.activations_symmetric, per_channel=scheme.per_channel_weights)
     return fp16_rounded(qdq, dst)
 
@@ -118,35 +121,6 @@ def record(precision: str, scheme: Int8Scheme | None, sizes: list[tuple[int, int
     return {"emulated": True, "device": device, "runtime": "onnxruntime (CPU)", "numerics": numerics,
             "scheme": scheme.name if scheme else "fp16", "input_sizes": [f"{w}x{h}" for w, h in sizes],
             "differs": [*(scheme.differs if scheme else ()), *differs]}
-
-
-def static_per_size(src: Path, out: Path, stem: str, sizes: list[tuple[int, int]]) -> list[Path]:
-    """One model per (width, height) input, batch left dynamic (what fixed-shape chips take per bucket)."""
-    from toolkit.model.static import make_static
-
-    return [make_static(src, out / f"{stem}.{w}x{h}.onnx", None, h, w) for w, h in sizes]
-
-
-class SizedRunner(Runner):
-    """One runner per input size (a bucket each); a batch goes to the runner of its size."""
-
-    def __init__(self, runners: dict[tuple[int, int], Runner], name: str) -> None:
-        self.runners, self.name = runners, name  # (height, width) -> runner
-        self.streams = max(r.streams for r in runners.values())
-        self.source = ", ".join(r.source for r in runners.values())
-
-    def check_input(self, batch: np.ndarray) -> None:
-        super().check_input(batch)
-        if tuple(batch.shape[2:]) not in self.runners:
-            raise InputError(f"{self.name}: input {batch.shape[2]}x{batch.shape[3]} (HxW) is none of its sizes "
-                             f"({', '.join(f'{h}x{w}' for h, w in self.runners)})")
-
-    def _infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        return self.runners[tuple(batch.shape[2:])].infer(batch)
-
-    def _release(self) -> None:
-        for runner in getattr(self, "runners", {}).values():
-            runner.close()
 
 
 def emulation_runner(models: list[Path], sizes: list[tuple[int, int]], through=None) -> Runner:

@@ -10,6 +10,7 @@ import numpy as np
 
 from toolkit import fileio
 from toolkit.backends.base import Backend, Runner
+from toolkit.backends.sized import SizedRunner, static_per_size
 from toolkit.errors import InputError
 from toolkit.model.signature import OUTPUT_NAMES
 
@@ -113,8 +114,6 @@ class OnnxRuntimeBackend(Backend):
         one static copy of the export per bucket too (batch dynamic), as fixed-shape chips take them."""
         import onnxruntime as ort
 
-        from toolkit.backends.emulation import static_per_size
-
         out = workdir / f"centerface.{target.name}.ort.onnx"
 
         def write(tmp: Path) -> None:
@@ -137,8 +136,6 @@ class OnnxRuntimeBackend(Backend):
     def runner(self, artefact: Path, target: Target) -> Runner:
         if target.preprocess.mode != "buckets" or target.precision == "int8":
             return OnnxRuntimeRunner(artefact)
-        from toolkit.backends.emulation import SizedRunner
-
         return SizedRunner({(h, w): OnnxRuntimeRunner(artefact.parent / f"{_bucket_stem(target)}.{w}x{h}.onnx")
                             for w, h in target.preprocess.sizes()}, self.name)
 

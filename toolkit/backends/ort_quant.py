@@ -46,7 +46,7 @@ def matching_nodes(model_path: Path, patterns: list[str]) -> list[str]:
 
 
 def quantize(fp32: Path, calib: CalibrationSet, method: str, exclude: list[str], out: Path, cache_dir: Path,
-             activations_symmetric: bool = False, per_channel: bool = True) -> Path:
+             activations_symmetric: bool = False, per_channel: bool = True, op_types: tuple[str, ...] = ()) -> Path:
     """Write the QDQ INT8 model; the calibration ranges are cached per (model, set, method, symmetry).
     Activations: uint8 with a zero point (the fast pair on x86 VNNI), or symmetric int8 (TensorRT's)."""
     import onnx
@@ -69,6 +69,7 @@ def quantize(fp32: Path, calib: CalibrationSet, method: str, exclude: list[str],
             str(prepared), str(tmp), _Reader(calib, input_name), quant_format=QuantFormat.QDQ, per_channel=per_channel,
             activation_type=QuantType.QInt8 if activations_symmetric else QuantType.QUInt8, weight_type=QuantType.QInt8,
             nodes_to_exclude=matching_nodes(prepared, exclude) if exclude else None,
+            op_types_to_quantize=list(op_types) or None,
             calibrate_method={"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                               "percentile": CalibrationMethod.Percentile}[method],
             extra_options={"CalibStridedMinMax": 1, "ActivationSymmetric": activations_symmetric,

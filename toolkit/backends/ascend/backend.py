@@ -17,6 +17,7 @@ from toolkit.backends.ascend.settings import AscendSettings
 from toolkit.backends import emulation
 from toolkit.backends.base import Backend, Check, Runner, Step, ToolFigures
 from toolkit.backends.emulation import Int8Scheme
+from toolkit.backends.sized import static_per_size
 from toolkit.errors import InputError, ToolkitError, Unavailable
 from toolkit.model.signature import OUTPUT_NAMES
 from toolkit.model.static import make_static
@@ -129,7 +130,7 @@ class AscendBackend(Backend):
         device = f"{s.soc_version} ({s.chips_per_card} chip{'s' if s.chips_per_card > 1 else ''} a card)"
         if target.precision == "int8" and Cann.find().amct_onnx:
             artefact, summary = self.quantise(onnx_path, target, calib, out, log)
-            models = emulation.static_per_size(out / summary["onnx_twin"], out, emulation.EMULATED, sizes)
+            models = static_per_size(out / summary["onnx_twin"], out, emulation.EMULATED, sizes)
             record = emulation.record("int8", None, sizes, device)
             return models, {**record, "numerics": "AMCT's own fake-quant model", "scheme": "amct"}
         scheme = AMCT_TWIN if target.precision == "int8" else None
@@ -140,12 +141,11 @@ class AscendBackend(Backend):
             ("AIPP runs on the CPU in numpy (the parsed config), before the FP16 network",) if s.aipp else ())
         return models, emulation.record(target.precision, scheme, sizes, device, differs)
 
-    def emulation_runner(self, models: list[Path], target: Target) -> Runner:
-        s = AscendSettings.of(target)
-        if not s.aipp:
-            return super().emulation_runner(models, target)
-        config = aipp.parse((models[0].parent / plan.AIPP_FILE).read_text(), plan.AIPP_FILE)
-        return emulation.emulation_runner(models, list(s.sizes), lambda inner: AippEmulation(inner, config))
+    def emulated_input(self, out: Path, target: Target) -> Callable[[Runner], Runner] | None:
+        if not AscendSettings.of(target).aipp:
+            return None
+        config = aipp.parse((out / plan.AIPP_FILE).read_text(), plan.AIPP_FILE)
+        return lambda inner: AippEmulation(inner, config)
 
     def dry_run(self, target: Target, out: Path, shown: Path | None = None) -> list[Step]:
         s = AscendSettings.of(target)

@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -104,7 +105,7 @@ class TensorRTBackend(Backend):
     def emulate(self, onnx_path: Path, target: Target, calib: CalibrationSet | None, out: Path,
                 log: Callable[[str], None]) -> tuple[list[Path], dict]:
         s = TensorRTSettings.of(target)
-        scheme = INT8_SCHEME if s.precision == "int8" else None
+        scheme = replace(INT8_SCHEME, keep_fp16=s.keep_fp16) if s.precision == "int8" else None
         log(f"emulating {target.name}: TensorRT {s.precision} numerics in ONNX Runtime on the CPU")
         models = emulation.build(onnx_path, out, s.precision, list(s.sizes), scheme, calib)
         return models, emulation.record(s.precision, scheme, list(s.sizes), "NVIDIA GPU, TensorRT",
@@ -143,8 +144,9 @@ class TensorRTBackend(Backend):
         onnx = out / "centerface.onnx"
         steps = [Step("export (host, PyTorch)", None, [str(onnx)])]
         if s.precision == "int8":
+            held = f", layers held in FP16: {' '.join(s.keep_fp16)}" if s.keep_fp16 else ""
             steps.append(Step(f"entropy calibration over calibration/{target.extra['calibration']['recipe']}.toml "
-                              f"at {s.width}x{s.height}", None, [str(out / CALIBRATION_CACHE)]))
+                              f"at {s.width}x{s.height}{held}", None, [str(out / CALIBRATION_CACHE)]))
         steps += [
             Step(f"{s.precision} engine (TensorRT Python API), {describe_profiles(s)}, workspace {s.workspace_mb} MB",
                  None, [str(engine_path(out, target)), str(engine_path(out, target).with_suffix(".json")),

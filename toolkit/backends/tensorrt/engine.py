@@ -3,6 +3,7 @@ TensorRT version (checked on load: an engine made elsewhere is refused, and rebu
 
 from __future__ import annotations
 
+import fnmatch
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -65,6 +66,20 @@ def describe_profiles(settings: TensorRTSettings) -> str:
     return f"{count} batch {settings.min_batch}/{settings.opt_batch}/{settings.max_batch} at {sizes}"
 
 
+def hold_in_fp16(network, patterns: tuple[str, ...], trt) -> int:
+    """Precision constraints: every layer whose name (the ONNX node's) matches a pattern computes and
+    outputs FP16. Returns how many layers matched."""
+    held = 0
+    for i in range(network.num_layers):
+        layer = network.get_layer(i)
+        if any(fnmatch.fnmatch(layer.name, p) for p in patterns):
+            layer.precision = trt.float16
+            for j in range(layer.num_outputs):
+                layer.set_output_type(j, trt.float16)
+            held += 1
+    return held
+
+
 def build(onnx: Path, engine: Path, settings: TensorRTSettings, timing_cache: Path, log: Callable[[str], None],
           calibrator=None) -> dict:
     """Parse, configure (precision, profile, workspace, timing cache), build, write engine + metadata."""
@@ -92,6 +107,10 @@ def build(onnx: Path, engine: Path, settings: TensorRTSettings, timing_cache: Pa
         profiles.append(profile)
     if settings.precision == "int8":
         config.set_flag(trt.BuilderFlag.INT8)
+        held = hold_in_fp16(network, settings.keep_fp16, trt)
+        if held:
+            config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
+            log(f"{held} layers held in FP16 ({', '.join(settings.keep_fp16)})")
         config.int8_calibrator = calibrator
         config.set_calibration_profile(profiles[settings.sizes.index(calibrator.size)])
     cache = config.create_timing_cache(timing_cache.read_bytes() if timing_cache.is_file() else b"")

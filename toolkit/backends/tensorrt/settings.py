@@ -26,6 +26,7 @@ class TensorRTSettings:
     width: int  # the largest input (the only one without buckets)
     height: int
     sizes: tuple[tuple[int, int], ...]  # (width, height): one optimisation profile each
+    keep_fp16: tuple[str, ...] = ()  # INT8 engines: layer-name patterns held in FP16 (precision constraints)
 
     @classmethod
     def of(cls, target: Target) -> TensorRTSettings:
@@ -38,7 +39,7 @@ class TensorRTSettings:
         sizes = target.batch_sizes
         s = cls(target.precision, int(raw.get("min_batch", min(sizes))), int(raw.get("opt_batch", max(sizes))),
                 int(raw.get("max_batch", max(sizes))), int(raw.get("workspace_mb", 4096)), int(raw.get("device_id", 0)),
-                width, height, images)
+                width, height, images, tuple(target.extra.get("calibration", {}).get("keep_fp16", [])))
         if not 1 <= s.min_batch <= s.opt_batch <= s.max_batch:
             raise InputError(f"{where}: need 1 <= min_batch <= opt_batch <= max_batch, got {s.min_batch}, {s.opt_batch}, {s.max_batch}")
         if not all(s.min_batch <= b <= s.max_batch for b in sizes):
