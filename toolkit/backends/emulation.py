@@ -129,7 +129,7 @@ def emulation_runner(models: list[Path], sizes: list[tuple[int, int]], through=N
     from toolkit.backends.onnxruntime import OnnxRuntimeRunner
 
     def one(path: Path) -> Runner:
-        runner = OnnxRuntimeRunner(path, optimisation="basic")
+        runner = OnnxRuntimeRunner(path, optimisation="basic", shared_arena=len(models) > 1)
         return through(runner) if through else runner
 
     if len(models) == 1:
