@@ -226,15 +226,17 @@ def test_an_ap_with_no_faces_is_null_with_a_reason(cpu_run: Path, data_root: Pat
     assert ap["hard"] is not None and 0 <= ap["hard"] <= 1
 
 
-def test_dry_run_shows_every_option_it_passes(tmp_path: Path) -> None:
+def test_dry_run_shows_every_option_it_passes(data_root: Path, tmp_path: Path) -> None:
     code, out, err = run_cli("run", "--target", "t4", "--dry-run", "--limit", 3, "--batch-size", 16, "--size", "1024x1024",
-                             "--out", tmp_path / "t4")
+                             "--data", data_root, "--out", tmp_path / "t4")
     assert code == 0, err
     container = next(line for line in out.splitlines() if line.startswith("docker run"))
     assert "--limit 3 --size 1024x1024 --batch-size 16" in container
     assert "trtexec --onnx=/runs/t4/centerface.onnx --fp16 --shapes=image:16x3x1024x1024" in out  # the size reaches the engine
     plan = json.loads((tmp_path / "t4" / "plan.json").read_text())
-    assert plan["container"][-8:] == ["--batch-size", "16", "--mode", "host", "--out", "/runs/t4", "--data", "/data"]
+    inside = plan["container"][plan["container"].index("run"):]
+    assert inside[:8] == ["run", "--target", "t4", "--stages", "convert,infer", "--limit", "3", "--size"]
+    assert inside[8:16] == ["1024x1024", "--batch-size", "16", "--mode", "host", "--out", "/runs/t4", "--data"]
 
 
 def test_compare_outputs_names_the_images_it_could_not_pair(cpu_run: Path, data_root: Path, tmp_path: Path) -> None:

@@ -136,7 +136,8 @@ def _emulated_row(r: dict, tolerance: float) -> list[dict]:
     deltas = ap_deltas(ap, same_input)
     known = [v for v in deltas.values() if v is not None]
     worst = worst_drop(deltas) if known else None
-    gate = ("" if worst is None else f"AP {worst:.2f} points below CPU FP32 at the same input "
+    gate = ("" if worst is None else "AP at or above CPU FP32 at the same input" if worst <= 0 else
+            f"AP {worst:.2f} points below CPU FP32 at the same input "
             f"({'beyond' if worst > tolerance else 'within'} tolerance {tolerance})")
     return [{**dict.fromkeys(COLUMNS), "source": "emulated", "target": r["_run"], "precision": r.get("precision"),
              "preprocess": _describe(r.get("preprocess")), "batch": r.get("batch_size"), "status": "emulated",
