@@ -234,7 +234,7 @@ def test_dry_run_shows_every_option_it_passes(data_root: Path, tmp_path: Path) -
     assert "--limit 3 --size 1024x1024 --batch-size 16" in container
     assert "trtexec --onnx=/runs/t4/centerface.onnx --fp16 --shapes=image:16x3x1024x1024" in out  # the size reaches the engine
     plan = json.loads((tmp_path / "t4" / "plan.json").read_text())
-    inside = plan["container"][plan["container"].index("run"):]
+    inside = plan["container"][plan["container"].index("--target") - 1:]  # after the image: the toolkit's own run
     assert inside[:8] == ["run", "--target", "t4", "--stages", "convert,infer", "--limit", "3", "--size"]
     assert inside[8:16] == ["1024x1024", "--batch-size", "16", "--mode", "host", "--out", "/runs/t4", "--data"]
 
