@@ -166,13 +166,12 @@ def run(
                 stop.set()
 
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="preprocess")
-    skipped = None
-    if on_bad is not None:
-        def skipped(key: str, reason: str) -> None:
-            on_bad(key, reason)
-            if on_progress:
-                on_progress(1)
-    batches = _batches(_prefetched(items, pre, pool, prefetch, stop, skipped), batch_size,
+    def skipped(key: str, reason: str) -> None:
+        on_bad(key, reason)
+        if on_progress:
+            on_progress(1)
+
+    batches = _batches(_prefetched(items, pre, pool, prefetch, stop, skipped if on_bad else None), batch_size,
                        max(2, len(pre.buckets)))  # every bucket fills its batch
     lock = threading.Lock()  # guards `batches` (a generator) and `times`
 
