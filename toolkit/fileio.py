@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from toolkit.errors import InputError
+from toolkit.errors import InputError, ToolkitError
 
 _NEARLY_FULL = 1 << 20  # free bytes under which a failed write is put down to a full disk
 _UMASK = os.umask(0)
@@ -67,7 +67,7 @@ def write_with(path: Path | str, writer: Callable[[Path], None]) -> Path:
     with atomic_path(path) as tmp:
         try:
             writer(tmp)
-        except (OSError, InputError):
+        except (OSError, ToolkitError):
             raise
         except Exception as exc:  # libraries (torch, onnx) report a failed write in their own words
             raise InputError(f"{path}: could not be written ({_why(tmp, exc)})") from None
@@ -77,7 +77,8 @@ def write_with(path: Path | str, writer: Callable[[Path], None]) -> Path:
 def _why(tmp: Path, exc: Exception) -> str:
     if shutil.disk_usage(tmp.parent).free < _NEARLY_FULL:
         return "No space left on device"
-    return f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ''}"
+    first = (str(exc).strip().splitlines() or [""])[0]
+    return f"{type(exc).__name__}: {first[:160]}"
 
 
 def _jsonable(obj: Any) -> Any:

@@ -130,8 +130,10 @@ def best_model(target: Target, backend: Backend, fp32_onnx: Path, data_root: Pat
 
 
 def quantise(target: Target, backend: Backend, onnx_path: Path, data_root: Path, gt: GroundTruth, out: Path,
-             items: list[tuple[str, Path]], log: Callable[[str], None], progress=None) -> tuple[Path, dict]:
-    """The target's INT8 artefact and a summary of how it was calibrated, by the backend's capability."""
+             items: list[tuple[str, Path]], log: Callable[[str], None], progress=None,
+             count: int | None = None) -> tuple[Path, dict]:
+    """The target's INT8 artefact and a summary of how it was calibrated, by the backend's capability
+    (`count`: calibration images instead of the recipe's, for the vendor's quantiser)."""
     if backend.sweep_methods:
         path, report = best_model(target, backend, onnx_path, data_root, gt, out, items, log, progress)
         return path, {"method": report["best"], "set_sha256": report["calibration_sha256"],
@@ -139,7 +141,7 @@ def quantise(target: Target, backend: Backend, onnx_path: Path, data_root: Path,
                       "report": f"{REPORT}.json"}
     if not backend.own_quantiser:
         raise Unavailable(f"target {target.name}: backend {backend.name} has no INT8 quantisation")
-    calib, _ = calibration.build(calibration.recipe_for(target), data_root, runs_dir() / "calibration")
+    calib, _ = calibration.build(calibration.recipe_for(target, count), data_root, runs_dir() / "calibration")
     artefact, summary = backend.quantise(onnx_path, target, calib, out, log)
     if summary.get("onnx_twin"):  # the quantised numerics in ONNX Runtime: INT8 accuracy known on any machine
         from toolkit.backends.onnxruntime import OnnxRuntimeRunner

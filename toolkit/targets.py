@@ -40,8 +40,9 @@ class Target:
         target = self if preprocess is None else replace(self, preprocess=preprocess)
         if batch_size is None:
             return target
-        if batch_size < 1:
-            raise InputError(f"batch size {batch_size}: must be 1 or more")
+        from toolkit.pipeline import check_batch_size
+
+        check_batch_size(batch_size)
         return replace(target, batch_sizes=(batch_size, *(b for b in self.batch_sizes if b != batch_size)))
 
     def as_dict(self) -> dict:

@@ -2,9 +2,10 @@
 
 - FP16 (atc, TensorRT): every float weight rounded to FP16, and every intermediate tensor rounded to
   FP16 by a Cast pair after the node that makes it; inputs and outputs stay FP32, as the chips store
-  FP16 and hand back FP32 (`--output_type=FP32`). ONNX Runtime must not fold the Cast pairs away, so
-  the emulated model runs with basic graph optimisations only (constant folding, no cast elimination
-  across types); `tests/test_emulation.py` checks the rounding really happens.
+  FP16 and hand back FP32 (`--output_type=FP32`). ONNX Runtime must not fold the Cast pairs away: the
+  emulated model runs with basic graph optimisations only (ORT 1.32 kept them at every level, the
+  fusions of the higher levels are not needed), and `tests/test_emulation.py` checks the rounding
+  really happens.
 - INT8: a QDQ model with the vendor's scheme (ONNX Runtime static quantisation), FP16 elsewhere.
 
 Every figure made this way is labelled emulated wherever it is shown.

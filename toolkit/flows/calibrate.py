@@ -36,5 +36,6 @@ def calibrate_target(target: Target, data_root: Path | None, run_dir: Path, meth
         if backend.sweep_methods:
             return {"sweep": quantization.sweep(target, backend, fp32.onnx, data_root, gt, staged, items, log, progress,
                                                 methods, count)}
-        artefact, summary = quantization.quantise(target, backend, fp32.onnx, data_root, gt, staged, items, log, progress)
+        artefact, summary = quantization.quantise(target, backend, fp32.onnx, data_root, gt, staged, items, log, progress,
+                                                  count)
         return {"quantiser": summary, "artefact": str(run_dir / artefact.relative_to(staged))}
