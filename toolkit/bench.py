@@ -114,15 +114,18 @@ def _bucketed_inference(runner: Runner, items: list[tuple[str, Path]], pre: Prep
                         warmup: int, iters: int) -> tuple[dict, dict]:
     """Pure inference per bucket on its own real images, and the mix: the combined rate is images over
     the time the mix takes (sum of share / rate)."""
-    by_bucket: dict[tuple[int, int], list[Path]] = {}
-    for _, path in items:
-        height, width = read_rgb(path).shape[:2]
-        by_bucket.setdefault(pre.bucket_for(width, height), []).append(path)
+    counts: dict[tuple[int, int], int] = {}
+    tensors: dict[tuple[int, int], list[np.ndarray]] = {}
+    for _, path in items:  # each image read once: its bucket, and its tensor while the bucket's batch fills
+        rgb = read_rgb(path)
+        bucket = pre.bucket_for(rgb.shape[1], rgb.shape[0])
+        counts[bucket] = counts.get(bucket, 0) + 1
+        if len(tensors.setdefault(bucket, [])) < batch_size:
+            tensors[bucket].append(pre(rgb)[0])
     per_bucket = {}
-    for (w, h), paths in sorted(by_bucket.items()):
-        tensors = [pre(read_rgb(p))[0] for p in paths[:batch_size]]
-        per_bucket[f"{w}x{h}"] = {"images": len(paths), "share": round(len(paths) / len(items), 4),
-                                  "infer": pure_inference(runner, real_batch(tensors, batch_size), warmup, iters)}
+    for (w, h), n in sorted(counts.items()):
+        per_bucket[f"{w}x{h}"] = {"images": n, "share": round(n / len(items), 4),
+                                  "infer": pure_inference(runner, real_batch(tensors[(w, h)], batch_size), warmup, iters)}
     seconds_per_image = sum(b["share"] / b["infer"]["throughput"] for b in per_bucket.values())
     combined = {"throughput": round(1 / seconds_per_image, 2), "streams": runner.streams,
                 "mean_ms": round(1e3 * seconds_per_image * batch_size, 3), "samples": sum(
