@@ -28,6 +28,11 @@ $(VENV)/.installed: pyproject.toml requirements.txt
 
 setup: $(VENV)/.installed
 
+# The tests also run the Ray engine (the optional [ray] extra), with 2 local workers.
+$(VENV)/.ray: $(VENV)/.installed
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[ray]'
+	touch $@
+
 # The chain (INT8 targets calibrate and quantise first), then the benchmark into the same run folder.
 run: setup $(if $(filter container,$(WHERE)),image)
 	$(PY) -m toolkit run --target $(target) --mode $(WHERE) $(if $(DATA),--data $(DATA))
@@ -37,7 +42,7 @@ run: setup $(if $(filter container,$(WHERE)),image)
 image: setup
 	$(PY) -m toolkit build --target $(target) $(BUILD_OPTS)
 
-test: setup
+test: setup $(VENV)/.ray
 	$(PY) -m pytest -q -p no:cacheprovider
 
 clean:

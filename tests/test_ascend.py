@@ -14,10 +14,10 @@ import pytest
 from cli import invoke
 from toolkit import targets
 from toolkit.backends.ascend import aipp, bins, commands, perf, toolflow
-from toolkit.backends.ascend.backend import AscendBackend, to_aipp_input
+from toolkit.backends.ascend.backend import AscendBackend
 from toolkit.backends.ascend.settings import AscendSettings
 from toolkit.data.images import read_rgb
-from toolkit.data.preprocess import Preprocess
+from toolkit.data.preprocess import NHWC_U8, Preprocess, into_batch
 from toolkit.errors import InputError
 
 LETTERBOX = Preprocess("letterbox", 800, 800)
@@ -88,8 +88,7 @@ def test_emulated_aipp_equals_our_preprocessing_on_real_images(wider_images: lis
         image, _ = LETTERBOX.image_u8(rgb)
         ours, _ = LETTERBOX(rgb)
         np.testing.assert_array_equal(aipp.emulate(config, image), ours)
-        batch = ours[None]
-        np.testing.assert_array_equal(to_aipp_input(batch)[0], image)  # what the runner feeds an AIPP .om
+        np.testing.assert_array_equal(into_batch([image], NHWC_U8)[0], image)  # what the pipeline feeds an AIPP .om
 
 
 def test_guides_aipp_reproduces_its_mean_std_normalisation(wider_images: list[Path]) -> None:

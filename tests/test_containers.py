@@ -9,11 +9,12 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
 
-from cli import invoke, spawn
+from cli import invoke, run_cli, spawn
 from toolkit import __version__, targets
 from toolkit.containers import images, runspec
 from toolkit.containers.config import ContainerConfig
@@ -270,3 +271,56 @@ def test_ctrl_c_stops_and_removes_the_container(cpu_image: str, data_root: Path,
     assert err.strip().splitlines()[-1] == f"interrupted: stopped cleanly, {tmp_path / 'runs' / 'cpu'} not created"
     assert not docker_client.containers.list(all=True, filters=labels)
     assert not list((tmp_path / "runs").iterdir())  # neither the run folder nor its staging copy
+
+
+@pytest.fixture
+def ray_head(tmp_path: Path):
+    """A Ray head on this host with no CPUs of its own (so work must go to the nodes that join), and the
+    environment a node or driver joins it with (the token, where the head asks for one)."""
+    pytest.importorskip("ray", reason="the Ray engine needs the optional extra: pip install -e '.[ray]'")
+    import socket
+
+    ray_cli = str(Path(sys.executable).with_name("ray"))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    subprocess.run([ray_cli, "start", "--head", f"--port={port}", "--num-cpus=0", "--include-dashboard=false",
+                    "--disable-usage-stats"], check=True, capture_output=True, env=env, timeout=120)
+    try:
+        token = subprocess.run([ray_cli, "get-auth-token"], capture_output=True, text=True, env=env).stdout.split()
+        join = {"RAY_USAGE_STATS_ENABLED": "0", **({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token[-1]} if token else {})}
+        yield f"127.0.0.1:{port}", join
+    finally:
+        subprocess.run([ray_cli, "stop", "--force"], capture_output=True, env=env, timeout=120)
+
+
+def test_the_cpu_image_joins_a_ray_cluster_and_runs_a_shard_of_the_run(
+        cpu_image: str, ray_head, cpu_run: Path, data_root: Path, tmp_path: Path, docker_client) -> None:
+    """The README's command: the target image starts a Ray node against the head; `run --engine ray`
+    from the host then has its worker placed in the image (the head has no CPUs), same predictions."""
+    address, join = ray_head
+    mounts = {str(tmp_path): {"bind": str(tmp_path), "mode": "rw"}, str(data_root): {"bind": str(data_root), "mode": "ro"}}
+    node = docker_client.containers.run(cpu_image, ["ray", "start", f"--address={address}", "--num-cpus=2", "--block"],
+                                        network_mode="host", user="0:0", environment=join, volumes=mounts, detach=True)
+    try:
+        alive = "import ray; ray.init(address='%s', logging_level='ERROR'); print(sum(n['Alive'] for n in ray.nodes()))"
+        for _ in range(60):
+            found = subprocess.run([sys.executable, "-c", alive % address], capture_output=True, text=True,
+                                   env={**os.environ, **join}, timeout=120).stdout.strip()
+            if found.endswith("2"):
+                break
+            time.sleep(2)
+        else:
+            pytest.fail(f"the image did not join the cluster: {node.logs()[-2000:].decode(errors='replace')}")
+        out = tmp_path / "runs" / "cpu"
+        code, stdout, stderr = run_cli("run", "--target", "cpu", "--engine", "ray", "--address", address, "--workers", 1,
+                                       "--data", data_root, "--limit", 12, "--out", out, env={**os.environ, **join})
+        assert code == 0, stdout + stderr
+    finally:
+        node.remove(force=True)
+    engine = json.loads((out / "result.json").read_text())["engine"]
+    (worker,) = engine["per_worker"]
+    assert worker["runs_in"] == f"image {cpu_image}" and worker["images"] == 12 and engine["address"] == address
+    for ours in sorted((out / "predictions").glob("*/*.txt")):
+        assert ours.read_bytes() == (cpu_run / "predictions" / ours.relative_to(out / "predictions")).read_bytes()

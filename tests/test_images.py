@@ -68,3 +68,17 @@ def test_missing_file_and_empty_folder(tmp_path: Path) -> None:
         list_images(tmp_path)
     with pytest.raises(InputError, match="no such file or folder"):
         list_images(tmp_path / "missing")
+
+
+def test_jpegs_decode_straight_to_the_same_rgb(wider_images, tmp_path) -> None:
+    """libjpeg-turbo writing RGB itself (no BGR -> RGB pass) gives the same pixels, grey JPEGs included."""
+    import cv2
+    import numpy as np
+
+    from toolkit.data.images import read_rgb, to_rgb8
+
+    grey = tmp_path / "grey.jpg"
+    cv2.imwrite(str(grey), np.random.default_rng(0).integers(0, 255, (48, 64), np.uint8))
+    for path in [*wider_images[:20], grey]:
+        slow = to_rgb8(cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_UNCHANGED))
+        np.testing.assert_array_equal(read_rgb(path), slow)

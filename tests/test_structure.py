@@ -205,7 +205,7 @@ def write(tmp_path: Path, name: str, text: str) -> Path:
     ('backend = "onnxruntime"\nruns_in = "contianer"\n', "runs_in 'contianer' is not one of host, container"),
     ('backend = "onnxruntime"\nprecison = "fp16"\n', "unknown key 'precison'"),
     ('backend = "onnxruntime"\nprecision = "bf16"\n', "precision 'bf16' is not one of fp32, fp16, int8"),
-    ('backend = "tpu"\n', "backend 'tpu' is not one of ascend, onnxruntime, tensorrt"),
+    ('backend = "tpu"\n', "backend 'tpu' is not one of ascend, onnxruntime, sim, tensorrt"),
     ('backend = "tensorrt"\n[tensorrt]\nmax_batchsize = 8\n', "unknown key 'max_batchsize' in [tensorrt]"),
     ('backend = "onnxruntime"\n[ascend]\nsoc_version = "Ascend310"\n', "unknown key 'ascend'"),
     ('backend = "onnxruntime"\n[input]\nsizes = [800, 800]\n', "unknown key 'sizes' in [input]"),

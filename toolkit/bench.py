@@ -14,7 +14,7 @@ from toolkit import pipeline
 from toolkit.pipeline import Span
 from toolkit.backends.base import Runner
 from toolkit.data.images import read_rgb
-from toolkit.data.preprocess import Preprocess
+from toolkit.data.preprocess import Preprocess, into_batch
 
 STAGES = ("read", "preprocess", "infer", "postprocess", "e2e")
 
@@ -80,9 +80,9 @@ def pure_inference(runner: Runner, batch: np.ndarray, warmup: int, iters: int) -
     return result
 
 
-def real_batch(tensors: list[np.ndarray], batch_size: int) -> np.ndarray:
-    """`batch_size` real preprocessed images (repeated if fewer were given)."""
-    return np.stack([tensors[i % len(tensors)] for i in range(batch_size)])
+def real_batch(images: list[np.ndarray], batch_size: int, layout: str) -> np.ndarray:
+    """`batch_size` real preprocessed uint8 HWC images (repeated if fewer were given), in a runner's layout."""
+    return into_batch([images[i % len(images)] for i in range(batch_size)], layout)
 
 
 def bench_batch(runner: Runner, items: list[tuple[str, Path]], pre: Preprocess, batch_size: int,
@@ -94,20 +94,41 @@ def bench_batch(runner: Runner, items: list[tuple[str, Path]], pre: Preprocess, 
     if pre.mode == "buckets":
         infer, per_bucket = _bucketed_inference(runner, items, pre, batch_size, warmup, iters)
     else:
-        first = [pre(read_rgb(path))[0] for _, path in items[:batch_size]]
-        infer, per_bucket = pure_inference(runner, real_batch(first, batch_size), warmup, iters), None
+        first = [pre.image_u8(read_rgb(path))[0] for _, path in items[:batch_size]]
+        infer, per_bucket = pure_inference(runner, real_batch(first, batch_size, runner.layout), warmup, iters), None
+    stages = pipelined(runner, items, pre, batch_size, threshold, on_progress)
+    stages["infer"] = infer
+    stages["e2e_over_infer"] = round(stages["e2e"]["throughput"] / infer["throughput"], 3)
+    if per_bucket:
+        stages["buckets"] = per_bucket
+    return stages
+
+
+def pipelined(runner: Runner, items: list[tuple[str, Path]], pre: Preprocess, batch_size: int, threshold: float,
+              on_progress: Callable[[int], None] | None = None) -> dict:
+    """One warm pipelined run over `items`: the read / preprocess / post-process stage figures, end to end,
+    the pipeline's threads, and each device's share."""
     pipeline.run(items[: 2 * batch_size], runner, pre, lambda *a: None, batch_size=batch_size,
                  threshold=threshold)  # warm the pipeline's threads and buffers
     times = pipeline.run(items, runner, pre, lambda *a: None, batch_size=batch_size, threshold=threshold,
                          on_progress=on_progress)
     e2e = stats(times.latency)
     e2e["throughput"] = round(times.images / times.wall, 2)  # the pipeline's real rate, not 1/latency
-    stages = {"read": stage_stats(times.read), "preprocess": stage_stats(times.preprocess), "infer": infer,
-              "postprocess": stage_stats(times.postprocess), "e2e": e2e}
-    stages["e2e_over_infer"] = round(e2e["throughput"] / infer["throughput"], 3)
-    if per_bucket:
-        stages["buckets"] = per_bucket
-    return stages
+    found = {"read": stage_stats(times.read), "preprocess": stage_stats(times.preprocess),
+             "postprocess": stage_stats(times.postprocess), "e2e": e2e,
+             "workers": {"preprocess": times.workers, "postprocess": times.post_workers, "infer": runner.streams}}
+    if times.devices:
+        found["devices"] = times.per_device()
+    return found
+
+
+def capacity(probe: Runner, items: list[tuple[str, Path]], pre: Preprocess, batch_size: int, threshold: float,
+             on_progress: Callable[[int], None] | None = None) -> dict:
+    """The host-feed figure: the whole pipeline (read, preprocess, batch assembly, post-process of real
+    outputs, the threads) with devices that answer at once. A card is fed at its rate only below this."""
+    found = pipelined(probe, items, pre, batch_size, threshold, on_progress)
+    found.pop("devices", None)
+    return {"throughput": found["e2e"]["throughput"], **found}
 
 
 def _bucketed_inference(runner: Runner, items: list[tuple[str, Path]], pre: Preprocess, batch_size: int,
@@ -115,17 +136,18 @@ def _bucketed_inference(runner: Runner, items: list[tuple[str, Path]], pre: Prep
     """Pure inference per bucket on its own real images, and the mix: the combined rate is images over
     the time the mix takes (sum of share / rate)."""
     counts: dict[tuple[int, int], int] = {}
-    tensors: dict[tuple[int, int], list[np.ndarray]] = {}
-    for _, path in items:  # each image read once: its bucket, and its tensor while the bucket's batch fills
+    images: dict[tuple[int, int], list[np.ndarray]] = {}
+    for _, path in items:  # each image read once: its bucket, and its input while the bucket's batch fills
         rgb = read_rgb(path)
         bucket = pre.bucket_for(rgb.shape[1], rgb.shape[0])
         counts[bucket] = counts.get(bucket, 0) + 1
-        if len(tensors.setdefault(bucket, [])) < batch_size:
-            tensors[bucket].append(pre(rgb)[0])
+        if len(images.setdefault(bucket, [])) < batch_size:
+            images[bucket].append(pre.image_u8(rgb)[0])
     per_bucket = {}
     for (w, h), n in sorted(counts.items()):
+        batch = real_batch(images[(w, h)], batch_size, runner.layout)
         per_bucket[f"{w}x{h}"] = {"images": n, "share": round(n / len(items), 4),
-                                  "infer": pure_inference(runner, real_batch(tensors[(w, h)], batch_size), warmup, iters)}
+                                  "infer": pure_inference(runner, batch, warmup, iters)}
     seconds_per_image = sum(b["share"] / b["infer"]["throughput"] for b in per_bucket.values())
     combined = {"throughput": round(1 / seconds_per_image, 2), "streams": runner.streams,
                 "mean_ms": round(1e3 * seconds_per_image * batch_size, 3), "samples": sum(

@@ -14,6 +14,7 @@ import numpy as np
 
 from toolkit import backends, calibration, fileio, machine, pipeline, quantization
 from toolkit.backends.emulation import emulation_runner
+from toolkit.cluster import RayEngine
 from toolkit.data import wider
 from toolkit.data.images import read_rgb
 from toolkit.data.preprocess import Preprocess
@@ -47,6 +48,7 @@ class ChainOptions:
     stages: tuple[str, ...] = STAGES  # any of them, run in chain order
     skip_bad: bool = False  # record unreadable images in result.json and go on (default: stop at the first)
     emulate: bool = False  # convert = the target's deployed numerics in ONNX Runtime on this CPU (--mode emulate)
+    cluster: RayEngine | None = None  # --engine ray: inference sharded over Ray workers (None: this process)
 
 
 def sample_images() -> list[tuple[str, Path]]:
@@ -231,16 +233,24 @@ def _infer(opts: ChainOptions, backend, pre: Preprocess, batch_size: int, items:
 
     converted_state = state["convert"]
     emulated = "emulated_models" in converted_state
-    runner = (emulation_runner([out / m for m in converted_state["emulated_models"]], pre.sizes(),
-                                backend.emulated_input(out, target)) if emulated else backend.runner(artefact, target))
-    with runner:
-        task = progress.add_task("infer", total=len(items)) if progress else None
-        times = stages.run(
-            "inference", pipeline.run, items, runner, pre, on_result, batch_size=batch_size,
-            threshold=target.threshold,
-            on_progress=(lambda n: progress.advance(task, n)) if progress else None,
-            on_bad=bad.__setitem__ if opts.skip_bad else None,
-        )
+    task = progress.add_task("infer" if opts.cluster is None else f"infer (ray, {opts.cluster.workers} workers)",
+                             total=len(items)) if progress else None
+    advance = (lambda n: progress.advance(task, n)) if progress else None
+    if opts.cluster is not None:
+        if emulated:
+            raise InputError("--engine ray runs a target's converted model; an emulated run runs in this process",
+                             "leave out --engine, or run --mode host")
+        times = stages.run("inference (ray)", opts.cluster.run, items, target, artefact, batch_size, on_result,
+                           to_keep, advance, bad.__setitem__ if opts.skip_bad else None)
+        engine = times.summary(opts.cluster)
+    else:
+        runner = (emulation_runner([out / m for m in converted_state["emulated_models"]], pre.sizes(),
+                                    backend.emulated_input(out, target)) if emulated else backend.runner(artefact, target))
+        with runner:
+            times = stages.run("inference", pipeline.run, items, runner, pre, on_result, batch_size=batch_size,
+                               threshold=target.threshold, on_progress=advance,
+                               on_bad=bad.__setitem__ if opts.skip_bad else None)
+        engine = {"engine": "local", "workers": 1}
     if bad:
         log(f"[yellow]skipped {len(bad)} unreadable images[/] (listed in result.json), e.g. {next(iter(bad.values()))}")
     items = [(k, p) for k, p in items if k not in bad]
@@ -252,7 +262,8 @@ def _infer(opts: ChainOptions, backend, pre: Preprocess, batch_size: int, items:
                 for key, path in items if key in drawn]
 
     evaluation: Evaluation | None = None
-    if gt is not None:
+    simulation = None if emulated else backend.simulation(target)  # reused outputs: speed only, never an AP
+    if gt is not None and simulation is None:
         evaluation = stages.run("evaluate", lambda: evaluate(read_predictions(pred_dir), gt))
         if evaluation.restricted:
             log(f"ground truth restricted to the {evaluation.images} processed images "
@@ -278,7 +289,8 @@ def _infer(opts: ChainOptions, backend, pre: Preprocess, batch_size: int, items:
         "parity": exported["parity"],
         "calibration": converted["calibration"],
         "timings_s": {**exported["timings_s"], **converted["timings_s"], **stages.seconds},
-        "throughput": None if emulated else times.summary(),  # an emulation's speed is the CPU's, not the device's
+        "throughput": None if emulated else (engine if opts.cluster else times.summary()),  # an emulation's: the CPU's
+        "engine": engine,
         "tool_throughput": {bs: f.as_dict() for bs, f in tool_figures.items()} if tool_figures else None,
         "artefacts": {  # relative to the run folder, which may be mounted elsewhere (a container)
             "weights": exported["weights"], "pth": exported["pth"], "onnx": exported["onnx"],
@@ -290,6 +302,8 @@ def _infer(opts: ChainOptions, backend, pre: Preprocess, batch_size: int, items:
         "machine": machine.describe(),
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+    if simulation:
+        result["simulation"] = simulation
     if emulated:
         result["emulated"] = True
         result["emulation"] = {**converted["emulation"], "cpu_wall_s": round(times.wall, 2)}

@@ -18,6 +18,17 @@ def package_version(name: str) -> str | None:
         return None
 
 
+CORES_ENV = "CENTERFACE_CORES"  # set by a Ray worker to the CPUs Ray gave it
+
+
+def usable_cores() -> int:
+    """The cores this process may use: its affinity (which a container's --cpuset-cpus narrows), or
+    fewer when $CENTERFACE_CORES says so (a Ray worker sharing the machine)."""
+    found = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    given = os.environ.get(CORES_ENV, "")
+    return max(1, min(found, int(given))) if given.isdigit() else found
+
+
 def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -35,6 +46,7 @@ def describe() -> dict:
         "python": platform.python_version(),
         "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
+        "usable_cores": usable_cores(),
         "runs_in": runs_in(),
     }
 

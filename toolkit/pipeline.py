@@ -1,6 +1,11 @@
-"""The pipelined end-to-end runner: decode + preprocess in worker threads ahead of inference,
-`runner.streams` inference threads in the middle, decode + NMS + file writing in a thread behind
-it, bounded queues in between.
+"""The pipelined end-to-end runner: decode + preprocess in worker threads ahead of inference (as
+many as the cores inference leaves), `runner.streams` inference threads in the middle (one per device
+or CPU stream), decode + NMS + file writing in post-processing threads behind them, bounded queues in
+between.
+
+Workers hand over uint8 HWC images; each inference thread writes its batch into a reused buffer in the
+runner's layout (the runner's own, pinned, where it offers one): float32 NCHW made in that one copy,
+or the uint8 NHWC an AIPP model takes as it is, so nothing is converted on the host for those.
 
 OpenCV and ONNX Runtime release the GIL, so threads overlap for real. Results are keyed, so their
 order does not matter; any error (or Ctrl-C) stops every stage and is re-raised, and since every
@@ -19,9 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
+from toolkit import machine
 from toolkit.backends.base import Runner
 from toolkit.data.images import read_rgb
-from toolkit.data.preprocess import Preprocess, Transform
+from toolkit.data.preprocess import Preprocess, Transform, batch_shape, into_batch
 from toolkit.errors import InputError
 from toolkit.postprocess import Detections, decode
 
@@ -51,7 +57,7 @@ class Stopwatch:
 @dataclass
 class Prepared:
     key: str
-    tensor: np.ndarray  # CHW float32
+    image: np.ndarray  # HWC uint8 at the network's input size
     transform: Transform
     read: Span
     preprocess: Span
@@ -69,17 +75,29 @@ class StageTimes:
     latency: list[float] = field(default_factory=list)  # per image, read start -> result written
     wall: float = 0.0
     images: int = 0
+    workers: int = 0  # preprocessing threads
+    post_workers: int = 0
+    devices: list[dict] = field(default_factory=list)  # per device: images, busy seconds (runner.devices())
 
     def summary(self) -> dict:
         infer_s = sum(s for _, s in self.infer)
-        return {
+        found = {
             "images": self.images, "wall_s": round(self.wall, 3),
             "images_per_s": round(self.images / self.wall, 2) if self.wall else None,
             "mean_ms": {
                 "read": _mean_ms(self.read), "preprocess": _mean_ms(self.preprocess),
                 "infer": round(1e3 * infer_s / max(1, self.images), 3), "postprocess": _mean_ms(self.postprocess),
             },
+            "workers": {"preprocess": self.workers, "postprocess": self.post_workers},
         }
+        if self.devices:
+            found["devices"] = self.per_device()
+        return found
+
+    def per_device(self) -> list[dict]:
+        """Each device's images, its rate over the run's wall time, and how busy it was."""
+        return [{**d, "images_per_s": round(d["images"] / self.wall, 2) if self.wall else None,
+                 "busy": round(d["busy_s"] / self.wall, 3) if self.wall else None} for d in self.devices]
 
 
 def _mean_ms(spans: list[Span]) -> float | None:
@@ -91,8 +109,8 @@ def _prepare(key: str, path: Path, pre: Preprocess) -> Prepared:
     started = watch.wall
     rgb = read_rgb(path)
     read = watch.lap()
-    tensor, transform = pre(rgb)
-    return Prepared(key, tensor, transform, read, watch.lap(), started)
+    image, transform = pre.image_u8(rgb)
+    return Prepared(key, image, transform, read, watch.lap(), started)
 
 
 def _batches(prepared: Iterator[Prepared], batch_size: int, shapes: int = 2) -> Iterator[list[Prepared]]:
@@ -102,12 +120,12 @@ def _batches(prepared: Iterator[Prepared], batch_size: int, shapes: int = 2) -> 
     pending: dict[tuple[int, ...], list[Prepared]] = {}
     waiting = 0
     for item in prepared:
-        batch = pending.setdefault(item.tensor.shape, [])
+        batch = pending.setdefault(item.image.shape, [])
         batch.append(item)
         waiting += 1
         if len(batch) == batch_size:
             waiting -= batch_size
-            yield pending.pop(item.tensor.shape)
+            yield pending.pop(item.image.shape)
         elif waiting > shapes * batch_size:
             oldest = pending.pop(next(iter(pending)))
             waiting -= len(oldest)
@@ -120,6 +138,34 @@ def check_batch_size(batch_size: int) -> None:
         raise InputError(f"batch size {batch_size}: must be 1 or more")
 
 
+def default_workers(runner: Runner) -> int:
+    """Preprocessing threads: the cores inference leaves free (a device's runner leaves them all), at
+    least 2 so reading one image overlaps decoding another."""
+    return max(2, machine.usable_cores() - runner.host_cores)
+
+
+class _Buffers:
+    """Batch buffers reused across batches, per input size; at most `keep` kept while free (native
+    sizes are many)."""
+
+    def __init__(self, runner: Runner, batch_size: int, keep: int) -> None:
+        self.runner, self.batch_size, self.keep = runner, batch_size, keep
+        self.free: list[tuple[tuple[int, int], np.ndarray]] = []
+        self.lock = threading.Lock()
+
+    def take(self, hw: tuple[int, int]) -> np.ndarray:
+        with self.lock:
+            for i, (size, buffer) in enumerate(self.free):
+                if size == hw:
+                    return self.free.pop(i)[1]
+        return self.runner.empty_batch(batch_shape(self.runner.layout, self.batch_size, *hw))
+
+    def give(self, hw: tuple[int, int], buffer: np.ndarray) -> None:
+        with self.lock:
+            self.free.append((hw, buffer))
+            del self.free[: max(0, len(self.free) - self.keep)]
+
+
 def run(
     items: Iterable[tuple[str, Path]],
     runner: Runner,
@@ -127,19 +173,23 @@ def run(
     on_result: Callable[[str, Detections, dict[str, np.ndarray]], None],
     batch_size: int = 1,
     threshold: float = 0.05,
-    workers: int = 2,
-    prefetch: int = 8,
+    workers: int | None = None,
     on_progress: Callable[[int], None] | None = None,
     on_bad: Callable[[str, str], None] | None = None,
 ) -> StageTimes:
-    """Run every (key, image path) through preprocess -> infer -> decode -> on_result. An image that
-    cannot be read stops the run, unless `on_bad(key, reason)` is given: then it is reported and skipped."""
+    """Run every (key, image path) through preprocess -> infer -> decode -> on_result (called from
+    several threads at once). An image that cannot be read stops the run, unless `on_bad(key, reason)`
+    is given: then it is reported and skipped. `workers`: preprocessing threads (default: from cores)."""
     check_batch_size(batch_size)
     streams = max(1, runner.streams)
-    times = StageTimes()
-    post_q: queue.Queue = queue.Queue(maxsize=max(2, prefetch // max(1, batch_size)))
+    workers = workers or default_workers(runner)
+    post_workers = max(1, workers // 2)
+    prefetch = max(4 * workers, batch_size * (streams + 1))  # decoded ahead: every worker busy, a batch ready per stream
+    times = StageTimes(workers=workers, post_workers=post_workers)
+    post_q: queue.Queue = queue.Queue(maxsize=max(2, post_workers + streams))
     stop = threading.Event()
     errors: list[BaseException] = []
+    buffers = _Buffers(runner, batch_size, keep=streams + 1)
 
     def post_worker() -> None:
         while True:
@@ -181,9 +231,14 @@ def run(
                 batch = next(batches, None)
             if batch is None:
                 return
-            tensor = np.stack([item.tensor for item in batch]) if len(batch) > 1 else batch[0].tensor[None]
-            t0 = time.perf_counter()
-            outputs = runner.infer(tensor)
+            hw = batch[0].image.shape[:2]
+            buffer = buffers.take(hw)
+            try:
+                tensor = into_batch([item.image for item in batch], runner.layout, buffer)
+                t0 = time.perf_counter()
+                outputs = runner.infer(tensor)
+            finally:
+                buffers.give(hw, buffer)
             with lock:
                 times.infer.append((len(batch), time.perf_counter() - t0))
                 times.read.extend(item.read for item in batch)
@@ -198,10 +253,12 @@ def run(
             errors.append(exc)
             stop.set()
 
-    poster = threading.Thread(target=post_worker, name="postprocess", daemon=True)
+    posters = [threading.Thread(target=post_worker, name=f"postprocess-{i}", daemon=True) for i in range(post_workers)]
     others = [threading.Thread(target=stream_worker, name=f"infer-{i}", daemon=True) for i in range(1, streams)]
+    devices_before = {d["device"]: d for d in runner.devices()}
     start = time.perf_counter()
-    poster.start()
+    for poster in posters:
+        poster.start()
     try:
         for thread in others:
             thread.start()
@@ -212,13 +269,26 @@ def run(
     finally:
         for thread in others:
             thread.join()
-        _put(post_q, _DONE, [], force=True)
-        poster.join()
+        for _ in posters:
+            _put(post_q, _DONE, [], force=True)
+        for poster in posters:
+            poster.join()
         pool.shutdown(wait=True, cancel_futures=True)
         times.wall = time.perf_counter() - start
+        times.devices = _since(runner.devices(), devices_before)
     if errors:
         raise errors[0]
     return times
+
+
+def _since(now: list[dict], before: dict[str, dict]) -> list[dict]:
+    """Per-device counts of this run only (a runner counts over its life)."""
+    found = []
+    for d in now:
+        earlier = before.get(d["device"], {"images": 0, "busy_s": 0.0})
+        found.append({"device": d["device"], "images": d["images"] - earlier["images"],
+                      "busy_s": round(d["busy_s"] - earlier["busy_s"], 3)})
+    return found
 
 
 def _put(q: queue.Queue, job: object, errors: list, force: bool = False) -> None:

@@ -26,6 +26,7 @@ class Target:
     ap_reference: bool = False  # the run `report` measures every accuracy delta against
     published: str | None = None  # the published row (report/published.py) `report` shows beside this target
     extra: dict = field(default_factory=dict)  # backend-specific keys
+    device_ids: tuple[int, ...] | str | None = None  # --device-ids: chips / GPUs, "all", or None (the file's)
 
     def input_sizes(self, why: str) -> list[tuple[int, int]]:
         """The (width, height) inputs of a fixed-shape model (one, or one per bucket); fixed-shape
@@ -44,6 +45,12 @@ class Target:
 
         check_batch_size(batch_size)
         return replace(target, batch_sizes=(batch_size, *(b for b in self.batch_sizes if b != batch_size)))
+
+    def on_devices(self, device_ids: list[int] | str | None) -> Target:
+        """This target on the devices a command line names (a list of ids, or "all")."""
+        if device_ids is None:
+            return self
+        return replace(self, device_ids=device_ids if isinstance(device_ids, str) else tuple(device_ids))
 
     def as_dict(self) -> dict:
         return {"name": self.name, "backend": self.backend, "precision": self.precision,

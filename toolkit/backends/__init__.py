@@ -11,6 +11,7 @@ _REGISTRY = {
     "onnxruntime": "toolkit.backends.onnxruntime:OnnxRuntimeBackend",
     "ascend": "toolkit.backends.ascend.backend:AscendBackend",
     "tensorrt": "toolkit.backends.tensorrt.backend:TensorRTBackend",
+    "sim": "toolkit.backends.sim:SimBackend",
 }
 
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from toolkit.data.preprocess import NCHW_F32, NHWC_U8
 from toolkit.errors import InputError, Unavailable
 from toolkit.model.signature import check_outputs
 
@@ -62,17 +63,25 @@ class ToolFigures:
                 **self.details}
 
 
+def batch_hw(batch: np.ndarray, layout: str) -> tuple[int, int]:
+    """(height, width) of a batch in `layout`."""
+    return tuple(batch.shape[1:3]) if layout == NHWC_U8 else tuple(batch.shape[2:4])
+
+
 class Runner(ABC):
     """Runs a converted model; a context manager so sessions and devices are released.
 
-    `infer` checks every batch against what the model takes (float32 NCHW, 3 channels, the model's
-    fixed size and largest batch where it has them) and every output against CenterFace's shapes, then
-    the backend's `_infer` does the work. `close` may be called more than once.
+    `infer` checks every batch against what the model takes (`layout`: float32 NCHW 0..255, or the
+    uint8 NHWC images an AIPP model takes; the model's fixed size and largest batch where it has them)
+    and every output against CenterFace's shapes, then the backend's `_infer` does the work. `close`
+    may be called more than once.
     """
 
     name: str = "runner"  # the runtime, as reports label it
     source: str = ""  # what it runs (the model file), as errors name it
-    streams: int = 1  # concurrent infer() calls the runner is built for (the pipeline uses them all)
+    streams: int = 1  # concurrent infer() calls the runner is built for (devices, or CPU streams)
+    host_cores: int = 0  # cores its inference keeps busy on this host (the pipeline's workers get the rest)
+    layout: str = NCHW_F32
     max_batch: int | None = None  # the largest batch it takes (smaller ones padded); None: any
     fixed_batch: int | None = None  # the one batch a static model takes; None: any
     input_size: tuple[int, int] | None = None  # (height, width) a fixed-shape model takes; None: any
@@ -85,22 +94,35 @@ class Runner(ABC):
         self.close()
 
     def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        """float32 NCHW batch -> outputs named heatmap, scale, offset, landmarks."""
+        """A batch in `layout` -> outputs named heatmap, scale, offset, landmarks. The runner keeps no
+        reference to `batch` once it returns (the pipeline reuses its buffers)."""
         self.check_input(batch)
         outputs = self._infer(batch)
-        check_outputs(outputs, batch.shape, self.source or self.name)
+        check_outputs(outputs, (len(batch), 3, *batch_hw(batch, self.layout)), self.source or self.name)
         return outputs
+
+    def empty_batch(self, shape: tuple[int, ...]) -> np.ndarray:
+        """A host buffer for batches of `shape` in `layout` (a runner may offer pinned memory)."""
+        return np.empty(shape, np.uint8 if self.layout == NHWC_U8 else np.float32)
+
+    def devices(self) -> list[dict]:
+        """Per device (chip, GPU, CPU stream): its label, images and busy seconds so far; [] when the
+        runner does not count them."""
+        return []
 
     def check_input(self, batch: np.ndarray) -> None:
         where, shape = self.source or self.name, tuple(batch.shape)
-        if batch.dtype != np.float32 or batch.ndim != 4 or batch.shape[1] != 3:
+        if self.layout == NHWC_U8:
+            if batch.dtype != np.uint8 or batch.ndim != 4 or batch.shape[3] != 3:
+                raise InputError(f"{where}: expected a uint8 N x H x W x 3 batch, got {batch.dtype} {shape}")
+        elif batch.dtype != np.float32 or batch.ndim != 4 or batch.shape[1] != 3:
             raise InputError(f"{where}: expected a float32 N x 3 x H x W batch, got {batch.dtype} {shape}")
         n = batch.shape[0]
         if self.fixed_batch is not None and n != self.fixed_batch:
             raise InputError(f"{where}: a batch of shape {shape} does not fit the model's: it takes exactly {self.fixed_batch}")
         if self.max_batch is not None and n > self.max_batch:
             raise InputError(f"{where}: a batch of shape {shape} does not fit the model's: it takes at most {self.max_batch}")
-        if self.input_size is not None and tuple(batch.shape[2:]) != tuple(self.input_size):
+        if self.input_size is not None and batch_hw(batch, self.layout) != tuple(self.input_size):
             raise InputError(f"{where}: a batch of shape {shape} does not fit the model's: it takes "
                              f"{self.input_size[0]}x{self.input_size[1]} (HxW)")
 
@@ -125,6 +147,7 @@ class Backend(ABC):
     # kept), or the name of the vendor's own quantiser that `quantise` runs. Neither: no INT8 here.
     sweep_methods: tuple[str, ...] = ()
     own_quantiser: str | None = None
+    accelerator: str | None = None  # the Ray resource one of its devices is ("GPU", "NPU"); None: CPUs only
 
     @property
     def int8(self) -> bool:
@@ -188,6 +211,14 @@ class Backend(ABC):
     def measure(self, target: Target, out: Path, items: list[tuple[str, Path]]) -> dict[str, ToolFigures] | None:
         """The vendor tool's own throughput for the converted models, per batch size, measured on `items`
         where the tool needs real inputs (None: this backend has no such tool)."""
+        return None
+
+    def simulation(self, target: Target) -> dict | None:
+        """What a simulated device stands for (labelled SIMULATED wherever shown); None: a real one."""
+        return None
+
+    def simulated_rate(self, target: Target, batch: int) -> float | None:
+        """The simulated devices' combined images/s at `batch`; None: a real device."""
         return None
 
     def dry_run(self, target: Target, out: Path, shown: Path | None = None) -> list[Step]:

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import functools
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from dataclasses import dataclass
+
 from toolkit import fileio
 from toolkit.backends.base import Backend, Runner
+from toolkit.backends.pool import pool_over
 from toolkit.backends.sized import SizedRunner, static_per_size
+from toolkit.machine import usable_cores
 from toolkit.errors import InputError
 from toolkit.model.signature import OUTPUT_NAMES
 
@@ -20,23 +23,40 @@ if TYPE_CHECKING:
     from toolkit.targets import Target
 
 
-MAX_STREAMS = 4
+MAX_SHARED_STREAMS = 4
+LAYOUTS = ("throughput", "latency")
 
 
-def cpu_threads() -> int:
-    """The cores this process may use."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+@dataclass(frozen=True)
+class Layout:
+    """How the cores are spent: `sessions` separate sessions, each serving `streams` concurrent calls
+    with `threads` intra-op threads a call."""
+
+    sessions: int
+    streams: int
+    threads: int
+
+    def describe(self) -> str:
+        return f"{self.sessions} session(s) x {self.streams} stream(s) x {self.threads} thread(s)"
 
 
-def stream_layout(cores: int) -> tuple[int, int]:
-    """(streams, intra-op threads per stream) for `cores`.
+def cpu_layout(cores: int, goal: str = "throughput") -> Layout:
+    """The layout for `cores`, from measurements (800x800, batch 1, pure inference):
 
-    Several single- or few-threaded streams beat one session spread over every core: no operator
-    waits for a straggling thread, and decoding / post-processing interleave without stalling
-    inference (on 2 cores, 2 x 1 thread: +5-10 % pure and +10 % end to end against 1 x 2 threads).
+    - latency: one call over every core (2 cores: p50 95.6 -> about 60 ms, half the rate);
+    - throughput, up to 4 cores: one session, one single-threaded stream a core (2 cores: 20.4
+      images/s against 19.0 for two separate sessions);
+    - throughput, more cores: separate two-threaded sessions (16-core Xeon: 8 x 2 98.6 images/s, 16 x 1
+      100.6 at twice the memory, one session of 4 x 4 streams 70.6). Separate sessions share no
+      thread pool, so no call waits for another's straggling thread.
     """
-    streams = max(1, min(MAX_STREAMS, cores))
-    return streams, max(1, cores // streams)
+    if goal not in LAYOUTS:
+        raise InputError(f"CPU layout {goal!r}: choose from {', '.join(LAYOUTS)}")
+    if goal == "latency" or cores == 1:
+        return Layout(1, 1, cores)
+    if cores <= MAX_SHARED_STREAMS:
+        return Layout(1, cores, 1)
+    return Layout(cores // 2, 1, 2)
 
 
 OPTIMISATION = {"all": "ORT_ENABLE_ALL", "basic": "ORT_ENABLE_BASIC"}
@@ -49,7 +69,7 @@ def session_options(threads: int | None = None, optimisation: str = "all"):
     opts = ort.SessionOptions()
     opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel, OPTIMISATION[optimisation])
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.intra_op_num_threads = threads or cpu_threads()
+    opts.intra_op_num_threads = threads or usable_cores()
     opts.inter_op_num_threads = 1
     opts.enable_mem_pattern = True
     opts.enable_cpu_mem_arena = True
@@ -73,14 +93,17 @@ class OnnxRuntimeRunner(Runner):
     name = "onnxruntime"
 
     def __init__(self, model: Path | bytes, threads: int | None = None, optimisation: str = "all",
-                 shared_arena: bool = False) -> None:
-        """`threads` given: one stream with that many intra-op threads; else `stream_layout`.
-        `shared_arena`: the process's one CPU arena, for one session of several (a bucket each), whose
-        own arenas would each keep their peak (24 GB at batch 16 with six buckets)."""
+                 shared_arena: bool = False, streams: int = 1) -> None:
+        """One session: `streams` concurrent calls of `threads` intra-op threads each (None: the one-
+        session throughput layout of this machine's cores). `shared_arena`: the process's one CPU arena,
+        for one session of several (a bucket each), whose own arenas would each keep their peak (24 GB
+        at batch 16 with six buckets)."""
         import onnxruntime as ort
 
         if threads is None:
-            self.streams, threads = stream_layout(cpu_threads())
+            layout = cpu_layout(usable_cores())
+            streams, threads = layout.sessions * layout.streams, layout.threads
+        self.streams, self.host_cores = streams, streams * threads
         self.source = "model bytes" if isinstance(model, bytes) else str(model)
         opts = session_options(threads, optimisation)
         if shared_arena:
@@ -111,6 +134,7 @@ class OnnxRuntimeRunner(Runner):
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
     sweep_methods = ("minmax", "entropy", "percentile")
+    section_keys = frozenset({"layout"})
 
     def unavailable(self) -> str | None:
         try:
@@ -152,9 +176,18 @@ class OnnxRuntimeBackend(Backend):
 
     def runner(self, artefact: Path, target: Target) -> Runner:
         if target.preprocess.mode != "buckets" or target.precision == "int8":
-            return OnnxRuntimeRunner(artefact)
+            return layout_runner(artefact, cpu_layout(usable_cores(), target.extra.get("onnxruntime", {}).get(
+                "layout", "throughput")))
         return SizedRunner({(h, w): OnnxRuntimeRunner(artefact.parent / f"{_bucket_stem(target)}.{w}x{h}.onnx",
                                                       shared_arena=True) for w, h in target.preprocess.sizes()}, self.name)
+
+
+def layout_runner(model: Path, layout: Layout) -> Runner:
+    """A runner of `layout`: one session, or a pool of separate sessions (counted per session)."""
+    if layout.sessions == 1:
+        return OnnxRuntimeRunner(model, layout.threads, streams=layout.streams)
+    return pool_over(list(range(layout.sessions)), lambda _: OnnxRuntimeRunner(model, layout.threads,
+                                                                               streams=layout.streams), "cpu session")
 
 
 def _bucket_stem(target: Target) -> str:

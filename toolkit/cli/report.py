@@ -15,11 +15,11 @@ from toolkit.flows.report import compare_runs, write_report
 from toolkit.paths import runs_dir
 
 STATUS_STYLE = {"passed": "green", "ran-but-failed-accuracy": "yellow", "failed": "red", "emulated": "cyan",
-                "unavailable": "magenta", "published": "dim"}
+                "unavailable": "magenta", "published": "dim", "simulated": "blue"}
 # The terminal shows these; Markdown and JSON carry every column (device, SDK, all deltas).
 SHOWN = {"target": "target", "precision": "prec", "preprocess": "preprocess", "batch": "bs", "status": "status", "size_mb": "MB",
          "easy": "easy", "medium": "medium", "hard": "hard", "delta_hard": "Δhard", "e2e_images_per_s": "e2e/s",
-         "infer_images_per_s": "infer/s", "tool_images_per_s": "tool/s", "p50_ms": "p50 ms", "p99_ms": "p99 ms", "runs_in": "runs in"}
+         "infer_images_per_s": "infer/s", "tool_images_per_s": "tool/s", "p50_ms": "p50 ms", "p99_ms": "p99 ms", "devices": "devices", "runs_in": "runs in"}
 
 
 @handle_errors

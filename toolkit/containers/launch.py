@@ -29,7 +29,13 @@ def flags(pairs: list[tuple[str, object]]) -> list[str]:
     return [str(part) for flag, value in pairs if value is not None for part in (flag, value)]
 
 
-def built_image(spec: Target, device_ids: list[int] | None) -> ContainerConfig:
+def device_flags(spec: Target) -> list[str]:
+    """`--device-ids` for the toolkit inside the container: a container sees just the devices it was
+    given, numbered from 0, so inside it uses every one it sees."""
+    return ["--device-ids", "all"] if spec.device_ids is not None else []
+
+
+def built_image(spec: Target, device_ids: list[int] | str | None) -> ContainerConfig:
     """The target's container settings, once the host's devices and the built image are checked
     (before any work)."""
     config = ContainerConfig.of(spec)
@@ -39,7 +45,7 @@ def built_image(spec: Target, device_ids: list[int] | None) -> ContainerConfig:
 
 
 def container_spec(config: ContainerConfig, cli_args: list[str], run_dir: Path, data: Path | None,
-                   device_ids: list[int] | None) -> runspec.RunSpec:
+                   device_ids: list[int] | str | None) -> runspec.RunSpec:
     """`python -m toolkit <cli_args> --out <run folder> [--data /data]` in the target's image. The host
     stages the run folder and swaps it in afterwards, so the container writes into it directly."""
     args = [*cli_args, "--mode", "host", "--out", runspec.container_path(run_dir)]
@@ -51,7 +57,7 @@ def container_spec(config: ContainerConfig, cli_args: list[str], run_dir: Path, 
 
 
 def in_container(config: ContainerConfig, cli_args: list[str], run_dir: Path, data: Path | None,
-                 device_ids: list[int] | None, log) -> str:
+                 device_ids: list[int] | str | None, log) -> str:
     """Run `container_spec` (after `built_image`) and follow it; a failure ends the command with the
     container's exit code. Returns the image id it ran."""
     from toolkit.containers import run as container_run

@@ -58,7 +58,7 @@ def container_path(host_run_dir: Path) -> str:
 
 
 def make(config: ContainerConfig, cli_args: list[str], run_dir: Path, cache: Path, data: Path | None,
-         device_ids: list[int] | None = None) -> RunSpec:
+         device_ids: list[int] | str | None = None) -> RunSpec:
     """The spec for running `python -m toolkit <cli_args>` in the target's image.
 
     The run folder's parent is mounted at /runs (so calibration sets in runs/calibration are shared),
@@ -71,15 +71,21 @@ def make(config: ContainerConfig, cli_args: list[str], run_dir: Path, cache: Pat
     env = {"CENTERFACE_RUNS": RUNS, "CENTERFACE_CACHE": CACHE, "HOME": "/tmp"}
     spec = RunSpec(config.image, cli_args, mounts, environment=env,
                    user=f"{os.getuid()}:{os.getgid()}" if config.user == "host" else "0:0")
-    ids = device_ids or [0]
+    ids = host_chips() if device_ids == "all" else (device_ids or [0])
     if config.devices == "ascend":
         spec.devices = [f"{d}:{d}:rwm" for d in [f"/dev/davinci{i}" for i in ids] + list(ASCEND_SHARED_DEVICES)]
         spec.mounts += [Mount(p, p, True) for p in ASCEND_DRIVER_MOUNTS]
         spec.hardware = [d.split(":", 1)[0] for d in spec.devices] + list(ASCEND_DRIVER_MOUNTS)
         spec.environment["ASCEND_DEVICE_ID"] = str(ids[0])
     elif config.devices == "nvidia":
-        spec.gpus = [str(i) for i in ids] if device_ids is not None else []
+        spec.gpus = [str(i) for i in ids] if device_ids not in (None, "all") else []  # [] asks for every GPU
     return spec
+
+
+def host_chips() -> list[int]:
+    """The Ascend chips whose device nodes this host has (/dev/davinci<N>), for --device-ids all."""
+    nodes = Path("/dev").glob("davinci[0-9]*")
+    return sorted(int(n.name[len("davinci"):]) for n in nodes if n.name[len("davinci"):].isdigit()) or [0]
 
 
 def check_hardware(spec: RunSpec, target: str) -> None:

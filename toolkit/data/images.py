@@ -11,6 +11,7 @@ from toolkit.errors import InputError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 _JPEG_END = b"\xff\xd9"
+_JPEG_RGB = getattr(cv2, "IMREAD_COLOR_RGB", None)  # OpenCV >= 4.11: libjpeg-turbo writes RGB itself
 _PNG_END = b"IEND\xaeB`\x82"
 
 
@@ -24,10 +25,11 @@ def read_rgb(path: Path | str) -> np.ndarray:
     except OSError as exc:
         raise InputError(f"{path}: cannot read ({exc.strerror})") from None
     _check_complete(path, data)
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    jpeg = _JPEG_RGB is not None and data[:3] == b"\xff\xd8\xff"  # 8-bit always: decoded straight to RGB
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), _JPEG_RGB if jpeg else cv2.IMREAD_UNCHANGED)
     if img is None or img.size == 0:
         raise InputError(f"{path}: not a readable image (corrupt or unsupported format)")
-    return to_rgb8(img, path)
+    return img if jpeg else to_rgb8(img, path)
 
 
 def to_rgb8(img: np.ndarray, path: Path | str = "<array>") -> np.ndarray:

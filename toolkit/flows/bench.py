@@ -11,14 +11,16 @@ from pathlib import Path
 from toolkit import backends, bench, fileio, machine, runfolder
 from toolkit.backends.base import Backend, Runner
 from toolkit.chain import ChainOptions, converted, dataset_items, run_chain, sample_images
+from toolkit.cluster import RayEngine
 from toolkit.containers import launch
 from toolkit.data.images import read_rgb
-from toolkit.data.preprocess import Preprocess
+from toolkit.data.preprocess import NCHW_F32, Preprocess
 from toolkit.errors import InputError
 from toolkit.model import weights
 from toolkit.targets import Target
 
 RESULT = "bench.json"
+EXPORTED = "centerface.onnx"  # the run folder's export (every target has one)
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,8 @@ class BenchOptions:
     warmup: int = 3
     iters: int = 40
     compare: bool = False
+    capacity: bool = False  # also the host-feed figure: the pipeline with devices that answer at once
+    cluster: RayEngine | None = None  # also end to end sharded over Ray workers, beside the local figure
 
     def cli_args(self) -> list[str]:
         """The same bench as `python -m toolkit` arguments (what the target's image runs)."""
@@ -39,7 +43,8 @@ class BenchOptions:
         return ["bench", "--target", self.target.name, "--batch-sizes", ",".join(map(str, self.batch_sizes)),
                 "--images", str(self.images), "--warmup", str(self.warmup), "--iters", str(self.iters),
                 "--preprocess", self.pre.mode, *(["--size", sizes] if sizes else []),
-                *(["--compare"] if self.compare else [])]
+                *(["--compare"] if self.compare else []), *(["--capacity"] if self.capacity else []),
+                *launch.device_flags(self.target)]
 
 
 def check(opts: BenchOptions) -> None:
@@ -49,8 +54,7 @@ def check(opts: BenchOptions) -> None:
         raise InputError("--images and --iters must be 1 or more, --warmup 0 or more")
 
 
-def benchmark(opts: BenchOptions, where: str, device_ids: list[int] | None, json_path: Path | None,
-              log: Callable[[str], None], progress) -> dict:
+def benchmark(opts: BenchOptions, where: str, json_path: Path | None, log: Callable[[str], None], progress) -> dict:
     """The figures, in the run folder (bench.json, result.json's `bench`) and `json_path`; in the target's
     image when `where` is container. The run folder changes only if all of it succeeds."""
     check(opts)
@@ -59,6 +63,9 @@ def benchmark(opts: BenchOptions, where: str, device_ids: list[int] | None, json
     if where == "emulate":
         raise InputError(f"target {spec.name}: bench measures speed, and an emulation's speed is this CPU's, not the "
                          "device's", "run --mode emulate gives the emulated AP; bench --target cpu-buckets the CPU's speed")
+    device_ids = spec.device_ids
+    if opts.cluster is not None and where != "host":
+        raise InputError(f"--engine ray with --mode {where}: the driver runs on the host", "pass --mode host")
     if where == "container":
         config = launch.built_image(spec, device_ids)
         with runfolder.transaction(opts.run_dir, f"bench --target {spec.name}") as staged:
@@ -97,15 +104,53 @@ def _measure(opts: BenchOptions, backend: Backend, run_dir: Path, items: list, l
     result: dict = {"target": spec.name, "backend": backend.name, "preprocess": opts.pre.as_dict(), "images": len(items),
                     "threshold": spec.threshold, "batch_sizes": {}, "machine": machine.describe(),
                     "versions": {**machine.versions(), "backend": backend.version()}}
+    simulation = backend.simulation(spec)
+    if simulation:
+        result["simulation"] = simulation
     with backend.runner(artefact, spec) as runner:
+        probe = _instant_devices(run_dir, runner, items, opts.pre) if opts.capacity else None
         for bs in opts.batch_sizes:
             task = progress.add_task(f"batch {bs}", total=len(items)) if progress else None
-            result["batch_sizes"][str(bs)] = bench.bench_batch(
-                runner, items, opts.pre, bs, spec.threshold, opts.warmup, opts.iters,
-                (lambda n, t=task: progress.advance(t, n)) if progress else None)
+            figures = bench.bench_batch(runner, items, opts.pre, bs, spec.threshold, opts.warmup, opts.iters,
+                                        (lambda n, t=task: progress.advance(t, n)) if progress else None)
+            rate = backend.simulated_rate(spec, bs)
+            if rate:
+                figures["simulated_rate"] = rate
+                figures["e2e_over_simulated"] = round(figures["e2e"]["throughput"] / rate, 3)
+            if opts.cluster is not None:
+                figures["ray"] = _on_cluster(opts, artefact, items, bs, figures["e2e"]["throughput"], progress)
+            if probe is not None:
+                task = progress.add_task(f"capacity, batch {bs}", total=len(items)) if progress else None
+                figures["capacity"] = bench.capacity(probe, items, opts.pre, bs, spec.threshold,
+                                                     (lambda n, t=task: progress.advance(t, n)) if progress else None)
+            result["batch_sizes"][str(bs)] = figures
+        if probe is not None:
+            probe.close()
         if opts.compare:
             result["compare"] = _compare(runner, weights.fetch(), items, opts)
     return result
+
+
+def _on_cluster(opts: BenchOptions, artefact: Path, items: list, batch_size: int, local_rate: float,
+                progress) -> dict:
+    """End to end over the same images sharded over Ray workers, and its ratio to the local run."""
+    task = progress.add_task(f"ray, {opts.cluster.workers} workers, batch {batch_size}", total=len(items)) if progress else None
+    times = opts.cluster.run(items, opts.target.overridden(None, batch_size), artefact, batch_size,
+                             lambda *a: None, set(), (lambda n: progress.advance(task, n)) if progress else None)
+    found = times.summary(opts.cluster)
+    return {"throughput": found["images_per_s"], "over_local": round(found["images_per_s"] / local_rate, 3), **found}
+
+
+def _instant_devices(run_dir: Path, runner: Runner, items: list, pre: Preprocess) -> Runner:
+    """The host-feed probe: as many devices as `runner` has, in its layout, answering at once with the
+    exported model's real outputs for a few of the images (computed here, on the CPU)."""
+    from toolkit.backends import sim
+
+    images = [read_rgb(path) for _, path in sim.spread(items)]
+    outputs = {(h, w): sim.reference_outputs(run_dir / EXPORTED,
+                                             [Preprocess("letterbox", w, h).image_u8(rgb)[0] for rgb in images])
+               for w, h in pre.sizes()}
+    return sim.instant(outputs, runner.layout, runner.streams)
 
 
 def _compare(ours: Runner, official_onnx: Path, items: list, opts: BenchOptions) -> dict:
@@ -113,9 +158,10 @@ def _compare(ours: Runner, official_onnx: Path, items: list, opts: BenchOptions)
     by its runtime's own name."""
     from toolkit.peers import PEERS
 
-    batch = opts.pre(read_rgb(items[0][1]))[0][None]
+    image = opts.pre.image_u8(read_rgb(items[0][1]))[0]
+    batch = bench.real_batch([image], 1, NCHW_F32)  # what the peers take
     mine = f"toolkit ({ours.name})"
-    figures = {mine: bench.pure_inference(ours, batch, opts.warmup, opts.iters)}
+    figures = {mine: bench.pure_inference(ours, bench.real_batch([image], 1, ours.layout), opts.warmup, opts.iters)}
     for peer_cls in PEERS:
         with peer_cls(official_onnx) as peer:
             figures[peer.name] = bench.pure_inference(peer, batch, opts.warmup, opts.iters)

@@ -11,7 +11,7 @@ from toolkit import backends, fileio, runfolder
 from toolkit.chain import ChainOptions, run_chain
 from toolkit.containers import launch, runspec
 from toolkit.containers.config import ContainerConfig
-from toolkit.errors import Unavailable
+from toolkit.errors import InputError, Unavailable
 from toolkit.model.signature import check_onnx_file
 from toolkit.targets import Target
 
@@ -19,13 +19,17 @@ from toolkit.targets import Target
 def container_args(opts: ChainOptions, passed: list[tuple[str, object]]) -> list[str]:
     """The `run` the target's image runs: every stage but export, with the options the user gave."""
     return ["run", "--target", opts.target.name, "--stages", ",".join(s for s in opts.stages if s != "export"),
-            *launch.flags(passed), *(["--skip-bad"] if opts.skip_bad else [])]
+            *launch.flags(passed), *launch.device_flags(opts.target), *(["--skip-bad"] if opts.skip_bad else [])]
 
 
-def run_target(opts: ChainOptions, where: str, device_ids: list[int] | None, passed: list[tuple[str, object]],
-               log: Callable[[str], None], progress=None) -> dict | None:
+def run_target(opts: ChainOptions, where: str, passed: list[tuple[str, object]], log: Callable[[str], None],
+               progress=None) -> dict | None:
     """The chain into `opts.out_dir`, which changes only if all of it succeeds. Returns the result of a
-    host run that inferred (a container run shows its own)."""
+    host run that inferred (a container run shows its own). The target's device ids pick the chips."""
+    device_ids = opts.target.device_ids
+    if opts.cluster is not None and where != "host":
+        raise InputError(f"--engine ray with --mode {where}: the driver runs on the host; the target's image joins "
+                         "the cluster as a worker (see the README)", "pass --mode host")
     config = launch.built_image(opts.target, device_ids) if where == "container" else None  # before any work
     if where == "emulate" and not backends.get(opts.target.backend).can_emulate:
         raise Unavailable(f"target {opts.target.name}: backend {opts.target.backend} runs on this machine as it is; "
@@ -44,10 +48,10 @@ def run_target(opts: ChainOptions, where: str, device_ids: list[int] | None, pas
     return None
 
 
-def plan(opts: ChainOptions, where: str, device_ids: list[int] | None, passed: list[tuple[str, object]]) -> dict:
+def plan(opts: ChainOptions, where: str, passed: list[tuple[str, object]]) -> dict:
     """Every step with its exact command line and the files it writes, nothing run: written to
     plan.json (with config files such as the AIPP file) in the run folder, and returned."""
-    target, shown_dir = opts.target, opts.out_dir
+    target, shown_dir, device_ids = opts.target, opts.out_dir, opts.target.device_ids
     backend = backends.get(target.backend)
     shown = Path(runspec.container_path(shown_dir)) if where == "container" else shown_dir
     container = None

@@ -13,7 +13,7 @@ from toolkit.report.published import PUBLISHED
 
 COLUMNS = ("source", "target", "precision", "preprocess", "batch", "status", "reason", "size_mb", "easy", "medium", "hard",
            "delta_easy", "delta_medium", "delta_hard", "e2e_images_per_s", "infer_images_per_s", "tool_images_per_s", "tool",
-           "p50_ms", "p99_ms", "device", "runs_in", "sdk")
+           "p50_ms", "p99_ms", "devices", "device", "runs_in", "sdk")
 
 
 def load_runs(runs: Path) -> list[dict]:
@@ -81,6 +81,8 @@ def rows(runs: list[dict], tolerance: float = 1.0, reference: str | None = None)
     beside = _published_beside(runs)
     out, shown = [], set()
     for r in runs:
+        if r.get("simulation") or (r.get("bench") or {}).get("simulation"):
+            continue  # simulated devices: their own block, after every measured and published row
         out += _emulated_row(r, tolerance) if r.get("emulated") else _measured_rows(r, ref, tolerance)
         name = beside.get(r["_run"])
         if name and name not in shown:
@@ -90,7 +92,39 @@ def rows(runs: list[dict], tolerance: float = 1.0, reference: str | None = None)
         out += calibration_rows(r, tolerance) + onnx_twin_rows(r, ref, tolerance)
     out += unavailable_rows(runs)
     out += [_published_row(p, ref) for p in PUBLISHED if p["target"] not in shown]
+    for r in runs:
+        out += simulated_rows(r)
     return out
+
+
+def _device_count(stages: dict) -> int:
+    """How many devices (chips, GPUs, CPU sessions) ran: the figures are theirs together (a card's)."""
+    return len(stages.get("devices") or []) or 1
+
+
+def simulated_rows(r: dict) -> list[dict]:
+    """A simulated card's host-side figures: end to end against the simulated devices' rate and the
+    host's capacity; never an AP (a simulated device returns reused outputs)."""
+    bench = r.get("bench") or r
+    simulation = bench.get("simulation") or r.get("simulation")
+    if not simulation:
+        return []
+    cpu = (r.get("machine") or bench.get("machine") or {}).get("cpu")
+    base = {**dict.fromkeys(COLUMNS), "source": "simulated", "target": r["_run"], "status": "simulated",
+            "preprocess": _describe(bench.get("preprocess")), "devices": simulation["devices"],
+            "device": f"SIMULATED {simulation['device']} x {simulation['devices']}, host {cpu}",
+            "runs_in": (r.get("machine") or {}).get("runs_in"), "sdk": "simulation"}
+    found = []
+    for bs, stages in (bench.get("batch_sizes") or {}).items():
+        capacity = (stages.get("capacity") or {}).get("throughput")
+        reason = (f"host side only: e2e {stages['e2e_over_simulated']} of the simulated rate"
+                  + (f"; host capacity {capacity} images/s" if capacity else ""))
+        found.append({**base, "batch": int(bs), "reason": reason, "e2e_images_per_s": stages["e2e"]["throughput"],
+                      "infer_images_per_s": stages.get("simulated_rate"), "tool": "simulated rate (published)"})
+    if not found and r.get("throughput"):
+        found.append({**base, "batch": r.get("batch_size"), "reason": "host side only",
+                      "e2e_images_per_s": r["throughput"].get("images_per_s")})
+    return found
 
 
 def _published_beside(runs: list[dict]) -> dict[str, str]:
@@ -120,10 +154,10 @@ def _measured_rows(r: dict, ref: dict | None, tolerance: float) -> list[dict]:
     if not bench:
         thr = r.get("throughput") or {}
         mine.append({**base, "batch": r.get("batch_size"), "e2e_images_per_s": thr.get("images_per_s"),
-                     "infer_images_per_s": None, "p50_ms": None, "p99_ms": None})
+                     "infer_images_per_s": None, "p50_ms": None, "p99_ms": None, "devices": _device_count(thr)})
     for bs, stages in bench.items():
         mine.append({**base, "batch": int(bs), "e2e_images_per_s": stages["e2e"]["throughput"],
-                     "infer_images_per_s": stages["infer"]["throughput"],
+                     "infer_images_per_s": stages["infer"]["throughput"], "devices": _device_count(stages),
                      "p50_ms": stages["infer"]["p50_ms"], "p99_ms": stages["infer"]["p99_ms"]})
     return _with_tool_figures(mine, base, r.get("tool_throughput") or {})
 
@@ -151,7 +185,8 @@ def _published_row(p: dict, ref: dict | None) -> dict:
     return {"source": "published", "target": p["target"], "precision": p["precision"],
             "preprocess": p.get("preprocess"), "batch": p["batch"], "status": "published", "reason": "", "size_mb": None,
             **{s: ap.get(s) for s in SETTINGS}, **ap_deltas(ap, ref), "e2e_images_per_s": p.get("e2e_images_per_s"),
-            "infer_images_per_s": p["images_per_s"], "p50_ms": None, "p99_ms": None, "device": p["device"],
+            "infer_images_per_s": p["images_per_s"], "p50_ms": None, "p99_ms": None, "devices": p.get("chips"),
+            "device": p["device"],
             "runs_in": None, "sdk": None, "tool_images_per_s": None, "tool": None}
 
 

@@ -15,7 +15,9 @@ from toolkit.backends.ascend import aipp, bins, commands, perf, plan, toolflow
 from toolkit.backends.ascend.cann import SET_ENV, Cann
 from toolkit.backends.ascend.settings import AscendSettings
 from toolkit.backends import emulation
-from toolkit.backends.base import Backend, Check, Runner, Step, ToolFigures
+from toolkit.backends.base import Backend, Check, Runner, Step, ToolFigures, batch_hw
+from toolkit.backends.pool import chosen_devices, pool_over
+from toolkit.data.preprocess import NCHW_F32, NHWC_U8
 from toolkit.backends.emulation import Int8Scheme
 from toolkit.backends.sized import static_per_size
 from toolkit.errors import InputError, ToolkitError, Unavailable
@@ -53,6 +55,7 @@ def run_tool(command: list[str], cwd: Path | None = None) -> str:
 
 class AscendBackend(Backend):
     name = "ascend"
+    accelerator = "NPU"
     section_keys = AscendSettings.KEYS
     own_quantiser = "amct"
 
@@ -154,7 +157,10 @@ class AscendBackend(Backend):
         return plan.steps(target, shown or out)
 
     def runner(self, artefact: Path, target: Target) -> Runner:
-        return AisBenchRunner(artefact, AscendSettings.of(target))
+        """One InferSession per chip: the target file's device_id, --device-ids, or every chip (`all`)."""
+        s = AscendSettings.of(target)
+        ids = chosen_devices(target, s.device_id, Cann.chips, "Ascend chip")
+        return pool_over(ids, lambda chip: AisBenchRunner(artefact, s, chip), "npu")
 
     def measure(self, target: Target, out: Path, items: list[tuple[str, Path]]) -> dict[str, ToolFigures]:
         """The tool's own throughput per batch size, chip and card: ais_bench `--loop 20`, or the older
@@ -179,19 +185,22 @@ class AscendBackend(Backend):
 
 
 class AisBenchRunner(Runner):
-    """One .om through ais_bench's InferSession; a batch smaller than the model's is padded."""
+    """One .om on one chip through ais_bench's InferSession; a batch smaller than the model's is padded.
+    An AIPP .om takes the pipeline's uint8 NHWC images as they are (no float conversion on the host)."""
 
     name = "ais_bench"
 
-    def __init__(self, om: Path, settings: AscendSettings) -> None:
+    def __init__(self, om: Path, settings: AscendSettings, chip: int | None = None) -> None:
         try:
             from ais_bench.infer.interface import InferSession
         except ImportError:
             raise Unavailable("ais_bench is not installed (its aclruntime and ais_bench wheels)") from None
-        self.settings, self.source, self.session = settings, str(om), None
+        chip = settings.device_id if chip is None else chip
+        self.settings, self.source, self.session = settings, f"{om} (chip {chip})", None
+        self.layout = NHWC_U8 if settings.aipp else NCHW_F32
         self.input_size = None if settings.gears else (settings.height, settings.width)
         try:  # a session opened before a failure is freed
-            self.session = InferSession(settings.device_id, str(om))
+            self.session = InferSession(chip, str(om))
             self.max_batch = int(self.session.get_inputs()[0].shape[0])
         except BaseException:
             self.close()
@@ -199,14 +208,15 @@ class AisBenchRunner(Runner):
 
     def check_input(self, batch: np.ndarray) -> None:
         super().check_input(batch)
-        if (batch.shape[3], batch.shape[2]) not in self.settings.sizes:
-            raise InputError(f"{self.source}: input {batch.shape[2]}x{batch.shape[3]} (HxW) is not one of its gears")
+        height, width = batch_hw(batch, self.layout)
+        if (width, height) not in self.settings.sizes:
+            raise InputError(f"{self.source}: input {height}x{width} (HxW) is not one of its gears")
 
     def _infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         n = batch.shape[0]
         if n < self.max_batch:
             batch = np.concatenate([batch, np.zeros((self.max_batch - n, *batch.shape[1:]), batch.dtype)])
-        feed = to_aipp_input(batch) if self.settings.aipp else np.ascontiguousarray(batch, np.float32)
+        feed = np.ascontiguousarray(batch)
         outputs = self.session.infer([feed], mode="dymhw" if self.settings.gears else "static")
         return {name: np.asarray(o, np.float32)[:n] for name, o in zip(OUTPUT_NAMES, outputs)}
 
@@ -217,21 +227,19 @@ class AisBenchRunner(Runner):
 
 
 class AippEmulation(Runner):
-    """The chip's input path on the CPU: the uint8 HWC images an AIPP .om takes, through the AIPP config
+    """The chip's input path on the CPU: the uint8 NHWC images an AIPP .om takes, through the AIPP config
     (parsed, emulated in numpy), into the emulated network."""
+
+    layout = NHWC_U8
 
     def __init__(self, inner: Runner, config: dict) -> None:
         self.inner, self.config = inner, config
         self.name, self.source, self.streams = f"AIPP emulation + {inner.name}", inner.source, inner.streams
+        self.host_cores = inner.host_cores
 
     def _infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        images = to_aipp_input(batch)
-        return self.inner.infer(np.stack([aipp.emulate(self.config, image) for image in images]))
+        return self.inner.infer(np.stack([aipp.emulate(self.config, image) for image in batch]))
 
     def _release(self) -> None:
         self.inner.close()
 
-
-def to_aipp_input(batch: np.ndarray) -> np.ndarray:
-    """float32 NCHW 0..255 (integers, from uint8 images) -> the uint8 NHWC an AIPP model takes."""
-    return np.ascontiguousarray(np.clip(np.rint(batch), 0, 255).astype(np.uint8).transpose(0, 2, 3, 1))

@@ -6,10 +6,14 @@ from __future__ import annotations
 import glob
 import importlib.util
 import platform
+import re
 import shutil
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+# `npu-smi info`: each chip's second table row is `| <chip> <device (logic id)> | <PCIe bus id> | ...`
+_CHIP_ROW = re.compile(r"^\|\s*(\d+)\s+(\d+)\s*\|\s*[0-9A-Fa-f]{4}:[0-9A-Fa-f]{2}:[0-9A-Fa-f]{2}\.\d")
 SET_ENV = Path("/usr/local/Ascend/ascend-toolkit/set_env.sh")
 BENCHMARK_TOOL = f"benchmark.{platform.machine()}"  # the older tool, e.g. benchmark.x86_64
 
@@ -52,3 +56,17 @@ class Cann:
             if not self.devices:
                 gaps.append("an Ascend NPU (/dev/davinci*)")
         return gaps
+
+    @staticmethod
+    def chips() -> list[int]:
+        """The device ids (logic ids, what ACL and ais_bench take) of every chip `npu-smi info` lists."""
+        tool = shutil.which("npu-smi")
+        if tool is None:
+            return []
+        proc = subprocess.run([tool, "info"], capture_output=True, text=True, timeout=30)
+        return parse_chips(proc.stdout) if proc.returncode == 0 else []
+
+
+def parse_chips(npu_smi_info: str) -> list[int]:
+    """Device ids from `npu-smi info`'s table (an Atlas 300 lists 4 chips, a 310P card one)."""
+    return sorted({int(m.group(2)) for m in map(_CHIP_ROW.match, npu_smi_info.splitlines()) if m})

@@ -15,6 +15,7 @@ from toolkit import machine
 from toolkit.backends import emulation
 from toolkit.backends.base import Backend, Check, Runner, Step, ToolFigures
 from toolkit.backends.emulation import Int8Scheme
+from toolkit.backends.pool import chosen_devices, pool_over
 from toolkit.backends.tensorrt import trtexec
 from toolkit.backends.tensorrt.settings import TensorRTSettings
 from toolkit.errors import ToolkitError, Unavailable
@@ -44,6 +45,7 @@ def engine_path(out: Path, target: Target) -> Path:
 
 class TensorRTBackend(Backend):
     name = "tensorrt"
+    accelerator = "GPU"
     section_keys = TensorRTSettings.KEYS
     own_quantiser = "entropy"  # IInt8EntropyCalibrator2 over the calibration set, at the deployed shape
 
@@ -98,9 +100,12 @@ class TensorRTBackend(Backend):
                           "excluded_from_evaluation": True, "cache": CALIBRATION_CACHE}
 
     def runner(self, artefact: Path, target: Target) -> Runner:
+        from toolkit.backends.tensorrt import cuda
         from toolkit.backends.tensorrt.runner import TensorRTRunner
 
-        return TensorRTRunner(artefact, TensorRTSettings.of(target))
+        s = TensorRTSettings.of(target)
+        ids = chosen_devices(target, s.device_id, lambda: list(range(cuda.device_count())), "GPU")
+        return pool_over(ids, lambda i: TensorRTRunner(artefact, s, i), "GPU")
 
     def emulate(self, onnx_path: Path, target: Target, calib: CalibrationSet | None, out: Path,
                 log: Callable[[str], None]) -> tuple[list[Path], dict]:

@@ -36,6 +36,11 @@ def device_count() -> int:
         return 0  # no driver or no device
 
 
+def set_device(index: int) -> None:
+    """Make GPU `index` the calling thread's current device (CUDA's current device is per thread)."""
+    check(runtime().cudaSetDevice(index))
+
+
 def device(index: int = 0) -> dict:
     """Name and compute capability of a GPU."""
     props = check(runtime().cudaGetDeviceProperties(index))
@@ -58,27 +63,40 @@ class DeviceBuffer:
             self.pointer = 0
 
 
+_PINNED: dict[int, int] = {}  # pointer -> bytes of every live PinnedArray (portable: any GPU's copies use them)
+
+
 class PinnedArray:
     """Page-locked host memory viewed as a numpy array (fast, truly asynchronous copies)."""
 
     def __init__(self, count: int, dtype: np.dtype) -> None:
         nbytes = count * np.dtype(dtype).itemsize
         self.pointer = int(check(runtime().cudaMallocHost(nbytes)))
+        _PINNED[self.pointer] = nbytes
         self.array = np.ctypeslib.as_array((ctypes.c_byte * nbytes).from_address(self.pointer)).view(dtype)
 
     def free(self) -> None:
         if self.pointer:
+            _PINNED.pop(self.pointer, None)
             check(runtime().cudaFreeHost(self.pointer))
             self.pointer = 0
+
+
+def is_pinned(array: np.ndarray) -> bool:
+    """Whether a C-contiguous `array` lies wholly in pinned memory (so it is copied to the GPU as it is)."""
+    start = array.ctypes.data
+    return array.flags.c_contiguous and any(p <= start and start + array.nbytes <= p + n for p, n in _PINNED.items())
 
 
 class Stream:
     def __init__(self) -> None:
         self.handle = check(runtime().cudaStreamCreate())
 
-    def to_device(self, device: DeviceBuffer, host: PinnedArray, nbytes: int) -> None:
+    def to_device(self, device: DeviceBuffer, host: PinnedArray | np.ndarray, nbytes: int) -> None:
+        """From a PinnedArray, or a numpy array in pinned memory (`is_pinned`)."""
         rt = runtime()
-        check(rt.cudaMemcpyAsync(device.pointer, host.pointer, nbytes, rt.cudaMemcpyKind.cudaMemcpyHostToDevice, self.handle))
+        source = host.pointer if isinstance(host, PinnedArray) else host.ctypes.data
+        check(rt.cudaMemcpyAsync(device.pointer, source, nbytes, rt.cudaMemcpyKind.cudaMemcpyHostToDevice, self.handle))
 
     def to_host(self, host: PinnedArray, device: DeviceBuffer, nbytes: int) -> None:
         rt = runtime()

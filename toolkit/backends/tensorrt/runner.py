@@ -1,6 +1,7 @@
-"""The TensorRT runner: buffers allocated once for the largest batch and input (pinned on the host),
-copies and execution queued on one CUDA stream, any batch size inside the profile; with buckets, the
-optimisation profile of the batch's input size."""
+"""The TensorRT runner: one execution context and CUDA stream on one GPU, buffers allocated once for
+the largest batch and input (pinned on the host), any batch size inside the profile; with buckets, the
+optimisation profile of the batch's input size. The pipeline's batch buffers are pinned memory it
+offers (`empty_batch`), copied to the GPU as they are. Several GPUs: one runner each, in a DevicePool."""
 
 from __future__ import annotations
 
@@ -18,15 +19,17 @@ from toolkit.model.signature import INPUT_NAME, OUTPUT_CHANNELS, OUTPUT_NAMES, O
 class TensorRTRunner(Runner):
     name = "tensorrt"
 
-    def __init__(self, engine_path: Path, settings: TensorRTSettings) -> None:
+    def __init__(self, engine_path: Path, settings: TensorRTSettings, device_id: int | None = None) -> None:
         import tensorrt as trt
 
-        engine.check(engine_path, engine.current(settings.device_id))
-        self.settings, self.source = settings, str(engine_path)
+        self.device_id = settings.device_id if device_id is None else device_id
+        engine.check(engine_path, engine.current(self.device_id))
+        self.settings, self.source = settings, f"{engine_path} (GPU {self.device_id})"
         self.max_batch = settings.max_batch
         self.input_size = (settings.height, settings.width) if len(settings.sizes) == 1 else None  # else: per profile
-        self.host, self.device, self.stream = {}, {}, None
+        self.host, self.device, self.stream, self.offered = {}, {}, None, []
         try:  # whatever was allocated before a failure is released
+            cuda.set_device(self.device_id)
             self._open(trt, engine_path)
         except BaseException:
             self.close()
@@ -57,7 +60,13 @@ class TensorRTRunner(Runner):
         super().check_input(batch)
         self.settings.profile(*batch.shape[2:])  # one of the engine's input sizes
 
+    def empty_batch(self, shape: tuple[int, ...]) -> np.ndarray:
+        pinned = cuda.PinnedArray(int(np.prod(shape)), np.float32)
+        self.offered.append(pinned)
+        return pinned.array.reshape(shape)
+
     def _infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        cuda.set_device(self.device_id)  # the calling thread's current GPU: this runner's
         n, _, height, width = batch.shape
         s = self.settings
         profile = s.profile(height, width)
@@ -67,10 +76,13 @@ class TensorRTRunner(Runner):
         run = max(n, s.min_batch)  # below the profile's minimum: pad
         shape = s.shape(run, (width, height))
         self.context.set_input_shape(INPUT_NAME, shape)
-        feed = self.host[INPUT_NAME].array[: int(np.prod(shape))].reshape(shape)
-        feed[:n] = batch
-        feed[n:] = 0
-        self.stream.to_device(self.device[INPUT_NAME], self.host[INPUT_NAME], feed.nbytes)
+        if run == n and cuda.is_pinned(batch):  # the pipeline's pinned buffer: no copy on the host
+            self.stream.to_device(self.device[INPUT_NAME], batch, batch.nbytes)
+        else:
+            feed = self.host[INPUT_NAME].array[: int(np.prod(shape))].reshape(shape)
+            feed[:n] = batch
+            feed[n:] = 0
+            self.stream.to_device(self.device[INPUT_NAME], self.host[INPUT_NAME], feed.nbytes)
         if not self.context.execute_async_v3(int(self.stream.handle)):
             raise ToolkitError("TensorRT execution failed")
         shapes = {name: tuple(self.context.get_tensor_shape(name)) for name in OUTPUT_NAMES}
@@ -81,9 +93,9 @@ class TensorRTRunner(Runner):
                 for name, out_shape in shapes.items()}
 
     def _release(self) -> None:
-        for buffer in (*self.host.values(), *self.device.values()):
+        for buffer in (*self.host.values(), *self.device.values(), *self.offered):
             buffer.free()
-        self.host, self.device = {}, {}
+        self.host, self.device, self.offered = {}, {}, []
         if self.stream is not None:
             self.stream.destroy()
             self.stream = None
