@@ -5,7 +5,8 @@ between.
 
 Workers hand over uint8 HWC images; each inference thread writes its batch into a reused buffer in the
 runner's layout (the runner's own, pinned, where it offers one): float32 NCHW made in that one copy,
-or the uint8 NHWC an AIPP model takes as it is, so nothing is converted on the host for those.
+or the uint8 NHWC an AIPP model takes as it is, so nothing is converted on the host for those. At
+batch size 1 the workers make the one-image batch themselves, off the inference threads.
 
 OpenCV and ONNX Runtime release the GIL, so threads overlap for real. Results are keyed, so their
 order does not matter; any error (or Ctrl-C) stops every stage and is re-raised, and since every
@@ -57,7 +58,7 @@ class Stopwatch:
 @dataclass
 class Prepared:
     key: str
-    image: np.ndarray  # HWC uint8 at the network's input size
+    image: np.ndarray  # HWC uint8 at the network's input size; at batch size 1 the runner's one-image batch
     transform: Transform
     read: Span
     preprocess: Span
@@ -104,12 +105,15 @@ def _mean_ms(spans: list[Span]) -> float | None:
     return round(1e3 * float(np.mean([s.wall for s in spans])), 3) if spans else None
 
 
-def _prepare(key: str, path: Path, pre: Preprocess) -> Prepared:
+def _prepare(key: str, path: Path, pre: Preprocess, layout: str | None) -> Prepared:
+    """Read and preprocess one image; with `layout`, as the one-image batch a runner takes."""
     watch = Stopwatch()
     started = watch.wall
     rgb = read_rgb(path)
     read = watch.lap()
     image, transform = pre.image_u8(rgb)
+    if layout is not None:
+        image = into_batch([image], layout)
     return Prepared(key, image, transform, read, watch.lap(), started)
 
 
@@ -186,7 +190,7 @@ def run(
     post_workers = max(1, workers // 2)
     prefetch = max(4 * workers, batch_size * (streams + 1))  # decoded ahead: every worker busy, a batch ready per stream
     times = StageTimes(workers=workers, post_workers=post_workers)
-    post_q: queue.Queue = queue.Queue(maxsize=max(2, post_workers + streams))
+    post_q: queue.Queue = queue.Queue(maxsize=max(post_workers + streams, prefetch // batch_size))  # results waiting
     stop = threading.Event()
     errors: list[BaseException] = []
     buffers = _Buffers(runner, batch_size, keep=streams + 1)
@@ -221,7 +225,8 @@ def run(
         if on_progress:
             on_progress(1)
 
-    batches = _batches(_prefetched(items, pre, pool, prefetch, stop, skipped if on_bad else None), batch_size,
+    one = runner.layout if batch_size == 1 else None
+    batches = _batches(_prefetched(items, pre, one, pool, prefetch, stop, skipped if on_bad else None), batch_size,
                        max(2, len(pre.buckets)))  # every bucket fills its batch
     lock = threading.Lock()  # guards `batches` (a generator) and `times`
 
@@ -231,14 +236,18 @@ def run(
                 batch = next(batches, None)
             if batch is None:
                 return
-            hw = batch[0].image.shape[:2]
-            buffer = buffers.take(hw)
-            try:
-                tensor = into_batch([item.image for item in batch], runner.layout, buffer)
+            if batch_size == 1:
                 t0 = time.perf_counter()
-                outputs = runner.infer(tensor)
-            finally:
-                buffers.give(hw, buffer)
+                outputs = runner.infer(batch[0].image)
+            else:
+                hw = batch[0].image.shape[:2]
+                buffer = buffers.take(hw)
+                try:
+                    tensor = into_batch([item.image for item in batch], runner.layout, buffer)
+                    t0 = time.perf_counter()
+                    outputs = runner.infer(tensor)
+                finally:
+                    buffers.give(hw, buffer)
             with lock:
                 times.infer.append((len(batch), time.perf_counter() - t0))
                 times.read.extend(item.read for item in batch)
@@ -301,7 +310,7 @@ def _put(q: queue.Queue, job: object, errors: list, force: bool = False) -> None
             continue
 
 
-def _prefetched(items: Iterable[tuple[str, Path]], pre: Preprocess, pool: ThreadPoolExecutor,
+def _prefetched(items: Iterable[tuple[str, Path]], pre: Preprocess, layout: str | None, pool: ThreadPoolExecutor,
                 depth: int, stop: threading.Event,
                 skipped: Callable[[str, str], None] | None = None) -> Iterator[Prepared]:
     """Submit up to `depth` images ahead and yield them in order as they complete (an unreadable
@@ -315,7 +324,7 @@ def _prefetched(items: Iterable[tuple[str, Path]], pre: Preprocess, pool: Thread
             if nxt is None:
                 exhausted = True
                 break
-            pending.append((nxt[0], pool.submit(_prepare, nxt[0], nxt[1], pre)))
+            pending.append((nxt[0], pool.submit(_prepare, nxt[0], nxt[1], pre, layout)))
         if not pending or stop.is_set():
             return
         key, future = pending.pop(0)
