@@ -147,3 +147,10 @@ def test_run_on_a_simulated_aipp_chip_feeds_uint8_and_claims_no_accuracy(data_ro
     assert saved["simulation"]["label"] == "SIMULATED" and saved["ap"] is None
     assert saved["throughput"]["devices"][0]["images"] == 8
     assert len(list((out / "predictions").rglob("*.txt"))) == 8  # the pipeline ran every image
+
+
+def test_device_ids_on_a_cpu_target_are_refused_in_one_line(tmp_path: Path) -> None:
+    result = invoke("bench", "--target", "cpu", "--device-ids", "0,1", "--batch-sizes", "1", "--images", "2",
+                    "--out", tmp_path / "cpu")
+    assert result.exit_code == 2 and "--device-ids picks chips or GPUs" in result.output
+    assert not (tmp_path / "cpu").exists()
