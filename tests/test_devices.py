@@ -111,6 +111,9 @@ def test_bench_sim_310_drives_every_chip_and_reports_capacity(cpu_run: Path, tmp
     simulated = [r for r in rows if r["target"] == "sim-310"]
     assert simulated and all(r["source"] == "simulated" and r["easy"] is None for r in simulated)
     assert rows.index(simulated[0]) > max(i for i, r in enumerate(rows) if r["source"] != "simulated")
+    from toolkit.report.plots import bar_label
+
+    assert bar_label(simulated[0]) == "sim-310 bs1 (SIMULATED)"  # the throughput plot's bar says so too
 
 
 def test_npu_smi_lists_every_chip_of_a_card() -> None:

@@ -3,6 +3,7 @@ the run's result.json (`--compare` adds the runtimes a user could pick instead).
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -107,8 +108,8 @@ def _measure(opts: BenchOptions, backend: Backend, run_dir: Path, items: list, l
     simulation = backend.simulation(spec)
     if simulation:
         result["simulation"] = simulation
-    with backend.runner(artefact, spec) as runner:
-        probe = _instant_devices(run_dir, runner, items, opts.pre) if opts.capacity else None
+    with backend.runner(artefact, spec) as runner, contextlib.ExitStack() as closing:
+        probe = closing.enter_context(_instant_devices(run_dir, runner, items, opts.pre)) if opts.capacity else None
         for bs in opts.batch_sizes:
             task = progress.add_task(f"batch {bs}", total=len(items)) if progress else None
             figures = bench.bench_batch(runner, items, opts.pre, bs, spec.threshold, opts.warmup, opts.iters,
@@ -124,8 +125,6 @@ def _measure(opts: BenchOptions, backend: Backend, run_dir: Path, items: list, l
                 figures["capacity"] = bench.capacity(probe, items, opts.pre, bs, spec.threshold,
                                                      (lambda n, t=task: progress.advance(t, n)) if progress else None)
             result["batch_sizes"][str(bs)] = figures
-        if probe is not None:
-            probe.close()
         if opts.compare:
             result["compare"] = _compare(runner, weights.fetch(), items, opts)
     return result

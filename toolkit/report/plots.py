@@ -40,9 +40,15 @@ def pr_curves(runs_dir: Path, runs: list[dict], path: Path) -> Path | None:
     return path
 
 
+SOURCE_MARK = {"published": " (pub)", "simulated": " (SIMULATED)"}  # never read as a measured bar
+
+
+def bar_label(row: dict) -> str:
+    return f"{row['target']} bs{row['batch']}" + SOURCE_MARK.get(row["source"], "")
+
+
 def throughput(table: list[dict], path: Path) -> Path | None:
-    bars = [(f"{r['target']} bs{r['batch']}" + (" (pub)" if r["source"] == "published" else ""),
-             r["infer_images_per_s"], r["e2e_images_per_s"], r["source"])
+    bars = [(bar_label(r), r["infer_images_per_s"], r["e2e_images_per_s"], r["source"])
             for r in table if r.get("batch") and (r.get("infer_images_per_s") or r.get("e2e_images_per_s"))]
     if not bars:
         return None
