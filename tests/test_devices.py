@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from cli import invoke
-from toolkit import pipeline, targets
-from toolkit.backends import sim
+from toolkit import machine, pipeline, targets
+from toolkit.backends import pool, sim
 from toolkit.backends.ascend.cann import parse_chips
 from toolkit.backends.onnxruntime import Layout, OnnxRuntimeRunner, cpu_layout, layout_runner
 from toolkit.data.images import read_rgb
@@ -65,7 +66,7 @@ def test_separate_sessions_give_the_same_detections_and_count_each_device(model:
 
 def test_cpu_layouts_follow_the_measured_rule() -> None:
     assert cpu_layout(2) == Layout(1, 2, 1)  # one session, two one-thread streams (best on 2 cores)
-    assert cpu_layout(16) == Layout(8, 1, 2)  # separate two-thread sessions (1.40x one 4 x 4 session)
+    assert cpu_layout(16) == Layout(8, 1, 2)  # separate two-thread sessions (1.96x one session of 4 x 4 streams)
     assert cpu_layout(16, "latency") == Layout(1, 1, 16)
     with pytest.raises(InputError, match="choose from throughput, latency"):
         cpu_layout(4, "fastest")
@@ -88,6 +89,60 @@ def test_simulated_devices_wait_their_latency_and_return_real_outputs(model: Pat
     assert (got["heatmap"] > 0.5).any()  # real faces, so post-processing does real work
     with pytest.raises(InputError, match="uint8 N x H x W x 3"):  # an AIPP device refuses float input
         sim.SimDevice(outputs, settings.latency, NHWC_U8, "sim").infer(into_batch(images, NCHW_F32))
+
+
+def _instant_card(model: Path, wider_images, devices: int = 4):
+    images = [LETTERBOX.image_u8(read_rgb(p))[0] for p in wider_images[:2]]
+    return sim.instant({(800, 800): sim.reference_outputs(model, images)}, NCHW_F32, devices)
+
+
+def test_batch_buffers_made_before_a_run_serve_every_batch_of_later_runs(model: Path, wider_images) -> None:
+    """`bench` warms them before its clock starts: no buffer is made (its pages faulted in) while timed."""
+    items = [(str(i), p) for i, p in enumerate(wider_images[:12])]
+    with _instant_card(model, wider_images) as card:
+        buffers = pipeline.BatchBuffers(card, 2)
+        buffers.warm((800, 800))
+        made = {id(b) for _, b in buffers.free}
+        assert len(made) == card.streams + 2
+        for _ in range(2):
+            found: dict[str, np.ndarray] = {}
+            pipeline.run(items, card, LETTERBOX, lambda key, det, _o: found.__setitem__(key, det.boxes),
+                         batch_size=2, buffers=buffers)
+            assert found.keys() == {key for key, _ in items}
+        assert {id(b) for _, b in buffers.free} == made
+        with pytest.raises(ValueError, match="another runner or batch size"):
+            pipeline.run(items, card, LETTERBOX, lambda *a: None, batch_size=4, buffers=buffers)
+
+
+def test_a_device_failing_mid_run_stops_every_stream_and_thread(model: Path, wider_images) -> None:
+    class LostChip(sim.SimDevice):
+        calls = 0
+
+        def _infer(self, batch: np.ndarray):
+            self.calls += 1
+            if self.calls == 3:
+                raise InputError("chip 1: lost")
+            return super()._infer(batch)
+
+    with _instant_card(model, wider_images, 1) as reference:
+        outputs, latency = reference.runners[0].outputs, (lambda n: 0.01)
+    chips = [sim.SimDevice(outputs, latency, NCHW_F32, "chip 0"), LostChip(outputs, latency, NCHW_F32, "chip 1")]
+    items = [(str(i), p) for i, p in enumerate(wider_images[:8])] * 4
+    before = threading.active_count()
+    with pool.DevicePool(chips, ["chip 0", "chip 1"]) as card, pytest.raises(InputError, match="chip 1: lost"):
+        pipeline.run(items, card, LETTERBOX, lambda *a: None, batch_size=2)
+    assert threading.active_count() == before
+
+
+def test_preprocessing_workers_take_the_free_cores_up_to_the_measured_cap(model: Path, wider_images,
+                                                                        monkeypatch) -> None:
+    with _instant_card(model, wider_images) as card, OnnxRuntimeRunner(model, threads=1, streams=2) as cpu:
+        assert pipeline.default_workers(card) == min(pipeline.MAX_WORKERS, max(2, machine.usable_cores()))
+        monkeypatch.setattr(machine, "usable_cores", lambda: 16)  # a 16-core host (none here)
+        assert pipeline.default_workers(card) == pipeline.MAX_WORKERS == 6  # past 6 threads contend for the GIL
+        assert pipeline.default_workers(cpu) == 6  # 14 cores left, still capped
+        monkeypatch.setattr(machine, "usable_cores", lambda: 2)
+        assert pipeline.default_workers(cpu) == 2  # inference takes both: 2 all the same, reading overlaps decoding
 
 
 def test_bench_sim_310_drives_every_chip_and_reports_capacity(cpu_run: Path, tmp_path: Path) -> None:

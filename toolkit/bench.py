@@ -108,10 +108,14 @@ def pipelined(runner: Runner, items: list[tuple[str, Path]], pre: Preprocess, ba
               on_progress: Callable[[int], None] | None = None) -> dict:
     """One warm pipelined run over `items`: the read / preprocess / post-process stage figures, end to end,
     the pipeline's threads, and each device's share."""
+    buffers = pipeline.BatchBuffers(runner, batch_size)
+    if pre.mode == "letterbox":  # one input size: every batch buffer made before the clock starts
+        width, height = pre.sizes()[0]
+        buffers.warm((height, width))
     pipeline.run(items[: 2 * batch_size], runner, pre, lambda *a: None, batch_size=batch_size,
-                 threshold=threshold)  # warm the pipeline's threads and buffers
+                 threshold=threshold, buffers=buffers)  # warm the pipeline's threads and buffers
     times = pipeline.run(items, runner, pre, lambda *a: None, batch_size=batch_size, threshold=threshold,
-                         on_progress=on_progress)
+                         on_progress=on_progress, buffers=buffers)
     e2e = stats(times.latency)
     e2e["throughput"] = round(times.images / times.wall, 2)  # the pipeline's real rate, not 1/latency
     found = {"read": stage_stats(times.read), "preprocess": stage_stats(times.preprocess),

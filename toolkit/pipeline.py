@@ -3,10 +3,12 @@ many as the cores inference leaves), `runner.streams` inference threads in the m
 or CPU stream), decode + NMS + file writing in post-processing threads behind them, bounded queues in
 between.
 
-Workers hand over uint8 HWC images; each inference thread writes its batch into a reused buffer in the
+Workers hand over uint8 HWC images; one assembler thread writes each batch into a reused buffer in the
 runner's layout (the runner's own, pinned, where it offers one): float32 NCHW made in that one copy,
-or the uint8 NHWC an AIPP model takes as it is, so nothing is converted on the host for those. At
-batch size 1 the workers make the one-image batch themselves, off the inference threads.
+or the uint8 NHWC an AIPP model takes as it is, so nothing is converted on the host for those. Two
+assembled batches wait ahead of the streams, so a device that finishes starts its next batch at once
+instead of waiting for its batch to be copied. At batch size 1 the workers make the one-image batch
+themselves.
 
 OpenCV and ONNX Runtime release the GIL, so threads overlap for real. Results are keyed, so their
 order does not matter; any error (or Ctrl-C) stops every stage and is re-raised, and since every
@@ -142,18 +144,23 @@ def check_batch_size(batch_size: int) -> None:
         raise InputError(f"batch size {batch_size}: must be 1 or more")
 
 
+MAX_WORKERS = 6  # past this, threads contend for the GIL. Host-feed capacity on a 16-core Xeon (4 instant
+# devices, 800x800, batch 1 / 16, images/s): 4 workers 580 / 741, 6 692-730 / 679-777, 8 608-654 / 608-698,
+# 12 584 / 629, 16 539 / 524
+
+
 def default_workers(runner: Runner) -> int:
     """Preprocessing threads: the cores inference leaves free (a device's runner leaves them all), at
-    least 2 so reading one image overlaps decoding another."""
-    return max(2, machine.usable_cores() - runner.host_cores)
+    least 2 so reading one image overlaps decoding another, at most MAX_WORKERS."""
+    return min(MAX_WORKERS, max(2, machine.usable_cores() - runner.host_cores))
 
 
-class _Buffers:
-    """Batch buffers reused across batches, per input size; at most `keep` kept while free (native
-    sizes are many)."""
+class BatchBuffers:
+    """Batch buffers reused across batches (and across runs, when one is passed to each), per input size;
+    at most `keep` kept while free (native sizes are many): one per stream, and the two waiting."""
 
-    def __init__(self, runner: Runner, batch_size: int, keep: int) -> None:
-        self.runner, self.batch_size, self.keep = runner, batch_size, keep
+    def __init__(self, runner: Runner, batch_size: int) -> None:
+        self.runner, self.batch_size, self.keep = runner, batch_size, max(1, runner.streams) + 2
         self.free: list[tuple[tuple[int, int], np.ndarray]] = []
         self.lock = threading.Lock()
 
@@ -169,6 +176,16 @@ class _Buffers:
             self.free.append((hw, buffer))
             del self.free[: max(0, len(self.free) - self.keep)]
 
+    def warm(self, hw: tuple[int, int]) -> None:
+        """Every buffer a run can hold for input size `hw`, made and written once now: a fresh buffer's
+        first write faults its pages in (on a 2-core VM, a second of system time for a card's six)."""
+        if self.batch_size == 1:  # the workers make one-image batches themselves
+            return
+        made = [self.take(hw) for _ in range(self.keep)]
+        for buffer in made:
+            buffer.fill(0)
+            self.give(hw, buffer)
+
 
 def run(
     items: Iterable[tuple[str, Path]],
@@ -180,20 +197,29 @@ def run(
     workers: int | None = None,
     on_progress: Callable[[int], None] | None = None,
     on_bad: Callable[[str, str], None] | None = None,
+    buffers: BatchBuffers | None = None,
 ) -> StageTimes:
     """Run every (key, image path) through preprocess -> infer -> decode -> on_result (called from
     several threads at once). An image that cannot be read stops the run, unless `on_bad(key, reason)`
-    is given: then it is reported and skipped. `workers`: preprocessing threads (default: from cores)."""
+    is given: then it is reported and skipped. `workers`: preprocessing threads (default: from cores).
+    `buffers`: batch buffers of `runner` at `batch_size` kept from an earlier run (default: made as needed)."""
     check_batch_size(batch_size)
     streams = max(1, runner.streams)
     workers = workers or default_workers(runner)
     post_workers = max(1, workers // 2)
     prefetch = max(4 * workers, batch_size * (streams + 1))  # decoded ahead: every worker busy, a batch ready per stream
     times = StageTimes(workers=workers, post_workers=post_workers)
+    ready: queue.Queue = queue.Queue(maxsize=1)  # with the one the assembler holds: two batches wait for the streams
     post_q: queue.Queue = queue.Queue(maxsize=max(post_workers + streams, prefetch // batch_size))  # results waiting
     stop = threading.Event()
     errors: list[BaseException] = []
-    buffers = _Buffers(runner, batch_size, keep=streams + 1)
+    buffers = buffers or BatchBuffers(runner, batch_size)
+    if buffers.runner is not runner or buffers.batch_size != batch_size:
+        raise ValueError("pipeline.run: `buffers` were made for another runner or batch size")
+
+    def failed(exc: BaseException) -> None:  # surfaced by the main thread
+        errors.append(exc)
+        stop.set()
 
     def post_worker() -> None:
         while True:
@@ -215,9 +241,8 @@ def run(
                     times.latency.append(watch.wall - item.started)
                 if on_progress:
                     on_progress(len(batch))
-            except BaseException as exc:  # surfaced by the main thread
-                errors.append(exc)
-                stop.set()
+            except BaseException as exc:
+                failed(exc)
 
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="preprocess")
     def skipped(key: str, reason: str) -> None:
@@ -228,46 +253,55 @@ def run(
     one = runner.layout if batch_size == 1 else None
     batches = _batches(_prefetched(items, pre, one, pool, prefetch, stop, skipped if on_bad else None), batch_size,
                        max(2, len(pre.buckets)))  # every bucket fills its batch
-    lock = threading.Lock()  # guards `batches` (a generator) and `times`
 
-    def infer_loop() -> None:
-        while not errors and not stop.is_set():
-            with lock:
-                batch = next(batches, None)
-            if batch is None:
-                return
-            if batch_size == 1:
-                t0 = time.perf_counter()
-                outputs = runner.infer(batch[0].image)
-            else:
-                hw = batch[0].image.shape[:2]
-                buffer = buffers.take(hw)
-                try:
-                    tensor = into_batch([item.image for item in batch], runner.layout, buffer)
-                    t0 = time.perf_counter()
-                    outputs = runner.infer(tensor)
-                finally:
-                    buffers.give(hw, buffer)
-            with lock:
-                times.infer.append((len(batch), time.perf_counter() - t0))
+    def assemble() -> None:
+        """Each batch in the runner's layout (at batch size 1 the workers made it), queued for the streams."""
+        try:
+            for batch in batches:
                 times.read.extend(item.read for item in batch)
                 times.preprocess.extend(item.preprocess for item in batch)
+                if batch_size == 1:
+                    job = (batch, batch[0].image, None)
+                else:
+                    hw = batch[0].image.shape[:2]
+                    buffer = buffers.take(hw)
+                    job = (batch, into_batch([item.image for item in batch], runner.layout, buffer), (hw, buffer))
+                if not _put(ready, job, stop):
+                    return
+            for _ in range(streams):
+                _put(ready, _DONE, stop)
+        except BaseException as exc:
+            failed(exc)
+
+    lock = threading.Lock()  # guards `times`
+
+    def infer_loop() -> None:
+        while (job := _get(ready, stop)) is not _DONE:
+            batch, tensor, buffer = job
+            t0 = time.perf_counter()
+            try:
+                outputs = runner.infer(tensor)
+            finally:
+                if buffer is not None:
+                    buffers.give(*buffer)
+            with lock:
+                times.infer.append((len(batch), time.perf_counter() - t0))
                 times.images += len(batch)
-            _put(post_q, (batch, outputs), errors)
+            _put(post_q, (batch, outputs), stop)
 
     def stream_worker() -> None:
         try:
             infer_loop()
-        except BaseException as exc:  # surfaced by the main thread
-            errors.append(exc)
-            stop.set()
+        except BaseException as exc:
+            failed(exc)
 
+    assembler = threading.Thread(target=assemble, name="assemble", daemon=True)
     posters = [threading.Thread(target=post_worker, name=f"postprocess-{i}", daemon=True) for i in range(post_workers)]
     others = [threading.Thread(target=stream_worker, name=f"infer-{i}", daemon=True) for i in range(1, streams)]
     devices_before = {d["device"]: d for d in runner.devices()}
     start = time.perf_counter()
-    for poster in posters:
-        poster.start()
+    for thread in (assembler, *posters):
+        thread.start()
     try:
         for thread in others:
             thread.start()
@@ -276,10 +310,10 @@ def run(
         stop.set()
         raise
     finally:
-        for thread in others:
+        for thread in (*others, assembler):
             thread.join()
         for _ in posters:
-            _put(post_q, _DONE, [], force=True)
+            _put(post_q, _DONE, None)
         for poster in posters:
             poster.join()
         pool.shutdown(wait=True, cancel_futures=True)
@@ -300,14 +334,25 @@ def _since(now: list[dict], before: dict[str, dict]) -> list[dict]:
     return found
 
 
-def _put(q: queue.Queue, job: object, errors: list, force: bool = False) -> None:
-    """Block on a full queue, but give up if the consumer failed (unless forced: the sentinel)."""
-    while not errors or force:
+def _put(q: queue.Queue, job: object, stop: threading.Event | None) -> bool:
+    """Block on a full queue, but give up (False) once `stop` is set; `stop` None: until it is put."""
+    while stop is None or not stop.is_set():
         try:
             q.put(job, timeout=0.1)
-            return
+            return True
         except queue.Full:
             continue
+    return False
+
+
+def _get(q: queue.Queue, stop: threading.Event) -> object:
+    """The next job, or _DONE once `stop` is set."""
+    while not stop.is_set():
+        try:
+            return q.get(timeout=0.1)
+        except queue.Empty:
+            continue
+    return _DONE
 
 
 def _prefetched(items: Iterable[tuple[str, Path]], pre: Preprocess, layout: str | None, pool: ThreadPoolExecutor,

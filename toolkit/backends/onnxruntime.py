@@ -43,9 +43,9 @@ def cpu_layout(cores: int, goal: str = "throughput") -> Layout:
     - latency: one call over every core (2 cores: p50 51.6 ms against 96.2, 18.7 images/s against 20.5);
     - throughput, up to 4 cores: one session, one single-threaded stream a core (2 cores: 20.4
       images/s against 19.0 for two separate sessions);
-    - throughput, more cores: separate two-threaded sessions (16-core Xeon: 8 x 2 98.6 images/s, 16 x 1
-      100.6 at twice the memory, one session of 4 x 4 streams 70.6). Separate sessions share no
-      thread pool, so no call waits for another's straggling thread.
+    - throughput, more cores: separate two-threaded sessions (16-core Xeon: 8 x 2 98.1 images/s, 16 x 1
+      89.1 at twice the memory, 4 x 4 84.9, the old one session of 4 x 4 streams 50.0). Separate
+      sessions share no thread pool, so no call waits for another's straggling thread.
     """
     if goal not in LAYOUTS:
         raise InputError(f"CPU layout {goal!r}: choose from {', '.join(LAYOUTS)}")
