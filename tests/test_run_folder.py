@@ -105,6 +105,21 @@ def test_a_second_writer_is_refused_and_a_dead_holders_lock_is_taken_over(tmp_pa
     assert (folder / "ok").is_file() and not leftovers(tmp_path)
 
 
+def test_signals_during_native_code_wait_for_its_end_then_unwind() -> None:
+    """What `run` does around PyTorch: a KeyboardInterrupt raised inside its native callbacks aborts the
+    process (`terminate called ... pybind11::error_already_set`, exit -6, staging folder left)."""
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for sig, raised in ((signal.SIGINT, KeyboardInterrupt), (signal.SIGTERM, runfolder.Terminated)):
+        finished = False
+        with pytest.raises(KeyboardInterrupt) as caught:
+            with runfolder.deferred_interrupts():
+                os.kill(os.getpid(), sig)
+                time.sleep(0.05)  # the signal arrives here, and is only noted
+                finished = True
+        assert finished and type(caught.value) is raised
+        assert {s: signal.getsignal(s) for s in handlers} == handlers
+
+
 # --- real runs, real signals ------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from toolkit import backends, calibration, fileio, machine, pipeline, quantization
+from toolkit import backends, calibration, fileio, machine, pipeline, quantization, runfolder
 from toolkit.backends.emulation import emulation_runner
 from toolkit.cluster import RayEngine
 from toolkit.data import wider
@@ -111,14 +111,16 @@ class ExportedModel:
 
 def export_model(target: Target, out: Path, weights_path: Path | None, stages: Stages,
                  parity_batches: list[np.ndarray]) -> ExportedModel:
-    """Weights -> .pth -> ONNX (+ parity on real images), into `out`."""
-    port, exporter = torch_parts()
-    official_onnx = stages.run("weights", lambda: weights.verify(weights_path) if weights_path else weights.fetch())
-    pth = stages.run("port to PyTorch (.pth)", port.port, official_onnx, out / "centerface.pth")
-    net = port.load_module(pth)
-    shape = ExportShape.parse(target.export_shape)
-    onnx_path = stages.run("export ONNX + onnxsim", exporter.export, net, out / "centerface.onnx", shape)
-    parity_result = stages.run("parity", parity, official_onnx, net, onnx_path, parity_batches) if parity_batches else None
+    """Weights -> .pth -> ONNX (+ parity on real images), into `out`. Ctrl-C waits for the end of it
+    (a few seconds): PyTorch's native code would abort the process if interrupted inside a callback."""
+    with runfolder.deferred_interrupts():
+        port, exporter = torch_parts()
+        official_onnx = stages.run("weights", lambda: weights.verify(weights_path) if weights_path else weights.fetch())
+        pth = stages.run("port to PyTorch (.pth)", port.port, official_onnx, out / "centerface.pth")
+        net = port.load_module(pth)
+        shape = ExportShape.parse(target.export_shape)
+        onnx_path = stages.run("export ONNX + onnxsim", exporter.export, net, out / "centerface.onnx", shape)
+        parity_result = stages.run("parity", parity, official_onnx, net, onnx_path, parity_batches) if parity_batches else None
     return ExportedModel(official_onnx, pth, onnx_path, parity_result)
 
 

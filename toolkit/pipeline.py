@@ -166,8 +166,8 @@ class BatchBuffers:
 
     def take(self, hw: tuple[int, int]) -> np.ndarray:
         with self.lock:
-            for i, (size, buffer) in enumerate(self.free):
-                if size == hw:
+            for i in reversed(range(len(self.free))):  # the latest given back: its pages are the warmest
+                if self.free[i][0] == hw:
                     return self.free.pop(i)[1]
         return self.runner.empty_batch(batch_shape(self.runner.layout, self.batch_size, *hw))
 

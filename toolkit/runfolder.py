@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import signal
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -47,6 +48,26 @@ def handle_sigterm() -> None:
         raise Terminated()
 
     signal.signal(signal.SIGTERM, raise_terminated)
+
+
+@contextmanager
+def deferred_interrupts() -> Iterator[None]:
+    """Ctrl-C and SIGTERM are noted inside, and raised on leaving. For native code that calls back into
+    Python (PyTorch's import, tracing and ONNX export): an exception raised in such a callback aborts
+    the whole process (pybind11 calls terminate), leaving the staging folder behind."""
+    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+        yield
+        return
+    noted: list[int] = []
+    held = (signal.SIGINT, signal.SIGTERM)
+    previous = {sig: signal.signal(sig, lambda signum, _frame: noted.append(signum)) for sig in held}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if noted:
+        raise Terminated() if noted[0] == signal.SIGTERM else KeyboardInterrupt()
 
 
 def last_outcome() -> str | None:

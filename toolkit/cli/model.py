@@ -11,8 +11,8 @@ from rich.table import Table
 from toolkit.cli.common import handle_errors, out
 from toolkit.data.images import list_images
 from toolkit.data.preprocess import Preprocess
-from toolkit.flows.model import parity_on_images
-from toolkit.model import torch_parts, weights
+from toolkit.flows.model import export_pth, parity_on_images, port_weights
+from toolkit.model import weights
 from toolkit.model.signature import DEFAULT_OPSET, ExportShape
 
 WeightsOpt = Annotated[Optional[Path], typer.Option("--weights", help="A local centerface.onnx instead of the cached official one (checked by SHA-256).")]
@@ -35,8 +35,7 @@ def port_cmd(
     weights_path: WeightsOpt = None,
 ) -> None:
     """Port the official ONNX weights into the PyTorch CenterFace module and save the .pth (the guide's 'pth')."""
-    port, _ = torch_parts()
-    path = port.port(_official(weights_path), out_path)
+    path = port_weights(_official(weights_path), out_path)
     out.print(f"wrote {path}")
 
 
@@ -50,9 +49,7 @@ def export_cmd(
 ) -> None:
     """Export the .pth to ONNX (input 'image'; outputs heatmap, scale, offset, landmarks), simplified and checked."""
     spec = ExportShape.parse(shape)
-    port, exporter = torch_parts()
-    net = port.load_module(pth)
-    path = exporter.export(net, out_path, spec, opset, simplify)
+    path = export_pth(pth, out_path, spec, opset, simplify)
     out.print(f"wrote {path}  (input image {spec.describe()}, opset {opset})")
 
 

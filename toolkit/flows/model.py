@@ -1,4 +1,6 @@
-"""`parity`: the PyTorch port against the official ONNX (and an exported ONNX) on real images."""
+"""The PyTorch half on its own: `port`, `export`, and `parity` (the port against the official ONNX, and
+an exported ONNX, on real images). Ctrl-C waits for the end of each: PyTorch's native code aborts the
+process if interrupted inside a callback (see chain.export_model)."""
 
 from __future__ import annotations
 
@@ -9,13 +11,29 @@ from toolkit.chain import parity
 from toolkit.data.images import read_rgb
 from toolkit.data.preprocess import Preprocess
 from toolkit.model import torch_parts
+from toolkit.model.signature import ExportShape
+from toolkit.runfolder import deferred_interrupts
+
+
+def port_weights(official: Path, out_path: Path) -> Path:
+    """The official ONNX weights as the PyTorch module's .pth."""
+    with deferred_interrupts():
+        port, _ = torch_parts()
+        return port.port(official, out_path)
+
+
+def export_pth(pth: Path, out_path: Path, shape: ExportShape, opset: int, simplify: bool) -> Path:
+    """A .pth exported to ONNX (simplified and checked)."""
+    with deferred_interrupts():
+        port, exporter = torch_parts()
+        return exporter.export(port.load_module(pth), out_path, shape, opset, simplify)
 
 
 def parity_on_images(files: list[Path], pre: Preprocess, official: Path, pth: Path | None, onnx_path: Path | None) -> dict:
     """Largest |difference| per output; a missing .pth or ONNX is made from the official weights first."""
-    port, exporter = torch_parts()
     batches = [pre(read_rgb(f))[0][None] for f in files]
-    with tempfile.TemporaryDirectory() as tmp:
+    with deferred_interrupts(), tempfile.TemporaryDirectory() as tmp:
+        port, exporter = torch_parts()
         pth = pth or port.port(official, Path(tmp) / "centerface.pth")
         net = port.load_module(pth)
         onnx_path = onnx_path or exporter.export(net, Path(tmp) / "centerface.onnx")
