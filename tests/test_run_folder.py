@@ -118,6 +118,14 @@ def test_signals_during_native_code_wait_for_its_end_then_unwind() -> None:
                 finished = True
         assert finished and type(caught.value) is raised
         assert {s: signal.getsignal(s) for s in handlers} == handlers
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a background job's: ignored stays ignored
+    try:
+        with runfolder.deferred_interrupts():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, handlers[signal.SIGINT])
 
 
 # --- real runs, real signals ------------------------------------------------------------------------

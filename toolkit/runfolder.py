@@ -59,8 +59,9 @@ def deferred_interrupts() -> Iterator[None]:
         yield
         return
     noted: list[int] = []
-    held = (signal.SIGINT, signal.SIGTERM)
-    previous = {sig: signal.signal(sig, lambda signum, _frame: noted.append(signum)) for sig in held}
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for sig in (sig for sig, handler in previous.items() if handler is not signal.SIG_IGN):  # ignored stays so
+        signal.signal(sig, lambda signum, _frame: noted.append(signum))
     try:
         yield
     finally:
