@@ -37,11 +37,8 @@ def boxes(runner, items, batch_size=1) -> dict[str, np.ndarray]:
 
 def test_batches_in_both_layouts_hold_exactly_the_preprocessed_images(wider_images) -> None:
     """The reused buffers get what the float path made: CHW float32 0..255, or the uint8 HWC AIPP takes."""
-    images, floats = [], []
-    for path in wider_images[:3]:
-        image, _ = LETTERBOX.image_u8(read_rgb(path))
-        images.append(image)
-        floats.append(LETTERBOX(read_rgb(path))[0])
+    images = [LETTERBOX.image_u8(read_rgb(path))[0] for path in wider_images[:3]]
+    floats = [image.transpose(2, 0, 1).astype(np.float32) for image in images]  # the plain definition
     buffer = np.full((4, 3, 800, 800), -1, np.float32)
     batch = into_batch(images, NCHW_F32, buffer)
     assert np.shares_memory(batch, buffer) and batch.shape == (3, 3, 800, 800)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from toolkit.data.preprocess import NCHW_F32, NHWC_U8
+from toolkit.data.preprocess import NCHW_F32, NHWC_U8, batch_dtype
 from toolkit.errors import InputError, Unavailable
 from toolkit.model.signature import check_outputs
 
@@ -103,7 +103,7 @@ class Runner(ABC):
 
     def empty_batch(self, shape: tuple[int, ...]) -> np.ndarray:
         """A host buffer for batches of `shape` in `layout` (a runner may offer pinned memory)."""
-        return np.empty(shape, np.uint8 if self.layout == NHWC_U8 else np.float32)
+        return np.empty(shape, batch_dtype(self.layout))
 
     def devices(self) -> list[dict]:
         """Per device (chip, GPU, CPU stream): its label, images and busy seconds so far; [] when the

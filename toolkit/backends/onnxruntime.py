@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-
-from dataclasses import dataclass
 
 from toolkit import fileio
 from toolkit.backends.base import Backend, Runner

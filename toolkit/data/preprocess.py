@@ -132,23 +132,23 @@ class Preprocess:
     def __call__(self, rgb: np.ndarray) -> tuple[np.ndarray, Transform]:
         """RGB uint8 HWC -> float32 CHW (0..255) and its transform."""
         img, t = self.image_u8(rgb)
-        return to_chw_float(img), t
-
-
-def to_chw_float(img: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(img.transpose(2, 0, 1), dtype=np.float32)
+        return into_batch([img], NCHW_F32)[0], t
 
 
 def batch_shape(layout: str, n: int, height: int, width: int) -> tuple[int, int, int, int]:
     return (n, height, width, 3) if layout == NHWC_U8 else (n, 3, height, width)
 
 
+def batch_dtype(layout: str) -> type[np.generic]:
+    return np.uint8 if layout == NHWC_U8 else np.float32
+
+
 def into_batch(images: list[np.ndarray], layout: str, out: np.ndarray | None = None) -> np.ndarray:
     """uint8 HWC images of one size -> a batch in `layout`, written into `out` (a buffer of at least
     that many images) when given: no float conversion on the host for NHWC uint8."""
     height, width = images[0].shape[:2]
-    batch = out[: len(images)] if out is not None else np.empty(
-        batch_shape(layout, len(images), height, width), np.uint8 if layout == NHWC_U8 else np.float32)
+    batch = out[: len(images)] if out is not None else np.empty(batch_shape(layout, len(images), height, width),
+                                                                 batch_dtype(layout))
     for slot, image in zip(batch, images):
         if layout == NHWC_U8:
             np.copyto(slot, image)

@@ -11,7 +11,7 @@ import numpy as np
 from toolkit import fileio
 from toolkit.backends.ascend import bins
 from toolkit.data.images import read_rgb
-from toolkit.data.preprocess import Preprocess, Transform, to_chw_float
+from toolkit.data.preprocess import NCHW_F32, NHWC_U8, Preprocess, Transform, into_batch
 from toolkit.postprocess import Detections, decode
 
 MANIFEST = "inputs.json"
@@ -36,8 +36,7 @@ def write_inputs(items: list[tuple[str, Path]], pre: Preprocess, batch: int, aip
         chunk = items[start: start + batch]
         images, transforms = zip(*(pre.image_u8(read_rgb(p)) for _, p in chunk))
         pad = [np.zeros_like(images[0])] * (batch - len(chunk))
-        stack = np.stack(list(images) + pad)
-        data = stack if aipp else np.stack([to_chw_float(i) for i in stack])
+        data = into_batch(list(images) + pad, NHWC_U8 if aipp else NCHW_F32)
         stem = f"input_{start // batch:05d}"
         bins.write_input(folder / f"{stem}.bin", data)
         written.append(BinInput(stem, [k for k, _ in chunk], list(transforms)))
