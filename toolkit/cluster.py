@@ -92,9 +92,7 @@ class ShardWorker:
         self.runner = backend.runner(Path(artefact), target.on_devices("all") if backend.accelerator else target)
 
     def where(self) -> dict:
-        import socket
-
-        return {"node": socket.gethostname(), "runs_in": machine.runs_in(), "pid": os.getpid(),
+        return {"node": machine.describe()["hostname"], "runs_in": machine.runs_in(), "pid": os.getpid(),
                 "devices": self.runner.streams}
 
     def run(self, items: list[tuple[str, str]], keep: set[str]) -> dict:
