@@ -96,6 +96,8 @@ CASES = [
          early=False, needs=["wrong.onnx", "one.jpg"]),
     Case("--limit -1", lambda w: ["run", "--limit", -1, "--out", w / "run"], 2, "--limit -1: must be 1 or more"),
     Case("--limit 0", lambda w: ["run", "--limit", 0, "--out", w / "run"], 2, "--limit 0: must be 1 or more"),
+    Case("--part 3/2", lambda w: ["run", "--part", "3/2", "--out", w / "run"], 2, "--part 3/2: expected K/N with 1 <= K <= N"),
+    Case("--part half", lambda w: ["run", "--part", "half", "--out", w / "run"], 2, "--part half: expected K/N"),
     Case("a bad image half-way", lambda w: ["run", "--data", w / "bad-image-root", "--out", w / "run"], 2,
          "truncated JPEG", early=False, needs=["bad-image-root"]),
     Case("310p without CANN", lambda w: ["run", "--target", "310p", "--out", w / "run"], 3, "unavailable: target 310p"),
@@ -230,7 +232,7 @@ def test_dry_run_shows_every_option_it_passes(data_root: Path, tmp_path: Path) -
     assert code == 0, err
     container = next(line for line in out.splitlines() if line.startswith("docker run"))
     assert "--limit 3 --size 1024x1024 --batch-size 16" in container
-    assert "trtexec --onnx=/runs/t4/centerface.onnx --fp16 --shapes=image:16x3x1024x1024" in out  # the size reaches the engine
+    assert "trtexec --onnx=/runs/t4/centerface.fp16.typed.onnx --shapes=image:16x3x1024x1024" in out  # the size reaches the engine
     plan = json.loads((tmp_path / "t4" / "plan.json").read_text())
     inside = plan["container"][plan["container"].index("--target") - 1:]  # after the image: the toolkit's own run
     assert inside[:8] == ["run", "--target", "t4", "--stages", "convert,infer", "--limit", "3", "--size"]

@@ -90,6 +90,15 @@ def test_bad_input_is_one_clear_line(args: list[str], message: str) -> None:
     assert message in result.output and "Traceback" not in result.output
 
 
+def test_parts_split_the_data_set(data_root: Path) -> None:
+    from toolkit.chain import dataset_items
+
+    whole = dataset_items(data_root, None)
+    first, second = (dataset_items(data_root, None, (k, 2)) for k in (1, 2))
+    assert len(first) + len(second) == len(whole) and not set(first) & set(second)
+    assert first[:2] == whole[0:3:2] and dataset_items(data_root, 5, (2, 2)) == second[:5]
+
+
 def test_doctor_reports_this_machine() -> None:
     result = invoke("doctor")
     assert result.exit_code == 0

@@ -100,9 +100,9 @@ def test_int8_emulation_is_reproducible(cpu_run: Path, data_root: Path, tmp_path
 
 @pytest.fixture(scope="module")
 def emulated_runs(data_root: Path, tmp_path_factory) -> Path:
-    """t4 and 310p-fp16 emulated on the same 8 images (FP16 at 800x800; the 310P's input through AIPP)."""
+    """t4, 310 and 310p-fp16 emulated on the same 8 images (FP16 at 800x800; the 310P's input through AIPP)."""
     runs = tmp_path_factory.mktemp("emulated")
-    for target in ("t4", "310p-fp16"):
+    for target in ("t4", "310", "310p-fp16"):
         code, _, err = run_cli("run", "--target", target, "--mode", "emulate", "--data", data_root, "--limit", 8,
                                "--out", runs / target)
         assert code == 0, err
@@ -129,12 +129,31 @@ def test_an_emulated_run_says_so_everywhere(emulated_runs: Path, cpu_run: Path) 
     assert "emulated" in (emulated_runs / "report.md").read_text()
 
 
+def test_an_emulated_tensorrt_run_evaluates_the_deployed_file(emulated_runs: Path) -> None:
+    """result.json names the typed ONNX the engine build takes; the emulation ran that very file (same
+    sha256), its weights upcast bit for bit into the model ONNX Runtime evaluated."""
+    from onnx import load, numpy_helper
+
+    from toolkit.model.weights import sha256
+
+    run = emulated_runs / "t4"
+    result = json.loads((run / "result.json").read_text())
+    deployed = run / result["deployed_model"]["file"]
+    assert deployed.name == "centerface.fp16.typed.onnx"
+    assert result["deployed_model"]["sha256"] == sha256(deployed) == result["emulation"]["emulates"]["sha256"]
+    weights = {i.name: numpy_helper.to_array(i) for i in load(str(deployed)).graph.initializer}
+    evaluated = {i.name: numpy_helper.to_array(i) for i in load(str(run / "centerface.emulated.800x800.onnx")).graph.initializer}
+    assert weights and all(np.array_equal(evaluated[n].astype(np.float16).view(np.uint16), w.view(np.uint16))
+                           for n, w in weights.items())
+
+
 def test_the_aipp_path_is_lossless(emulated_runs: Path) -> None:
-    """uint8 HWC through the generated AIPP config gives the float input exactly: same FP16 predictions."""
-    t4, ascend = (emulated_runs / t / "predictions" for t in ("t4", "310p-fp16"))
-    files = sorted(p.relative_to(t4) for p in t4.rglob("*.txt"))
+    """uint8 HWC through the generated AIPP config gives the float input exactly: the same FP16 predictions
+    as the 310's float NCHW input."""
+    floats, aipp = (emulated_runs / t / "predictions" for t in ("310", "310p-fp16"))
+    files = sorted(p.relative_to(floats) for p in floats.rglob("*.txt"))
     assert len(files) == 8
-    assert all((t4 / f).read_text() == (ascend / f).read_text() for f in files)
+    assert all((floats / f).read_text() == (aipp / f).read_text() for f in files)
     config = (emulated_runs / "310p-fp16" / "aipp_centerface.aippconfig").read_text()
     assert "src_image_size_w : 800" in config
 

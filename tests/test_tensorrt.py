@@ -1,10 +1,13 @@
-"""TensorRT without a GPU: targets and profiles, the calibrator's batching over a real calibration set,
-engine metadata checks, the trtexec line and its output parsed. With TensorRT and a GPU, the real chain."""
+"""TensorRT without a GPU: targets and profiles, the majors table, the typed ONNX models (FP16, INT8 Q/DQ
+placement) and their emulation, engine metadata checks, the trtexec line and its output parsed. With
+TensorRT and a GPU, the real chain. tests/test_tensorrt_surface.py checks the names against the bindings."""
 
 from __future__ import annotations
 
 import json
+import re
 import shlex
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -12,12 +15,13 @@ import pytest
 
 from cli import invoke
 from toolkit import calibration, targets
-from toolkit.backends.tensorrt import engine, trtexec
+from toolkit.backends.tensorrt import engine, majors, trtexec, typed
 from toolkit.backends.tensorrt.backend import TensorRTBackend
-from toolkit.backends.tensorrt.calibrator import Feeder
 from toolkit.backends.tensorrt.settings import TensorRTSettings
-from toolkit.data.images import read_rgb
-from toolkit.errors import InputError
+from toolkit.errors import InputError, Unavailable
+from toolkit.paths import REPO_ROOT
+
+REMOVED_TRTEXEC_FLAGS = ("--fp16", "--int8", "--calib", "--best")  # gone in trtexec 11.x
 
 TRTEXEC_BS1 = """[11/25/2026-10:01:02] [I] === Performance summary ===
 [11/25/2026-10:01:02] [I] Throughput: 331.821 qps
@@ -49,11 +53,30 @@ def test_bad_profiles_are_refused(tmp_path: Path, section: str, message: str) ->
         TensorRTSettings.of(targets.load(str(path)))
 
 
-def test_trtexec_line_is_the_guides() -> None:
-    assert trtexec.command(Path("centerface.onnx"), 1, 800, 800) == shlex.split(
-        "trtexec --onnx=centerface.onnx --fp16 --shapes=image:1x3x800x800")
-    assert trtexec.command(Path("c.onnx"), 16, 800, 800, "int8", Path("calibration.cache"))[-2:] == \
-        ["--int8", "--calib=calibration.cache"]
+def test_trtexec_lines_per_major() -> None:
+    """10.x opts in to strong typing; 11.x always is (its --stronglyTyped is a deprecated no-op)."""
+    ten, eleven = (trtexec.command(Path("c.typed.onnx"), 16, 800, 800, majors.MAJORS[m]) for m in (10, 11))
+    assert ten == shlex.split("trtexec --onnx=c.typed.onnx --stronglyTyped --shapes=image:16x3x800x800")
+    assert eleven == shlex.split("trtexec --onnx=c.typed.onnx --shapes=image:16x3x800x800")
+
+
+def test_the_majors_table() -> None:
+    assert majors.major_of("10.16.1.11").number == 10 and majors.major_of("11.4.0.106").cuda == 13
+    for old in ("8.6.1", "9.3.0", "12.0.0"):
+        with pytest.raises(Unavailable, match=f"TensorRT {old}: the toolkit supports TensorRT 10 and 11"):
+            majors.major_of(old)
+    from toolkit.backends.tensorrt.backend import _supported
+
+    assert _supported("8.6.1") == (False, "TensorRT 8.6.1: the toolkit supports TensorRT 10 and 11 (strongly typed builds)")
+    assert _supported("11.4.0.106") == (True, "TensorRT 11: supported (strongly typed builds)")
+
+
+def test_the_image_pins_cuda_python_by_the_base_images_major() -> None:
+    text = (REPO_ROOT / "docker" / "tensorrt.Dockerfile").read_text()
+    pins = {int(m): (int(lo), int(hi)) for m, lo, hi in re.findall(r"(\d+)\) pin=\"cuda-python>=(\d+),<(\d+)\"", text)}
+    assert pins == {n: (m.cuda, m.cuda + 1) for n, m in majors.MAJORS.items()}
+    default = majors.MAJORS[majors.IMAGE_DEFAULT]
+    assert f"Default: TensorRT {default.number} (CUDA {default.cuda})" in text
 
 
 def test_trtexec_summary_is_parsed() -> None:
@@ -80,26 +103,6 @@ def test_engine_metadata_refuses_another_gpu_or_version(tmp_path: Path) -> None:
         engine.check(plan, {**built, "tensorrt": "10.8.0"})
 
 
-def test_calibrator_batches_the_real_calibration_set(data_root: Path, tmp_path: Path) -> None:
-    recipe = calibration.load_recipe("tensorrt", count=6, batch_size=4)
-    calib, _ = calibration.build(recipe, data_root, tmp_path)
-    images = np.concatenate(list(calib.batches()))
-    assert images.shape == (6, 3, 800, 800)
-    three = Feeder(calib, 3, (3, 800, 800))  # regrouped across the stored batches of 4 and 2
-    got = list(three)
-    assert three.batches == 2 and three.left_out == 0 and len(got) == 2
-    np.testing.assert_array_equal(np.concatenate(got), images)
-    four = Feeder(calib, 4, (3, 800, 800))
-    assert four.batches == 1 and four.left_out == 2 and len(list(four)) == 1
-    with pytest.raises(InputError, match="fewer than one batch of 8"):
-        Feeder(calib, 8, (3, 800, 800))
-    with pytest.raises(InputError, match="the engine takes"):
-        Feeder(calib, 2, (3, 640, 640))
-    names = [n for n in calib.manifest["images"]]
-    first = recipe.pre()(read_rgb(data_root / "WIDER_val" / "images" / names[0]))[0]
-    np.testing.assert_array_equal(got[0][0], first)  # real images at the deployed shape
-
-
 def test_without_tensorrt_the_target_is_unavailable(tmp_path: Path) -> None:
     reason = TensorRTBackend().unavailable()
     if reason is None:
@@ -107,8 +110,22 @@ def test_without_tensorrt_the_target_is_unavailable(tmp_path: Path) -> None:
     result = invoke("run", "--target", "t4", "--mode", "host", "--out", tmp_path / "t4")
     assert result.exit_code == 3 and "unavailable: target t4:" in result.output
     plan = invoke("run", "--target", "t4", "--dry-run", "--out", tmp_path / "t4")
-    assert plan.exit_code == 0 and "trtexec --onnx=/runs/t4/centerface.onnx --fp16 --shapes=image:16x3x800x800" in plan.output
+    assert plan.exit_code == 0 and "trtexec --onnx=/runs/t4/centerface.fp16.typed.onnx --shapes=image:16x3x800x800" \
+        in plan.output
     assert "--gpus all" in plan.output
+
+
+@pytest.mark.parametrize("target", ["t4", "t4-int8", "t4-buckets"])
+def test_every_dry_run_command_is_valid_on_tensorrt_11(target: str, tmp_path: Path) -> None:
+    result = invoke("run", "--target", target, "--dry-run", "--out", tmp_path / target)
+    assert result.exit_code == 0, result.output
+    plan = json.loads((tmp_path / target / "plan.json").read_text())
+    lines = [step["command"] for step in plan["steps"] if step["command"]]
+    assert lines and all(line[0] == "trtexec" for line in lines)
+    assert not [flag for line in lines for arg in line for flag in REMOVED_TRTEXEC_FLAGS if arg.startswith(flag)]
+    assert all(line[1] == f"--onnx=/runs/{target}/centerface.{targets.load(target).precision}.typed.onnx" for line in lines)
+    titles = " ".join(step["title"] for step in plan["steps"])
+    assert "strongly typed engine" in titles and "calibration.cache" not in json.dumps(plan)
 
 
 @pytest.mark.hardware
@@ -122,3 +139,89 @@ def test_engines_on_a_gpu(tmp_path: Path, data_root: Path) -> None:
     assert saved["ap"]["easy"] > 0.85
     meta = json.loads((tmp_path / "t4" / "centerface.fp16.json").read_text())
     assert meta["precision"] == "fp16" and meta["profiles"][0]["max"] == [16, 3, 800, 800]
+
+
+def _initializers(path: Path) -> dict[str, np.ndarray]:
+    import onnx
+    from onnx import numpy_helper
+
+    return {i.name: numpy_helper.to_array(i) for i in onnx.load(str(path)).graph.initializer}
+
+
+def test_the_typed_fp16_model_is_what_the_emulation_runs(cpu_run: Path, tmp_path: Path) -> None:
+    """The deployed FP16 ONNX: FP16 weights, FP32 I/O, checker-clean; its upcast holds the same weights bit
+    for bit and rounds every tensor to FP16."""
+    import onnx
+    from onnx import TensorProto
+
+    info = typed.fp16_model(cpu_run / "centerface.onnx", tmp_path / "typed.onnx")
+    model = onnx.load(str(tmp_path / "typed.onnx"))
+    assert {v.type.tensor_type.elem_type for v in (*model.graph.input, *model.graph.output)} == {TensorProto.FLOAT}
+    assert {i.data_type for i in model.graph.initializer} == {TensorProto.FLOAT16}
+    assert info["fp32_nodes"] == [] and info["weights_clamped"] > 0  # its rule: |w| < 1e-7 -> +-1e-7
+    deployed = _initializers(tmp_path / "typed.onnx")
+    emulated = _initializers(typed.upcast(tmp_path / "typed.onnx", tmp_path / "emulated.onnx"))
+    assert deployed.keys() == emulated.keys()
+    for name, weight in deployed.items():
+        assert emulated[name].dtype == np.float32
+        np.testing.assert_array_equal(emulated[name].astype(np.float16).view(np.uint16), weight.view(np.uint16))
+    from toolkit.backends.onnxruntime import OnnxRuntimeRunner
+
+    image = np.random.default_rng(1).uniform(0, 255, (1, 3, 256, 256)).astype(np.float32)
+    with OnnxRuntimeRunner(tmp_path / "emulated.onnx", optimisation="basic") as fp16, \
+            OnnxRuntimeRunner(cpu_run / "centerface.onnx") as fp32:
+        got, reference = fp16.infer(image), fp32.infer(image)
+    for name, array in got.items():
+        np.testing.assert_array_equal(array, array.astype(np.float16).astype(np.float32))  # FP16 values only
+        assert 0 < np.abs(array - reference[name]).max() < 0.1
+
+
+def test_the_int8_model_follows_tensorrts_qdq_placement(cpu_run: Path, data_root: Path, tmp_path: Path) -> None:
+    """The deployed INT8 ONNX: Q/DQ only where TensorRT fuses it, the held block unquantised, FP16 scales
+    at opset 21; `qdq_placement` is what checked it, and it finds ONNX Runtime's default placement wrong."""
+    import onnx
+    from onnx import TensorProto
+
+    from toolkit.backends import emulation
+    from toolkit.backends.tensorrt.backend import INT8_SCHEME, TensorRTBackend, typed_path
+
+    target = targets.load("t4-int8")
+    calib, _ = calibration.build(calibration.load_recipe("tensorrt", count=4, batch_size=2), data_root, tmp_path / "sets")
+    models, record = TensorRTBackend().emulate(cpu_run / "centerface.onnx", target, calib, tmp_path / "run", lambda _m: None)
+    deployed = onnx.load(str(typed_path(tmp_path / "run", target)))
+    assert typed.qdq_placement(deployed) == [] and next(o.version for o in deployed.opset_import if o.domain == "") == 21
+    nodes = deployed.graph.node
+    made_by = {out: n for n in nodes for out in n.output}
+    layers = [n for n in nodes if n.op_type in typed.WEIGHTED]
+    held = [n for n in layers if any(n.name.startswith(p.rstrip("*")) for p in target.extra["calibration"]["keep_fp16"])]
+    assert held and all(made_by[i].op_type != "DequantizeLinear" for n in held for i in n.input[:2] if i in made_by)
+    quantised = [n for n in layers if n not in held]
+    assert all(made_by[n.input[0]].op_type == made_by[n.input[1]].op_type == "DequantizeLinear" for n in quantised)
+    scales = {i.data_type for i in deployed.graph.initializer if i.name.endswith("_scale")}
+    assert scales == {TensorProto.FLOAT16}
+    assert record["emulates"]["file"] == "centerface.int8.typed.onnx" and "Conv, ConvTranspose inputs" in record["numerics"]
+    default = onnx.load(str(emulation.calibrated_qdq(cpu_run / "centerface.onnx", tmp_path / "ort.onnx", calib,
+                                                      replace(INT8_SCHEME, quantised_ops=(), int32_bias=True),
+                                                      tmp_path / "cache")))
+    found = " ".join(typed.qdq_placement(default))
+    assert "feeds ['Relu'], no weighted layer" in found and "not symmetric INT8" in found  # output pairs, INT32 bias
+
+
+def test_tensorrt_before_10_is_refused_in_one_line(tmp_path: Path) -> None:
+    """An installed TensorRT 8.6 (its package metadata and version, as pip leaves them): `run` and `doctor`
+    say in one line that the toolkit supports 10 and 11; nothing of the old API is touched."""
+    import os
+
+    from cli import run_cli
+
+    site = tmp_path / "site"
+    (site / "tensorrt").mkdir(parents=True)
+    (site / "tensorrt" / "__init__.py").write_text('__version__ = "8.6.1"\n')
+    (site / "tensorrt-8.6.1.dist-info").mkdir()
+    (site / "tensorrt-8.6.1.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: tensorrt\nVersion: 8.6.1\n")
+    env = {"PYTHONPATH": f"{site}{os.pathsep}{REPO_ROOT}"}
+    code, _, err = run_cli("run", "--target", "t4", "--mode", "host", "--out", tmp_path / "t4", env=env)
+    assert code == 3 and len(err.strip().splitlines()) == 1
+    assert err.strip().startswith("unavailable: target t4: TensorRT 8.6.1: the toolkit supports TensorRT 10 and 11 (strongly typed builds)")
+    code, out, _ = run_cli("doctor", env={**env, "COLUMNS": "250"})
+    assert "TensorRT 8.6.1: the toolkit supports TensorRT 10 and 11" in out

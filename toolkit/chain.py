@@ -45,6 +45,7 @@ class ChainOptions:
     data: Path | None  # WIDER root; None -> the sample image
     weights: Path | None = None
     limit: int | None = None
+    part: tuple[int, int] | None = None  # (k, n): every n-th image from the k-th (1-based), before --limit
     stages: tuple[str, ...] = STAGES  # any of them, run in chain order
     skip_bad: bool = False  # record unreadable images in result.json and go on (default: stop at the first)
     emulate: bool = False  # convert = the target's deployed numerics in ONNX Runtime on this CPU (--mode emulate)
@@ -64,9 +65,21 @@ def check_limit(limit: int | None) -> None:
         raise InputError(f"--limit {limit}: must be 1 or more (leave it out for every image)")
 
 
-def dataset_items(root: Path, limit: int | None) -> list[tuple[str, Path]]:
+def parse_part(text: str | None) -> tuple[int, int] | None:
+    """'1/2' -> (1, 2): one of n interleaved parts of the data set (every n-th image from the k-th)."""
+    if text is None:
+        return None
+    k, sep, n = text.partition("/")
+    if not (sep and k.isdigit() and n.isdigit() and 1 <= int(k) <= int(n)):
+        raise InputError(f"--part {text}: expected K/N with 1 <= K <= N, such as 1/2")
+    return int(k), int(n)
+
+
+def dataset_items(root: Path, limit: int | None, part: tuple[int, int] | None = None) -> list[tuple[str, Path]]:
     check_limit(limit)
     items = wider.list_val_images(root)
+    if part:
+        items = items[part[0] - 1::part[1]]
     return items[:limit] if limit else items
 
 
@@ -142,7 +155,7 @@ def run_chain(opts: ChainOptions, log: Callable[[str], None], progress=None) -> 
     state = {} if chosen[0] == "export" else _read_state(out, chosen[0])
 
     if opts.data is not None:
-        items = dataset_items(opts.data, opts.limit)
+        items = dataset_items(opts.data, opts.limit, opts.part)
         gt = stages.run("ground truth", wider.load_ground_truth, opts.data)
     else:
         items, gt = sample_images(), None
@@ -277,6 +290,7 @@ def _infer(opts: ChainOptions, backend, pre: Preprocess, batch_size: int, items:
             log(f"[yellow]no AP[/]: {reason}")
 
     exported, converted = state["export"], state["convert"]
+    deployed = backend.deployed_model(out, target)
     result = {
         "target": target.name,
         "backend": backend.name,
@@ -284,6 +298,7 @@ def _infer(opts: ChainOptions, backend, pre: Preprocess, batch_size: int, items:
         "preprocess": pre.as_dict(),
         "batch_size": batch_size,
         "images": len(items),
+        "part": f"{opts.part[0]}/{opts.part[1]}" if opts.part else None,
         "skipped_images": [{"image": k, "reason": r} for k, r in bad.items()],
         "dataset": str(opts.data) if opts.data else "sample image (no dataset)",
         "ap": evaluation.aps() if evaluation else None,
@@ -299,6 +314,8 @@ def _infer(opts: ChainOptions, backend, pre: Preprocess, batch_size: int, items:
             "converted": converted["artefact"], "converted_bytes": artefact.stat().st_size,
             "predictions": _relative(pred_dir, out), "pictures": pictures,
         },
+        "deployed_model": {"file": _relative(deployed, out), "sha256": weights.sha256(deployed)}
+        if deployed is not None and deployed.is_file() else None,
         "detections": None if gt else {k: d.as_json() for k, d in drawn.items()},
         "versions": {**machine.versions(), "backend": backend.version()},
         "machine": machine.describe(),

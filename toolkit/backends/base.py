@@ -203,6 +203,11 @@ class Backend(ABC):
         raise Unavailable(f"target {target.name}: backend {self.name} runs on this machine as it is; "
                           "there is nothing to emulate (use --mode host)")
 
+    def deployed_model(self, out: Path, target: Target) -> Path | None:
+        """The model file in `out` that the vendor tool compiles, where the backend writes one (TensorRT's
+        typed ONNX): result.json records its sha256 in every mode, and an emulation evaluates that file."""
+        return None
+
     def emulated_input(self, out: Path, target: Target) -> Callable[[Runner], Runner] | None:
         """How an emulation is fed where the device is not fed float NCHW (AIPP's uint8 HWC): a wrapper
         around the emulated model's runner, from the files `emulate` wrote in `out`; None: as it is."""

@@ -13,7 +13,7 @@ Every figure made this way is labelled emulated wherever it is shown.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -41,12 +41,19 @@ class Int8Scheme:
     per_channel_weights: bool = True
     differs: tuple[str, ...] = ()  # what the emulation does not reproduce
     keep_fp16: tuple[str, ...] = ()  # node-name patterns the deployment holds in FP16
+    quantised_ops: tuple[str, ...] = ()  # Q/DQ on these op types' inputs only; empty: ONNX Runtime's default
+    int32_bias: bool = True  # biases quantised to INT32 (ONNX Runtime's default); False: left in float
+
+    def held(self, patterns: tuple[str, ...]) -> Int8Scheme:
+        """The scheme with `patterns` held in FP16 (left unquantised)."""
+        return replace(self, keep_fp16=tuple(patterns))
 
     def describe(self) -> str:
         acts = "symmetric" if self.activations_symmetric else "asymmetric (with offset)"
         weights = "per-channel" if self.per_channel_weights else "per-tensor"
         held = f"; held in FP16: {' '.join(self.keep_fp16)}" if self.keep_fp16 else ""
-        return (f"INT8: {acts} per-tensor activations ({self.method} calibration), symmetric {weights} weights; "
+        ops = f" on {', '.join(self.quantised_ops)} inputs" if self.quantised_ops else ""
+        return (f"INT8{ops}: {acts} per-tensor activations ({self.method} calibration), symmetric {weights} weights; "
                 f"FP16 elsewhere{held}")
 
 
@@ -86,14 +93,19 @@ def fp16_rounded(src: Path, dst: Path, extra_outputs: tuple[str, ...] = ()) -> P
     return fileio.write_bytes(dst, model.SerializeToString())
 
 
-def int8_qdq(src: Path, dst: Path, calib: CalibrationSet, scheme: Int8Scheme, cache_dir: Path) -> Path:
-    """The QDQ model of `scheme`, calibrated on `calib` (the target's recipe at its deployed shape), then
-    FP16 numerics for everything left in float."""
+def calibrated_qdq(src: Path, dst: Path, calib: CalibrationSet, scheme: Int8Scheme, cache_dir: Path) -> Path:
+    """The Q/DQ model of `scheme` (FP32 elsewhere), calibrated on `calib` (the target's recipe at its
+    deployed shape)."""
     from toolkit.backends.ort_quant import quantize
 
-    qdq = quantize(src, calib, scheme.method, list(scheme.keep_fp16), dst.with_name(dst.stem + ".qdq.onnx"), cache_dir,
-                   activations_symmetric=scheme.activations_symmetric, per_channel=scheme.per_channel_weights)
-    return fp16_rounded(qdq, dst)
+    return quantize(src, calib, scheme.method, list(scheme.keep_fp16), dst, cache_dir,
+                    activations_symmetric=scheme.activations_symmetric, per_channel=scheme.per_channel_weights,
+                    op_types=scheme.quantised_ops, int32_bias=scheme.int32_bias)
+
+
+def int8_qdq(src: Path, dst: Path, calib: CalibrationSet, scheme: Int8Scheme, cache_dir: Path) -> Path:
+    """The calibrated Q/DQ model of `scheme`, then FP16 numerics for everything left in float."""
+    return fp16_rounded(calibrated_qdq(src, dst.with_name(dst.stem + ".qdq.onnx"), calib, scheme, cache_dir), dst)
 
 
 EMULATED = "centerface.emulated"

@@ -46,15 +46,20 @@ def matching_nodes(model_path: Path, patterns: list[str]) -> list[str]:
 
 
 def quantize(fp32: Path, calib: CalibrationSet, method: str, exclude: list[str], out: Path, cache_dir: Path,
-             activations_symmetric: bool = False, per_channel: bool = True, op_types: tuple[str, ...] = ()) -> Path:
+             activations_symmetric: bool = False, per_channel: bool = True, op_types: tuple[str, ...] = (),
+             int32_bias: bool = True) -> Path:
     """Write the QDQ INT8 model; the calibration ranges are cached per (model, set, method, symmetry).
-    Activations: uint8 with a zero point (the fast pair on x86 VNNI), or symmetric int8 (TensorRT's)."""
+    Activations: uint8 with a zero point (the fast pair on x86 VNNI), or symmetric int8 (TensorRT's).
+    `op_types`: Q/DQ on the inputs of these op types only, never on their outputs (ONNX Runtime's default
+    also quantises a quantised node's output); empty: ONNX Runtime's default placement. `int32_bias`
+    False: biases stay float (TensorRT's DequantizeLinear takes INT8, not INT32)."""
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     model_hash = hashlib.sha256(fp32.read_bytes()).hexdigest()[:12]
-    cache = cache_dir / f"ranges-{model_hash}-{calib.sha256[:12]}-{method}{'-sym' if activations_symmetric else ''}.json"
+    ops = ("-" + "+".join(op_types) if op_types else "") + ("" if int32_bias else "-float-bias")
+    cache = cache_dir / f"ranges-{model_hash}-{calib.sha256[:12]}-{method}{'-sym' if activations_symmetric else ''}{ops}.json"
     prepared = cache_dir / f"prepared-{model_hash}.onnx"
     if not prepared.is_file():
         fileio.write_with(prepared, lambda tmp: quant_pre_process(str(fp32), str(tmp), skip_symbolic_shape=True))
@@ -73,7 +78,8 @@ def quantize(fp32: Path, calib: CalibrationSet, method: str, exclude: list[str],
             calibrate_method={"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                               "percentile": CalibrationMethod.Percentile}[method],
             extra_options={"CalibStridedMinMax": 1, "ActivationSymmetric": activations_symmetric,
-                           "WeightSymmetric": True},
+                           "WeightSymmetric": True, "OpTypesToExcludeOutputQuantization": list(op_types),
+                           "QuantizeBias": int32_bias},
             calibration_cache_path=str(cache),
         )
 

@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from toolkit import targets
-from toolkit.chain import STAGES, ChainOptions, check_limit, check_stages
+from toolkit.chain import STAGES, ChainOptions, check_limit, check_stages, parse_part
 from toolkit.cli.common import console, handle_errors, out, progress
 from toolkit.cli.containers import AddressOpt, DeviceIdsOpt, EngineOpt, ModeOpt, WorkersOpt, parse_device_ids, parse_engine
 from toolkit.containers.launch import resolve_mode
@@ -66,6 +66,7 @@ def run_cmd(
     target: Annotated[str, typer.Option(help="Target name (a file in targets/).")] = "cpu",
     data: Annotated[Optional[Path], typer.Option(help="WIDER FACE root (WIDER_val/, eval_tools/). Default: the shared val subset when present, else a sample image.")] = None,
     limit: Annotated[Optional[int], typer.Option(help="Only the first N images (a quick slice).")] = None,
+    part: Annotated[Optional[str], typer.Option(help="K/N: every N-th image from the K-th (one part of the data set, to choose a setting on one part and confirm it on another).")] = None,
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="Run folder (default runs/<target>).")] = None,
     preprocess: PreprocessOpt = None,
     size: SizeOpt = None,
@@ -93,10 +94,10 @@ def run_cmd(
     if data is not None and not data.is_dir():
         raise InputError(f"{data}: no such dataset folder", "pass the WIDER FACE root that holds WIDER_val/")
     opts = ChainOptions(spec, out_dir or runs_dir() / spec.name, data if data is not None else default_dataset(),
-                        weights_path, limit, stages=chosen, skip_bad=skip_bad,
+                        weights_path, limit, parse_part(part), stages=chosen, skip_bad=skip_bad,
                         cluster=parse_engine(engine, address, workers))
     where = resolve_mode(mode, spec)
-    passed = [("--limit", limit), ("--preprocess", preprocess), ("--size", size), ("--batch-size", batch_size)]
+    passed = [("--limit", limit), ("--part", part), ("--preprocess", preprocess), ("--size", size), ("--batch-size", batch_size)]
     if dry_run:
         show_plan(run_flow.plan(opts, where, passed))
         return

@@ -1,4 +1,5 @@
-"""The TensorRT backend: FP16 / INT8 engines with an optimisation profile, a stream runner, trtexec."""
+"""The TensorRT backend: strongly typed engines (TensorRT 10 and 11) from a typed ONNX that the toolkit
+writes (FP16, or INT8 Q/DQ with FP16 float parts), a stream runner, trtexec on the same typed ONNX."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,42 +16,53 @@ from toolkit.backends import emulation
 from toolkit.backends.base import Backend, Check, Runner, Step, ToolFigures
 from toolkit.backends.emulation import Int8Scheme
 from toolkit.backends.pool import chosen_devices, pool_over
-from toolkit.backends.tensorrt import trtexec
+from toolkit.backends.sized import static_per_size
+from toolkit.backends.tensorrt import majors, trtexec, typed
 from toolkit.backends.tensorrt.settings import TensorRTSettings
 from toolkit.errors import ToolkitError, Unavailable
+from toolkit.model.weights import sha256
 
 if TYPE_CHECKING:
     from toolkit.calibration import CalibrationSet
     from toolkit.targets import Target
 
-# TensorRT's INT8: symmetric per-tensor activations from the entropy calibrator, symmetric per-channel
-# weights, FP16 wherever a layer is not INT8 (the t4-int8 target builds with both flags).
+# TensorRT's explicit quantization as its placement rules want it (typed.qdq_placement checks them): Q/DQ
+# on the inputs of the weighted layers only (Conv, ConvTranspose: each pair fuses into its layer), INT8
+# only (biases stay float), symmetric per-tensor activations from entropy calibration, symmetric
+# per-channel weights; the held blocks stay FP16.
 INT8_SCHEME = Int8Scheme(
-    "TensorRT INT8 (entropy calibrator, symmetric)", "entropy", activations_symmetric=True,
-    differs=("IInt8EntropyCalibrator2's KL search over TensorRT's own histogram is reproduced by ONNX Runtime's "
-             "entropy calibrator (its own histogram and bins)",
-             "TensorRT keeps INT8 between fused INT8 layers and may run a layer in FP16 when that is faster; "
-             "the emulation quantises every input ONNX Runtime quantises and dequantises to FP16 between layers"))
+    "TensorRT INT8, explicit quantization (entropy calibration, symmetric)", "entropy", activations_symmetric=True,
+    quantised_ops=("Conv", "ConvTranspose"), int32_bias=False,
+    differs=("TensorRT computes a quantised layer with INT8 inputs and INT32 accumulation, as the emulation's "
+             "FP32 arithmetic on the dequantised values does up to rounding; its FP16 layers may accumulate in FP16",))
 FP16_DIFFERS = ("TensorRT may accumulate some FP16 layers in FP16 (tactic choice); the emulation accumulates in FP32 "
                 "and rounds each layer's output to FP16",)
 
 TIMING_CACHE = "timing.cache"
-CALIBRATION_CACHE = "calibration.cache"
 
 
 def engine_path(out: Path, target: Target) -> Path:
     return out / f"centerface.{target.precision}.engine"
 
 
+def typed_path(out: Path, target: Target) -> Path:
+    """The strongly typed ONNX the engine is built from (and `--mode emulate` evaluates)."""
+    return out / f"centerface.{target.precision}.typed.onnx"
+
+
 class TensorRTBackend(Backend):
     name = "tensorrt"
     accelerator = "GPU"
     section_keys = TensorRTSettings.KEYS
-    own_quantiser = "entropy"  # IInt8EntropyCalibrator2 over the calibration set, at the deployed shape
+    own_quantiser = "entropy"  # Q/DQ calibrated over the calibration set at the deployed shape, then typed
 
     def unavailable(self) -> str | None:
         if importlib.util.find_spec("tensorrt") is None:
             return "TensorRT is not installed here (the t4 targets run in their image: make target=t4)"
+        try:
+            majors.major_of(self.version() or "unknown")
+        except Unavailable as exc:
+            return exc.message
         from toolkit.backends.tensorrt import cuda
 
         try:
@@ -68,36 +79,46 @@ class TensorRTBackend(Backend):
         version = self.version()
         trt_tool = shutil.which("trtexec")
         return [Check("python: tensorrt", version is not None, version or "not installed (T4 targets run in their image)"),
+                Check("TensorRT major", *_supported(version)),
                 Check("GPU", *_gpu()),
                 Check("tool: trtexec", trt_tool is not None, trt_tool or "not found")]
 
-    def convert(self, onnx_path: Path, target: Target, workdir: Path, calibrator=None) -> Path:
-        """The engine for this GPU: reused when built here from the same ONNX and settings, else built."""
+    def deployed_model(self, out: Path, target: Target) -> Path:
+        return typed_path(out, target)
+
+    def convert(self, onnx_path: Path, target: Target, workdir: Path) -> Path:
+        """FP16: the typed FP16 ONNX, then its engine (reused when built here from the same file)."""
+        if target.precision == "int8":
+            raise Unavailable(f"target {target.name}: INT8 engines are built by the convert stage with the calibration set")
+        typed.fp16_model(onnx_path, typed_path(workdir, target))
+        return self._engine(target, workdir)
+
+    def _engine(self, target: Target, out: Path) -> Path:
         from toolkit.backends.tensorrt import engine
 
         s = TensorRTSettings.of(target)
-        path = engine_path(workdir, target)
-        if engine.reusable(path, onnx_path, s, engine.current(s.device_id)):
-            return path
-        if s.precision == "int8" and calibrator is None:
-            raise Unavailable(f"target {target.name}: INT8 engines are built by the convert stage with the calibration set")
-        engine.build(onnx_path, path, s, workdir / TIMING_CACHE, lambda m: print(m, file=sys.stderr), calibrator)
+        path, onnx = engine_path(out, target), typed_path(out, target)
+        if not engine.reusable(path, onnx, s, engine.current(s.device_id)):
+            engine.build(onnx, path, s, out / TIMING_CACHE, lambda m: print(m, file=sys.stderr))
         return path
+
+    def _typed_int8(self, onnx_path: Path, target: Target, calib: CalibrationSet, out: Path) -> dict:
+        """Calibrate the Q/DQ model (INT8_SCHEME, the target's held blocks unquantised), then type it."""
+        s = TensorRTSettings.of(target)
+        qdq = emulation.calibrated_qdq(onnx_path, out / "centerface.int8.qdq.onnx", calib, INT8_SCHEME.held(s.keep_fp16),
+                                        out / "calibration" / "cache")
+        done = typed.fp16_model(qdq, typed_path(out, target))
+        qdq.unlink()
+        return done
 
     def quantise(self, onnx_path: Path, target: Target, calib: CalibrationSet, out: Path,
                  log: Callable[[str], None]) -> tuple[Path, dict]:
-        """INT8 with the entropy calibrator over the calibration set at the deployed shape; the
-        calibration cache is kept in the run folder and reused by later builds."""
-        from toolkit.backends.tensorrt.calibrator import Feeder, entropy_calibrator
-
-        s = TensorRTSettings.of(target)
-        feeder = Feeder(calib, calib.manifest["recipe"]["batch_size"], s.shape(1)[1:])
-        log(f"TensorRT entropy calibration: {feeder.batches} batches of {feeder.batch}"
-            + (f", {feeder.left_out} images left out (not a full batch)" if feeder.left_out else ""))
-        cache = out / CALIBRATION_CACHE
-        artefact = self.convert(onnx_path, target, out, entropy_calibrator(feeder, cache))
-        return artefact, {"method": "entropy", "set_sha256": calib.sha256, "images": len(calib.manifest["images"]),
-                          "excluded_from_evaluation": True, "cache": CALIBRATION_CACHE}
+        """INT8: explicit quantization (Q/DQ in the typed ONNX) calibrated at the deployed shape; no
+        calibrator and no calibration cache: the scales are in the file."""
+        log(f"TensorRT INT8: Q/DQ calibration over {len(calib.manifest['images'])} images ({INT8_SCHEME.describe()})")
+        typing = self._typed_int8(onnx_path, target, calib, out)
+        return self._engine(target, out), {"method": "entropy", "set_sha256": calib.sha256, "typed": typing,
+                                           "images": len(calib.manifest["images"]), "excluded_from_evaluation": True}
 
     def runner(self, artefact: Path, target: Target) -> Runner:
         from toolkit.backends.tensorrt import cuda
@@ -109,32 +130,42 @@ class TensorRTBackend(Backend):
 
     def emulate(self, onnx_path: Path, target: Target, calib: CalibrationSet | None, out: Path,
                 log: Callable[[str], None]) -> tuple[list[Path], dict]:
+        """The deployed typed ONNX, made exactly as `convert` / `quantise` make it, upcast for the CPU."""
         s = TensorRTSettings.of(target)
-        scheme = replace(INT8_SCHEME, keep_fp16=s.keep_fp16) if s.precision == "int8" else None
-        log(f"emulating {target.name}: TensorRT {s.precision} numerics in ONNX Runtime on the CPU")
-        models = emulation.build(onnx_path, out, s.precision, list(s.sizes), scheme, calib)
-        return models, emulation.record(s.precision, scheme, list(s.sizes), "NVIDIA GPU, TensorRT",
-                                        () if scheme else FP16_DIFFERS)
+        log(f"emulating {target.name}: the {s.precision} typed ONNX TensorRT builds, in ONNX Runtime on the CPU")
+        if s.precision == "int8":
+            if calib is None:
+                raise Unavailable(f"target {target.name}: INT8 emulation needs the target's calibration set")
+            typing = self._typed_int8(onnx_path, target, calib, out)
+        else:
+            typing = typed.fp16_model(onnx_path, typed_path(out, target))
+        deployed = typed_path(out, target)
+        main = typed.upcast(deployed, out / f"{emulation.EMULATED}.onnx")
+        models = static_per_size(main, out, emulation.EMULATED, list(s.sizes))
+        scheme = INT8_SCHEME.held(s.keep_fp16) if s.precision == "int8" else None
+        record = emulation.record(s.precision, scheme, list(s.sizes), "NVIDIA GPU, TensorRT", () if scheme else FP16_DIFFERS)
+        return models, {**record, "typed": typing, "emulates": {"file": deployed.name, "sha256": sha256(deployed)}}
 
     def measure(self, target: Target, out: Path, items: list[tuple[str, Path]]) -> dict[str, ToolFigures] | None:
-        """trtexec as the guide ran it, per batch size (with buckets: per size too; the headline is the
-        largest size's), when trtexec is here."""
+        """trtexec on the typed ONNX the engine was built from, per batch size (with buckets: per size
+        too; the headline is the largest size's), when trtexec is here."""
         tool = shutil.which("trtexec")
         if tool is None:
             return None
+        version = self.version() or "unknown"
+        major = majors.major_of(version)
         s = TensorRTSettings.of(target)
         figures = {}
         for bs in target.batch_sizes:
             per_size = {}
             for width, height in s.sizes:
-                line = trtexec.command(out / "centerface.onnx", bs, height, width, s.precision,
-                                       out / CALIBRATION_CACHE if s.precision == "int8" else None, tool)
+                line = trtexec.command(typed_path(out, target), bs, height, width, major, tool)
                 proc = subprocess.run(line, capture_output=True, text=True)
                 if proc.returncode:
                     raise ToolkitError(f"trtexec failed (exit {proc.returncode}): {' '.join(line)}",
                                        "\n".join(proc.stdout.splitlines()[-15:]))
                 found = trtexec.parse(proc.stdout, bs, "trtexec")
-                found.details["command"] = line
+                found.details.update(command=line, tensorrt=version)
                 per_size[f"{width}x{height}"] = found
             figures[str(bs)] = found  # the largest size, the last
             if len(per_size) > 1:
@@ -146,24 +177,36 @@ class TensorRTBackend(Backend):
 
         s = TensorRTSettings.of(target)
         out = shown or out
-        onnx = out / "centerface.onnx"
-        steps = [Step("export (host, PyTorch)", None, [str(onnx)])]
+        deployed = typed_path(out, target)
+        major = majors.MAJORS[majors.IMAGE_DEFAULT]
+        steps = [Step("export (host, PyTorch)", None, [str(out / "centerface.onnx")])]
         if s.precision == "int8":
-            held = f", layers held in FP16: {' '.join(s.keep_fp16)}" if s.keep_fp16 else ""
-            steps.append(Step(f"entropy calibration over calibration/{target.extra['calibration']['recipe']}.toml "
-                              f"at {s.width}x{s.height}{held}", None, [str(out / CALIBRATION_CACHE)]))
+            held = f", held in FP16 (not quantised): {' '.join(s.keep_fp16)}" if s.keep_fp16 else ""
+            steps.append(Step(f"Q/DQ calibration ({INT8_SCHEME.describe()}) over calibration/"
+                              f"{target.extra['calibration']['recipe']}.toml at {s.width}x{s.height}{held}", None, []))
         steps += [
-            Step(f"{s.precision} engine (TensorRT Python API), {describe_profiles(s)}, workspace {s.workspace_mb} MB",
-                 None, [str(engine_path(out, target)), str(engine_path(out, target).with_suffix(".json")),
-                        str(out / TIMING_CACHE)]),
+            Step(f"typed {s.precision} ONNX (onnxconverter-common float16, FP32 I/O"
+                 f"{f', Q/DQ at opset {typed.QDQ_OPSET}' if s.precision == 'int8' else ''})", None, [str(deployed)]),
+            Step(f"strongly typed engine (TensorRT Python API, no precision flags), {describe_profiles(s)}, "
+                 f"workspace {s.workspace_mb} MB", None,
+                 [str(engine_path(out, target)), str(engine_path(out, target).with_suffix(".json")), str(out / TIMING_CACHE)]),
             Step(f"inference over the dataset (TensorRT runner, batch {target.batch_sizes[0]})", None,
                  [str(out / "predictions"), str(out / "outputs.npz")]),
-            *[Step(f"trtexec reference, batch {bs}, {w}x{h}", trtexec.command(
-                onnx, bs, h, w, s.precision, out / CALIBRATION_CACHE if s.precision == "int8" else None),
-                ["result.json: tool_throughput"]) for bs in target.batch_sizes for w, h in s.sizes],
+            *[Step(f"trtexec reference (TensorRT {major.number}), batch {bs}, {w}x{h}",
+                   trtexec.command(deployed, bs, h, w, major), ["result.json: tool_throughput"])
+              for bs in target.batch_sizes for w, h in s.sizes],
             Step("WIDER FACE AP, result.json", None, [str(out / "result.json")]),
         ]
         return steps
+
+
+def _supported(version: str | None) -> tuple[bool, str]:
+    if version is None:
+        return False, f"no TensorRT here; the toolkit supports TensorRT {' and '.join(map(str, majors.MAJORS))}"
+    try:
+        return True, f"TensorRT {majors.major_of(version).number}: supported (strongly typed builds)"
+    except Unavailable as exc:
+        return False, exc.message
 
 
 def _gpu() -> tuple[bool, str]:

@@ -1,4 +1,4 @@
-"""The little of the CUDA runtime the runner and calibrator need, through cuda-python (imported lazily)."""
+"""The little of the CUDA runtime the runner needs, through cuda-python (imported lazily)."""
 
 from __future__ import annotations
 
@@ -52,10 +52,6 @@ class DeviceBuffer:
     def __init__(self, nbytes: int) -> None:
         self.nbytes = nbytes
         self.pointer = int(check(runtime().cudaMalloc(nbytes)))
-
-    def copy_from(self, array: np.ndarray) -> None:
-        rt = runtime()
-        check(rt.cudaMemcpy(self.pointer, array.ctypes.data, array.nbytes, rt.cudaMemcpyKind.cudaMemcpyHostToDevice))
 
     def free(self) -> None:
         if self.pointer:

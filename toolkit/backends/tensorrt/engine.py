@@ -3,13 +3,12 @@ TensorRT version (checked on load: an engine made elsewhere is refused, and rebu
 
 from __future__ import annotations
 
-import fnmatch
 import json
 from collections.abc import Callable
 from pathlib import Path
 
 from toolkit import fileio
-from toolkit.backends.tensorrt import cuda
+from toolkit.backends.tensorrt import cuda, majors
 from toolkit.backends.tensorrt.settings import TensorRTSettings
 from toolkit.errors import InputError, ToolkitError
 from toolkit.model.signature import INPUT_NAME
@@ -66,31 +65,15 @@ def describe_profiles(settings: TensorRTSettings) -> str:
     return f"{count} batch {settings.min_batch}/{settings.opt_batch}/{settings.max_batch} at {sizes}"
 
 
-def hold_in_fp16(network, patterns: tuple[str, ...], trt) -> int:
-    """Precision constraints: every layer whose name (the ONNX node's) matches a pattern computes and
-    outputs FP16. Returns how many layers matched."""
-    held = 0
-    for i in range(network.num_layers):
-        layer = network.get_layer(i)
-        if any(fnmatch.fnmatch(layer.name, p) for p in patterns):
-            layer.precision = trt.float16
-            for j in range(layer.num_outputs):
-                layer.set_output_type(j, trt.float16)
-            held += 1
-    return held
-
-
-def build(onnx: Path, engine: Path, settings: TensorRTSettings, timing_cache: Path, log: Callable[[str], None],
-          calibrator=None) -> dict:
-    """Parse, configure (precision, profile, workspace, timing cache), build, write engine + metadata."""
+def build(onnx: Path, engine: Path, settings: TensorRTSettings, timing_cache: Path, log: Callable[[str], None]) -> dict:
+    """Parse the typed ONNX into a strongly typed network (its precision is the graph's: FP16 tensors,
+    Q/DQ for INT8), configure profiles, workspace and timing cache, build, write engine + metadata."""
     import tensorrt as trt
 
+    majors.major_of(trt.__version__)  # TensorRT < 10 (or an unknown major) is refused here
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
-    flags = 0
-    if int(trt.__version__.split(".")[0]) < 10:  # explicit batch is the only mode from TensorRT 10
-        flags = 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
-    network = builder.create_network(flags)
+    network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
     parser = trt.OnnxParser(network, logger)
     if not parser.parse(onnx.read_bytes(), str(onnx)):
         errors = [parser.get_error(i) for i in range(parser.num_errors)]
@@ -98,31 +81,20 @@ def build(onnx: Path, engine: Path, settings: TensorRTSettings, timing_cache: Pa
                          + "; ".join(f"{e.desc()} (node {e.node()} {getattr(e, 'node_name', str)()})" for e in errors))
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, settings.workspace_mb << 20)
-    config.set_flag(trt.BuilderFlag.FP16)
-    profiles = []
     for size in settings.sizes:  # one optimisation profile per input size (bucket), in settings.sizes order
         profile = builder.create_optimization_profile()
         profile.set_shape(INPUT_NAME, *(settings.shape(b, size) for b in profile_batches(settings)))
         config.add_optimization_profile(profile)
-        profiles.append(profile)
-    if settings.precision == "int8":
-        config.set_flag(trt.BuilderFlag.INT8)
-        held = hold_in_fp16(network, settings.keep_fp16, trt)
-        if held:
-            config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
-            log(f"{held} layers held in FP16 ({', '.join(settings.keep_fp16)})")
-        config.int8_calibrator = calibrator
-        config.set_calibration_profile(profiles[settings.sizes.index(calibrator.size)])
     cache = config.create_timing_cache(timing_cache.read_bytes() if timing_cache.is_file() else b"")
     config.set_timing_cache(cache, ignore_mismatch=False)
-    log(f"building the {settings.precision} engine ({describe_profiles(settings)}); minutes on a first build")
+    log(f"building the strongly typed {settings.precision} engine ({describe_profiles(settings)}); minutes on a first build")
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise ToolkitError(f"TensorRT could not build an engine from {onnx} (see its log above)")
     fileio.write_bytes(timing_cache, bytes(config.get_timing_cache().serialize()))
     fileio.write_bytes(engine, bytes(serialized))
-    meta = {**current(settings.device_id), "precision": settings.precision, "settings": vars(settings),
-            "onnx": onnx.name, "onnx_sha256": sha256(onnx),
+    meta = {**current(settings.device_id), "precision": settings.precision, "strongly_typed": True,
+            "settings": vars(settings), "onnx": onnx.name, "onnx_sha256": sha256(onnx),
             "profiles": [{k: list(settings.shape(b, size)) for k, b in zip(("min", "opt", "max"), profile_batches(settings))}
                          for size in settings.sizes]}
     fileio.write_json(meta_path(engine), meta)

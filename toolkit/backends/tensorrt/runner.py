@@ -45,6 +45,11 @@ class TensorRTRunner(Runner):
         names = {self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)}
         if names != {INPUT_NAME, *OUTPUT_NAMES}:
             raise InputError(f"{engine_path}: tensors {sorted(names)}, expected {INPUT_NAME} and {', '.join(OUTPUT_NAMES)}")
+        wrong = {name: str(self.engine.get_tensor_dtype(name)) for name in sorted(names)
+                 if self.engine.get_tensor_dtype(name) != trt.DataType.FLOAT}
+        if wrong:  # the buffers below are float32, as a typed ONNX with FP32 I/O gives
+            raise InputError(f"{engine_path}: I/O tensors of another dtype than its float32 buffers: {wrong}",
+                             "rebuild it from the toolkit's typed ONNX (FP32 input and outputs): run --stages convert")
         largest = {INPUT_NAME: s.shape(s.max_batch)}
         largest |= {name: (s.max_batch, OUTPUT_CHANNELS[name], s.height // OUTPUT_STRIDE, s.width // OUTPUT_STRIDE)
                     for name in OUTPUT_NAMES}

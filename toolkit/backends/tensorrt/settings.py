@@ -26,7 +26,7 @@ class TensorRTSettings:
     width: int  # the largest input (the only one without buckets)
     height: int
     sizes: tuple[tuple[int, int], ...]  # (width, height): one optimisation profile each
-    keep_fp16: tuple[str, ...] = ()  # INT8 engines: layer-name patterns held in FP16 (precision constraints)
+    keep_fp16: tuple[str, ...] = ()  # INT8: node-name patterns left unquantised (FP16) in the Q/DQ model
 
     @classmethod
     def of(cls, target: Target) -> TensorRTSettings:

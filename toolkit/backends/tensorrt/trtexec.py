@@ -1,4 +1,5 @@
-"""The guide's reference measurement: the trtexec command line, and its performance summary parsed."""
+"""The guide's reference measurement (trtexec), on the network the toolkit builds: the command line for
+a TensorRT major, and its performance summary parsed."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import re
 from pathlib import Path
 
 from toolkit.backends.base import ToolFigures
+from toolkit.backends.tensorrt.majors import Major
 from toolkit.errors import InputError
 from toolkit.model.signature import INPUT_NAME
 
@@ -14,15 +16,11 @@ _SECTIONS = {"Latency": "latency_ms", "Enqueue Time": "enqueue_ms", "H2D Latency
              "GPU Compute Time": "gpu_compute_ms", "D2H Latency": "d2h_ms"}
 
 
-def command(onnx: Path, batch: int, height: int, width: int, precision: str = "fp16",
-            calibration_cache: Path | None = None, tool: str = "trtexec") -> list[str]:
-    """`trtexec --onnx=... --fp16 --shapes=image:Bx3xHxW` (the guide's T4 line); INT8 adds the calibration cache."""
-    line = [tool, f"--onnx={onnx}", "--fp16", f"--shapes={INPUT_NAME}:{batch}x3x{height}x{width}"]
-    if precision == "int8":
-        line.append("--int8")
-        if calibration_cache is not None:
-            line.append(f"--calib={calibration_cache}")
-    return line
+def command(typed_onnx: Path, batch: int, height: int, width: int, major: Major, tool: str = "trtexec") -> list[str]:
+    """trtexec on the typed ONNX the engine is built from, at one input shape: strongly typed (10.x opts in
+    with --stronglyTyped, 11.x always is), none of the precision flags 11.x removed (--fp16, --int8,
+    --calib, --best): the precision is the file's."""
+    return [tool, f"--onnx={typed_onnx}", *major.trtexec_typing, f"--shapes={INPUT_NAME}:{batch}x3x{height}x{width}"]
 
 
 def parse(text: str, batch: int, source: str = "trtexec output") -> ToolFigures:
