@@ -1,11 +1,20 @@
-# Ascend targets (310, 310p, 310p-fp16): Huawei's CANN image, pinned by tag (CANN 8.0.0, Ubuntu
-# 22.04, Python 3.10), which carries atc and amct_onnx. ais_bench is not part of CANN: give its
-# wheels (aclruntime, ais_bench) through EXTRA_PACKAGES or a mirror with --index-url.
-# `run` mounts the chips (/dev/davinci<N>), the management nodes, the host's driver and npu-smi.
+# Ascend targets (310, 310p, 310p-fp16, the -buckets ones): Huawei's CANN image, pinned by tag (CANN 8.0.0,
+# Ubuntu 22.04, Python 3.10), which carries atc and AMCT. ais_bench is not part of CANN: give its wheels
+# (aclruntime, ais_bench) through EXTRA_PACKAGES or a mirror with --index-url.
+# `run` mounts the chips (/dev/davinci<N>), the management nodes, the host's driver, npu-smi and DCMI.
 # Runs as root: the driver's device nodes belong to root and HwHiAiUser.
+# CANN releases: 310P3 targets from CANN 8.0; 310 targets CANN 8.0 up to 8.3 (8.5 dropped the Ascend310
+# from atc's default operator packages).
 ARG BASE_IMAGE=swr.cn-south-1.myhuaweicloud.com/ascendhub/cann:8.0.0-310p-ubuntu22.04-py3.10
-FROM ${BASE_IMAGE}
+FROM ${BASE_IMAGE} AS amct
 
+ARG INDEX_URL=
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+COPY docker/ /opt/centerface-toolkit/docker/
+# AMCT in its own environment (docker/install-amct.sh: the wheel CANN ships, its custom operators built).
+RUN /opt/centerface-toolkit/docker/install-amct.sh
+
+FROM amct
 ARG TOOLKIT_VERSION=dev
 ARG TARGET=310p
 ARG INDEX_URL=
@@ -21,13 +30,8 @@ ENV PATH=/opt/venv/bin:$PATH \
     MPLCONFIGDIR=/tmp/matplotlib \
     CENTERFACE_IMAGE=centerface-toolkit/${TARGET}:${TOOLKIT_VERSION}
 
-SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 COPY requirements.txt /opt/centerface-toolkit/
-COPY docker/ /opt/centerface-toolkit/docker/
-# AMCT for ONNX ships inside CANN as a source package; install it into the venv when present.
-RUN /opt/centerface-toolkit/docker/install.sh \
-    && amct="$(find /usr/local/Ascend/ascend-toolkit/latest/ -path '*amct_onnx*' -name 'amct_onnx-*.tar.gz' | head -n 1)" \
-    && if [ -n "$amct" ]; then /opt/venv/bin/python -m pip install --no-cache-dir "$amct"; fi
+RUN /opt/centerface-toolkit/docker/install.sh
 COPY toolkit/ /opt/centerface-toolkit/toolkit/
 COPY targets/ /opt/centerface-toolkit/targets/
 COPY calibration/ /opt/centerface-toolkit/calibration/

@@ -8,14 +8,7 @@
 set -eu
 cd /opt/centerface-toolkit
 
-# Hosts behind a TLS-intercepting proxy: `build --extra-ca-cert FILE` puts the file in docker/ca/.
-bundle=/etc/ssl/certs/ca-certificates.crt
-for cert in docker/ca/*.crt; do
-    [ -f "$cert" ] || continue
-    mkdir -p "$(dirname "$bundle")"
-    cat "$cert" >> "$bundle"
-    echo "trusting extra CA certificates from $cert"
-done
+bundle="$(docker/trust-ca.sh)"
 
 # shellcheck disable=SC2086  # VENV_FLAGS is a list of flags
 python3 -m venv ${VENV_FLAGS:-} /opt/venv

@@ -12,13 +12,14 @@ import numpy as np
 import pytest
 
 from cli import invoke
-from toolkit import targets
+from toolkit import calibration, targets
 from toolkit.backends.ascend import aipp, bins, commands, perf, toolflow
 from toolkit.backends.ascend.backend import AscendBackend
 from toolkit.backends.ascend.settings import AscendSettings
 from toolkit.data.images import read_rgb
 from toolkit.data.preprocess import NHWC_U8, Preprocess, into_batch
 from toolkit.errors import InputError
+from toolkit.paths import REPO_ROOT
 
 LETTERBOX = Preprocess("letterbox", 800, 800)
 GUIDE_AIPP = ("aipp_op{ aipp_mode:static input_format:RGB888_U8 src_image_size_w:800 src_image_size_h:800 "
@@ -45,8 +46,8 @@ def test_atc_lines_are_the_guides_plus_float32_outputs() -> None:
 
 def test_amct_ais_bench_and_benchmark_lines_are_the_guides() -> None:
     amct = shlex.split('amct_onnx calibration --model x.onnx --save_path ./result/x --input_shape "image:16,3,800,800" '
-                       '--data_dir ./calibration_bin --data_types "float32"')
-    ours = commands.amct_calibration(Path("x.onnx"), Path("./result/x"), 16, 800, 800, Path("./calibration_bin"))
+                       '--data_dir ./calibration_bin --data_types "float32" --batch_num 2')
+    ours = commands.amct_calibration(Path("x.onnx"), Path("./result/x"), 16, 800, 800, Path("./calibration_bin"), 2)
     assert ours == [t.removeprefix("./") for t in amct]  # the same paths, as pathlib writes them
     ais = shlex.split("python3 -m ais_bench --model CenterFace_bs1.om --input bins --output result "
                       "--output_dirname dumpout_bs1 --batchsize 1")
@@ -111,6 +112,9 @@ def test_emulator_crops_swaps_converts_and_pads() -> None:
     np.testing.assert_array_equal(aipp.emulate({**base, "csc_switch": True, **identity}, image), image.transpose(2, 0, 1))
     padded = aipp.emulate({**base, "padding": True, "top_padding_size": 2, "left_padding_size": 1}, image)
     assert padded.shape == (3, 8, 9) and not padded[:, :2].any() and not padded[:, :, :1].any()
+    normalised = aipp.emulate({**base, "padding": True, "top_padding_size": 1, "padding_value": 7, "min_chn_0": 100,
+                               "var_reci_chn_0": 0.5}, image)  # normalised first, then the border: 7 as it is
+    assert (normalised[:, 0] == 7).all() and np.allclose(normalised[0, 1:], (image[..., 0] - 100.0) * 0.5)
     with pytest.raises(InputError, match="expects 8x6"):
         aipp.emulate(base, image[:5])
 
@@ -131,10 +135,10 @@ def test_input_bins_and_info_file_round_trip(wider_images: list[Path], tmp_path:
     assert bins.read_info(info) == [(0, tmp_path / "a.bin", 800, 800), (1, tmp_path / "b.bin", 800, 800)]
 
 
-def test_calibration_bins_are_named_and_capped_as_the_guides(tmp_path: Path) -> None:
+def test_calibration_bins_are_named_as_the_guides_and_all_written(tmp_path: Path) -> None:
     batches = (np.full((16, 3, 32, 32), k, np.float32) for k in range(12))
     written = bins.write_calibration(tmp_path, batches)
-    assert [p.name for p in written] == [f"img_{k}_bs16.bin" for k in range(10)]
+    assert [p.name for p in written] == [f"img_{k}_bs16.bin" for k in range(12)]  # the guide stopped at 10
     assert np.fromfile(written[3], np.float32).reshape(16, 3, 32, 32).max() == 3
 
 
@@ -204,6 +208,7 @@ def test_targets_describe_the_chips() -> None:
         t = targets.load(name)
         assert t.batch_sizes == (1, 16) and (t.preprocess.width, t.preprocess.height) == (800, 800)
         assert t.runs_in == "container" and t.extra["container"]["devices"] == "ascend"
+        assert t.export_opset == 16  # CANN 8.0's AMCT: ONNX 1.14, opset 16
 
 
 @pytest.mark.parametrize("name, soc, aipp_expected", [("310", "Ascend310", False), ("310p", "Ascend310P3", True)])
@@ -224,6 +229,69 @@ def test_dry_run_prints_every_command_and_writes_the_aipp(name: str, soc: str, a
         config = aipp.parse((out / "aipp_centerface.aippconfig").read_text())
         assert config["input_format"] == "RGB888_U8" and config["min_chn_0"] == 0
     assert not (out / "result.json").exists()
+
+
+def test_310p_dry_run_calibrates_on_the_whole_set_and_mounts_what_npu_smi_needs(tmp_path: Path) -> None:
+    result = invoke("run", "--target", "310p", "--dry-run", "--out", tmp_path / "310p")
+    assert result.exit_code == 0, result.output
+    plan_ = json.loads((tmp_path / "310p" / "plan.json").read_text())
+    (amct,) = [s["command"] for s in plan_["steps"] if s["command"] and s["command"][0] == "amct_onnx"]
+    recipe = calibration.recipe_for(targets.load("310p"))
+    assert amct[amct.index("--batch_num") + 1] == str(-(-recipe.count // recipe.batch_size))  # 32 images: 2 of 16
+    docker = " ".join(plan_["container"])
+    for host_path in ("/usr/local/sbin/npu-smi", "/usr/local/dcmi", "/etc/ascend_install.info"):
+        assert f"-v {host_path}:{host_path}:ro" in docker
+    assert "-e ASCEND_DEVICE_ID=0" in docker
+
+
+def test_gear_models_get_their_gear_on_every_ais_bench_line(tmp_path: Path) -> None:
+    result = invoke("run", "--target", "310-buckets", "--dry-run", "--out", tmp_path / "g")
+    assert result.exit_code == 0, result.output
+    steps = json.loads((tmp_path / "g" / "plan.json").read_text())["steps"]
+    lines = [s["command"] for s in steps if s["command"] and s["command"][:3] == ["python3", "-m", "ais_bench"]]
+    gears = AscendSettings.of(targets.load("310-buckets")).sizes
+    assert len(lines) == 2 * len(gears)  # batch 1 and 16, each gear
+    assert sorted(line[line.index("--dymHW") + 1] for line in lines) == sorted([f"{h},{w}" for w, h in gears] * 2)
+
+
+def test_int8_with_gears_and_a_cann_without_the_chip_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "310p-gears.toml"
+    path.write_text(f'extends = "{REPO_ROOT / "targets" / "310p.toml"}"\n[input]\npreprocess = "buckets"\n'
+                    'buckets = [[1024, 576], [1024, 1024]]\n')
+    with pytest.raises(InputError, match="INT8 with gears .2 input sizes.: AMCT's deploy model cannot take atc "
+                                         "--dynamic_image_size"):
+        AscendSettings.of(targets.load(str(path)))
+    bad = tmp_path / "310-opset.toml"
+    bad.write_text(f'extends = "{REPO_ROOT / "targets" / "310.toml"}"\nexport_opset = 99\n')
+    with pytest.raises(InputError, match="export_opset must be a whole number from 13 to 21, not 99"):
+        targets.load(str(bad))
+    s310 = AscendSettings.of(targets.load("310"))
+    assert s310.cann_problem("8.0.0") is None and "8.5 dropped the Ascend310" in s310.cann_problem("8.5.0")
+    assert AscendSettings.of(targets.load("310p")).cann_problem("8.5.0") is None
+
+
+def test_the_deploy_models_ascend_operators_pass_make_static(cpu_run: Path, tmp_path: Path) -> None:
+    """AMCT's deploy model holds AscendQuant / AscendDequant in the default domain, which ONNX's checker
+    refuses ("No Op registered"); make_static fixes its input and leaves the checking to atc."""
+    import onnx
+    from onnx import helper
+
+    from toolkit.model.static import make_static, vendor_ops
+
+    model = onnx.load(str(cpu_run / "centerface.onnx"))
+    first = model.graph.node[0]
+    quant = helper.make_node("AscendQuant", [first.input[0]], ["q"], scale=0.5, offset=0.0)
+    dequant = helper.make_node("AscendDequant", ["q"], ["dq"])
+    first.input[0] = "dq"
+    model.graph.node.insert(0, dequant)
+    model.graph.node.insert(0, quant)
+    path = tmp_path / "deploy.onnx"
+    onnx.save(model, str(path))
+    with pytest.raises(onnx.checker.ValidationError, match="No Op registered for AscendQuant"):
+        onnx.checker.check_model(model)
+    static = onnx.load(str(make_static(path, tmp_path / "bs16.onnx", 16, 800, 800)))
+    assert vendor_ops(static) == ["AscendDequant", "AscendQuant"]
+    assert [d.dim_value for d in static.graph.input[0].type.tensor_type.shape.dim] == [16, 3, 800, 800]
 
 
 def test_without_cann_the_target_is_unavailable_and_the_report_says_so(tmp_path: Path, cpu_run: Path) -> None:
@@ -288,3 +356,78 @@ def test_report_shows_chip_and_card_throughput_and_the_fake_quant_ap(tmp_path: P
     assert row["tool_images_per_s"] == 367.44 and row["tool"] == "benchmark: 91.86 x 4 chips"
     (fake,) = [r for r in table if r["target"] == "310p [AMCT fake-quant, onnxruntime]"]
     assert fake["status"] == "passed" and fake["delta_hard"] == -0.5
+
+
+AIS_BENCH = json.loads((Path(__file__).parent / "data" / "ascend" / "ais_bench_interface.json").read_text())
+
+
+def test_every_ais_bench_call_matches_the_real_interface() -> None:
+    """Each InferSession call of the backend (AST), against the signatures recorded from ais_bench's source
+    at a pinned commit (tests/data/ascend/ais_bench_interface.json says where)."""
+    import ast
+
+    from toolkit.backends.ascend import backend
+
+    api = AIS_BENCH["InferSession"]
+    calls = []
+    for node in ast.walk(ast.parse(Path(backend.__file__).read_text())):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and ast.unparse(node.func.value) == "self.session":
+            calls.append((node.func.attr, node))
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "InferSession":
+            calls.append(("__init__", node))
+    assert {name for name, _ in calls} >= {"__init__", "infer", "run", "set_dynamic_hw", "free_resource", "get_inputs"}
+    for name, call in calls:
+        assert name in api, f"InferSession.{name} is not in ais_bench"
+        params, given = api[name]["params"], len(call.args) + sum(isinstance(a, ast.Starred) for a in call.args)
+        assert {k.arg for k in call.keywords} <= set(params), (name, ast.unparse(call))
+        assert any(isinstance(a, ast.Starred) for a in call.args) or api[name]["required"] <= given + len(call.keywords) \
+            and len(call.args) <= len(params), (name, ast.unparse(call))
+    assert set(backend.INFER_SESSION_API) <= set(api)
+
+
+def test_every_ais_bench_command_line_uses_its_real_flags() -> None:
+    line = commands.ais_bench(Path("m.om"), Path("out"), "perf", 16, 2, inputs=Path("bins"), loop=20, gear=(576, 1024))
+    flags = [arg for arg in line if arg.startswith("--")]
+    assert set(flags) <= set(AIS_BENCH["cli_flags"]) and line[line.index("--dymHW") + 1] == "576,1024"  # h,w
+
+
+def test_the_unrelated_ais_bench_package_is_not_taken_for_ascends(tmp_path: Path) -> None:
+    """PyPI's ais-bench-benchmark (an LLM evaluation tool some images carry) also installs a package named
+    `ais_bench`; the backend looks for ais_bench.infer.interface and aclruntime, so it is not found."""
+    import os
+    import subprocess
+    import sys
+    import zipfile
+
+    from vendor import wheel
+
+    with zipfile.ZipFile(wheel("ais-bench-benchmark==3.1.20260630")) as whl:
+        whl.extractall(tmp_path)
+    probe = ("import importlib.util; from toolkit.backends.ascend.cann import Cann; "
+             "print(importlib.util.find_spec('ais_bench') is not None, Cann.find().ais_bench)")
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{REPO_ROOT}"})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["True", "False"]
+
+
+def test_in_the_container_the_chips_are_numbered_from_0(monkeypatch) -> None:
+    from toolkit.backends.ascend.cann import Cann
+
+    monkeypatch.setenv("CENTERFACE_HOST_DEVICE_IDS", "2,3")  # what the run spec gives a container of chips 2 and 3
+    assert Cann.chips() == [0, 1]
+
+
+def test_each_batch_finds_its_own_om_whatever_suffix_atc_adds(tmp_path: Path) -> None:
+    """atc names its output <stem>.om, or <stem>_linux_<arch>.om on some CANN versions (as real hosts' files
+    show, e.g. `atc --output=action_stgcn` writing action_stgcn_linux_aarch64.om): centerface_bs16_linux_aarch64.om
+    sorts before centerface_bs1_linux_aarch64.om, and must not be taken for batch 1's."""
+    from toolkit.backends.ascend import plan
+
+    for name in ("centerface_bs16_linux_aarch64.om", "centerface_bs1_linux_aarch64.om", "centerface_bs16.om.bak"):
+        (tmp_path / name).write_bytes(b"om")
+    assert plan.find_om(tmp_path, 1).name == "centerface_bs1_linux_aarch64.om"
+    assert plan.find_om(tmp_path, 16).name == "centerface_bs16_linux_aarch64.om"
+    assert [p.name for p in plan.om_files(tmp_path, 1)] == ["centerface_bs1_linux_aarch64.om"]
+    with pytest.raises(InputError, match="no .*centerface_bs4.om"):
+        plan.find_om(tmp_path, 4)

@@ -72,8 +72,11 @@ def test_ascend_run_spec_passes_chips_driver_and_npu_smi(tmp_path: Path) -> None
     assert spec.devices == [f"{d}:{d}:rwm" for d in ("/dev/davinci2", "/dev/davinci3", "/dev/davinci_manager",
                                                       "/dev/devmm_svm", "/dev/hisi_hdc")]
     mounts = {m.target: m for m in spec.mounts}
-    assert mounts["/usr/local/Ascend/driver"].read_only and mounts["/usr/local/bin/npu-smi"].read_only
-    assert "/data" not in mounts and spec.user == "0:0" and spec.environment["ASCEND_DEVICE_ID"] == "2"
+    for host_path in ("/usr/local/Ascend/driver", "/usr/local/sbin/npu-smi", "/usr/local/dcmi", "/etc/ascend_install.info"):
+        assert mounts[host_path].read_only and mounts[host_path].source == host_path and host_path in spec.hardware
+    # inside, ACL numbers the two chips 0 and 1: the first is 0, the host's ids travel for the record
+    assert "/data" not in mounts and spec.user == "0:0" and spec.environment["ASCEND_DEVICE_ID"] == "0"
+    assert spec.environment["CENTERFACE_HOST_DEVICE_IDS"] == "2,3"
     assert runspec.make(ContainerConfig.of(target), [], tmp_path / "r", tmp_path, None).devices[0] == "/dev/davinci0:/dev/davinci0:rwm"
 
 
@@ -324,3 +327,61 @@ def test_the_cpu_image_joins_a_ray_cluster_and_runs_a_shard_of_the_run(
     assert worker["runs_in"] == f"image {cpu_image}" and worker["images"] == 12 and engine["address"] == address
     for ours in sorted((out / "predictions").glob("*/*.txt")):
         assert ours.read_bytes() == (cpu_run / "predictions" / ours.relative_to(out / "predictions")).read_bytes()
+
+
+def _fake_amct_tree(folder: Path, arch: str) -> None:
+    """What a CANN 8.0 toolkit holds for AMCT (ONNX), by the real names: the wheel
+    amct_onnx-<ver>-py3-none-linux_<arch>.whl (a stand-in package that, like AMCT, refuses any other ONNX
+    Runtime than 1.16.0 when imported) and amct_onnx_op.tar.gz (its custom-operator package: a setup.py
+    that records it was built)."""
+    import zipfile
+
+    amct = folder / "usr/local/Ascend/ascend-toolkit/latest/tools/amct/amct_onnx"
+    amct.mkdir(parents=True)
+    files = {
+        "amct_onnx/__init__.py": "import onnxruntime\nassert onnxruntime.__version__ == '1.16.0', onnxruntime.__version__\n",
+        "amct_onnx/cli.py": "def main():\n    import amct_onnx, onnx\n    print('amct_onnx', onnx.__version__)\n",
+        "amct_onnx-8.0.0.dist-info/METADATA": "Metadata-Version: 2.1\nName: amct_onnx\nVersion: 8.0.0\n",
+        "amct_onnx-8.0.0.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: false\nTag: py3-none-linux_" + arch + "\n",
+        "amct_onnx-8.0.0.dist-info/entry_points.txt": "[console_scripts]\namct_onnx = amct_onnx.cli:main\n",
+    }
+    record = "".join(f"{name},,\n" for name in files) + "amct_onnx-8.0.0.dist-info/RECORD,,\n"
+    with zipfile.ZipFile(amct / f"amct_onnx-8.0.0-py3-none-linux_{arch}.whl", "w") as whl:
+        for name, text in {**files, "amct_onnx-8.0.0.dist-info/RECORD": record}.items():
+            whl.writestr(name, text)
+    op = folder / "op" / "amct_onnx_op"
+    (op / "inc").mkdir(parents=True)
+    (op / "setup.py").write_text("import amct_onnx, os, sys\nopen(os.path.join(os.path.dirname(amct_onnx.__file__), "
+                                 "'custom_ops_built'), 'w').write(sys.version)\nprint('[INFO] Build amct_onnx_op success!')\n")
+    with tarfile.open(amct / "amct_onnx_op.tar.gz", "w:gz") as tar:
+        tar.add(op, arcname="amct_onnx_op")
+    shutil.rmtree(folder / "op")
+
+
+def test_the_ascend_image_installs_amcts_wheel_in_its_own_environment(docker_client, tmp_path: Path) -> None:
+    """docker/ascend.Dockerfile's AMCT stage on a fake CANN tree holding a wheel of the real name: AMCT lands in
+    /opt/amct with ONNX 1.14.0 and ONNX Runtime 1.16.0, its custom operators built, `amct_onnx` on PATH."""
+    import io
+    import platform
+
+    assert invoke("base-image").exit_code == 0
+    tree = tmp_path / "cann"
+    _fake_amct_tree(tree, platform.machine())
+    (tree / "Dockerfile").write_text(f"FROM {images.OFFLINE_BASE}\nCOPY usr/ /usr/\n")
+    fake = "centerface-toolkit/test-fake-cann:8.0.0"
+    docker_client.images.build(path=str(tree), tag=fake, rm=True)
+    context = build_context(HOST_CA if HOST_CA.is_file() else None)
+    log = io.StringIO()
+    for chunk in docker_client.api.build(fileobj=context, custom_context=True, dockerfile="docker/ascend.Dockerfile",
+                                         target="amct", tag="centerface-toolkit/test-amct:latest", rm=True,
+                                         buildargs={"BASE_IMAGE": fake}, network_mode="host", decode=True):
+        log.write(chunk.get("stream", "") + chunk.get("error", ""))
+    assert "Successfully tagged centerface-toolkit/test-amct:latest" in log.getvalue(), log.getvalue()[-3000:]
+    assert f"AMCT: /usr/local/Ascend/ascend-toolkit/latest/tools/amct/amct_onnx/amct_onnx-8.0.0-py3-none-linux_{platform.machine()}.whl" \
+        in log.getvalue() and "[INFO] Build amct_onnx_op success!" in log.getvalue()
+    probe = ("amct_onnx && /opt/amct/bin/python -c 'import onnx, onnxruntime, amct_onnx, os; "
+             "print(onnx.__version__, onnxruntime.__version__, "
+             "os.path.isfile(os.path.join(os.path.dirname(amct_onnx.__file__), \"custom_ops_built\")))'")
+    out = docker_client.containers.run("centerface-toolkit/test-amct:latest", ["sh", "-c", probe], remove=True,
+                                       network_mode="none", entrypoint=[]).decode()
+    assert out.split() == ["amct_onnx", "1.14.0", "1.14.0", "1.16.0", "True"]

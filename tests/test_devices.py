@@ -186,6 +186,13 @@ def test_npu_smi_lists_every_chip_of_a_card() -> None:
     assert parse_chips("npu-smi: command failed") == []
 
 
+@pytest.mark.parametrize("sample, chips", [("npu-smi-info-310.txt", [0]), ("npu-smi-info-310p3.txt", [0, 1])])
+def test_npu_smi_tables_of_real_hosts(sample: str, chips: list[int]) -> None:
+    """Tables printed on real hosts (tests/data/ascend/README.md names them): a 310 SoC board whose Bus-Id
+    is NA, two 310P3 cards of one chip each."""
+    assert parse_chips((Path(__file__).parent / "data" / "ascend" / sample).read_text()) == chips
+
+
 def test_device_ids_all_reaches_the_container_as_every_device_it_sees(tmp_path: Path) -> None:
     result = invoke("run", "--target", "t4", "--dry-run", "--device-ids", "all", "--out", tmp_path / "run")
     assert result.exit_code == 0, result.output

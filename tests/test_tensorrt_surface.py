@@ -29,7 +29,8 @@ from pathlib import Path
 
 import pytest
 
-from toolkit.paths import REPO_ROOT, cache_dir
+from toolkit.paths import REPO_ROOT
+from vendor import wheel
 
 BACKEND = REPO_ROOT / "toolkit" / "backends" / "tensorrt"
 TENSORRT = {10: "tensorrt-cu12-bindings==10.16.1.11", 11: "tensorrt-cu13-bindings==11.4.0.106"}
@@ -40,23 +41,6 @@ PATHFINDER = "cuda-pathfinder==1.9.1"  # what cuda-bindings imports
 OWN = {"precision": {"target", "s", "settings"}}
 REMOVED_IN_11 = {"EXPLICIT_BATCH", "FP16", "OBEY_PRECISION_CONSTRAINTS", "int8_calibrator", "set_calibration_profile",
                  "IInt8EntropyCalibrator2", "precision", "set_output_type"}  # the issue's list, as the 11.4 module says
-
-
-def wheel(requirement: str) -> Path:
-    """The wheel for this interpreter, downloaded once into the cache."""
-    folder = cache_dir() / "vendor-wheels" / requirement.replace("==", "-")
-    found = sorted(folder.glob("*.whl"))
-    if found:
-        return found[0]
-    proc = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q",
-                           "--disable-pip-version-check", "-d", str(folder), requirement], capture_output=True, text=True)
-    found = sorted(folder.glob("*.whl"))
-    if proc.returncode or not found:
-        reason = f"pip download {requirement} failed: {(proc.stderr or proc.stdout).strip().splitlines()[-1:]}"
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return found[0]
 
 
 def module_strings(requirement: str) -> set[str]:

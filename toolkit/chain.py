@@ -132,7 +132,8 @@ def export_model(target: Target, out: Path, weights_path: Path | None, stages: S
         pth = stages.run("port to PyTorch (.pth)", port.port, official_onnx, out / "centerface.pth")
         net = port.load_module(pth)
         shape = ExportShape.parse(target.export_shape)
-        onnx_path = stages.run("export ONNX + onnxsim", exporter.export, net, out / "centerface.onnx", shape)
+        onnx_path = stages.run("export ONNX + onnxsim", exporter.export, net, out / "centerface.onnx", shape,
+                               target.export_opset)
         parity_result = stages.run("parity", parity, official_onnx, net, onnx_path, parity_batches) if parity_batches else None
     return ExportedModel(official_onnx, pth, onnx_path, parity_result)
 

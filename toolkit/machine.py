@@ -19,6 +19,7 @@ def package_version(name: str) -> str | None:
 
 
 CORES_ENV = "CENTERFACE_CORES"  # set by a Ray worker to the CPUs Ray gave it
+HOST_DEVICES_ENV = "CENTERFACE_HOST_DEVICE_IDS"  # set in a target's container: the host ids of its chips, in order
 
 
 def usable_cores() -> int:

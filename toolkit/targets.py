@@ -23,6 +23,7 @@ class Target:
     runs_in: str  # "host" or "container"
     threshold: float = 0.05
     export_shape: str = "dynamic"  # BxCxHxW or "dynamic"
+    export_opset: int = 17  # the ONNX opset of the export (Ascend: what its CANN's AMCT and atc take)
     ap_reference: bool = False  # the run `report` measures every accuracy delta against
     published: str | None = None  # the published row (report/published.py) `report` shows beside this target
     extra: dict = field(default_factory=dict)  # backend-specific keys
@@ -61,7 +62,8 @@ class Target:
 PRECISIONS = ("fp32", "fp16", "int8")
 RUNS_IN = ("host", "container")
 # What each table of a target file may hold; the backend's own table ([ascend], [tensorrt]) is the backend's to say.
-TOP_KEYS = frozenset({"name", "description", "backend", "precision", "runs_in", "threshold", "export_shape", "extends",
+TOP_KEYS = frozenset({"name", "description", "backend", "precision", "runs_in", "threshold", "export_shape",
+                      "export_opset", "extends",
                       "ap_reference", "published", "input", "calibration", "container"})
 SECTION_KEYS = {
     "input": frozenset({"preprocess", "size", "buckets", "batch_sizes"}),
@@ -122,6 +124,12 @@ def _check_keys(path: Path, raw: dict) -> None:
             raise InputError(f"{path}: {key} {raw[key]!r} is not one of {', '.join(allowed)}")
 
 
+def _opset(path: Path, value: object) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 13 <= value <= 21:
+        raise InputError(f"{path}: export_opset must be a whole number from 13 to 21, not {value!r}")
+    return value
+
+
 def load(name_or_path: str) -> Target:
     path = _path(name_or_path)
     if not path.is_file():
@@ -145,6 +153,7 @@ def load(name_or_path: str) -> Target:
         runs_in=raw.pop("runs_in", "host"),
         threshold=float(raw.pop("threshold", 0.05)),
         export_shape=raw.pop("export_shape", "dynamic"),
+        export_opset=_opset(path, raw.pop("export_opset", 17)),
         ap_reference=bool(raw.pop("ap_reference", False)),
         published=raw.pop("published", None),
         extra=raw,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from toolkit.backends.base import Runner
+from toolkit.backends.base import Runner, batch_hw
 from toolkit.errors import InputError
 
 
@@ -19,21 +19,27 @@ def static_per_size(src: Path, out: Path, stem: str, sizes: list[tuple[int, int]
 
 
 class SizedRunner(Runner):
-    """One runner per input size (a bucket each); a batch goes to the runner of its size."""
+    """One runner per input size (a bucket each); a batch goes to the runner of its size. The runners take
+    one layout (float32 NCHW, or the uint8 NHWC of an AIPP model), which the wrapper takes too."""
 
     def __init__(self, runners: dict[tuple[int, int], Runner], name: str) -> None:
         self.runners, self.name = runners, name  # (height, width) -> runner
+        layouts = {r.layout for r in runners.values()}
+        if len(layouts) != 1:
+            raise InputError(f"{name}: its per-size runners take different layouts ({', '.join(sorted(layouts))})")
+        (self.layout,) = layouts
         self.streams = max(r.streams for r in runners.values())
         self.source = ", ".join(r.source for r in runners.values())
 
     def check_input(self, batch: np.ndarray) -> None:
         super().check_input(batch)
-        if tuple(batch.shape[2:]) not in self.runners:
-            raise InputError(f"{self.name}: input {batch.shape[2]}x{batch.shape[3]} (HxW) is none of its sizes "
+        if batch_hw(batch, self.layout) not in self.runners:
+            height, width = batch_hw(batch, self.layout)
+            raise InputError(f"{self.name}: input {height}x{width} (HxW) is none of its sizes "
                              f"({', '.join(f'{h}x{w}' for h, w in self.runners)})")
 
     def _infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        return self.runners[tuple(batch.shape[2:])].infer(batch)
+        return self.runners[batch_hw(batch, self.layout)].infer(batch)
 
     def _release(self) -> None:
         for runner in getattr(self, "runners", {}).values():

@@ -9,13 +9,21 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from toolkit import machine
 from toolkit.containers.config import ContainerConfig
 from toolkit.errors import InputError, Unavailable
 
 RUNS, CACHE, DATA = "/runs", "/cache", "/data"
-# Ascend hosts: the chips' nodes, the shared management nodes, the driver and npu-smi (CANN docs).
+# Ascend hosts: the chips' nodes, the shared management nodes, the driver, npu-smi with the DCMI library it
+# loads and the install record it reads (as Ascend's own images are run: vllm-ascend's docker run lines).
 ASCEND_SHARED_DEVICES = ("/dev/davinci_manager", "/dev/devmm_svm", "/dev/hisi_hdc")
-ASCEND_DRIVER_MOUNTS = ("/usr/local/Ascend/driver", "/usr/local/bin/npu-smi")
+ASCEND_DRIVER_MOUNTS = ("/usr/local/Ascend/driver", "/usr/local/dcmi", "/etc/ascend_install.info")
+NPU_SMI = ("/usr/local/sbin/npu-smi", "/usr/local/bin/npu-smi")  # where Ascend's driver installs it; older hosts
+
+
+def npu_smi() -> str:
+    """The host's npu-smi: /usr/local/sbin, else /usr/local/bin where only that exists."""
+    return next((p for p in NPU_SMI if os.path.exists(p)), NPU_SMI[0])
 
 
 @dataclass(frozen=True)
@@ -74,9 +82,11 @@ def make(config: ContainerConfig, cli_args: list[str], run_dir: Path, cache: Pat
     ids = host_chips() if device_ids == "all" else (device_ids or [0])
     if config.devices == "ascend":
         spec.devices = [f"{d}:{d}:rwm" for d in [f"/dev/davinci{i}" for i in ids] + list(ASCEND_SHARED_DEVICES)]
-        spec.mounts += [Mount(p, p, True) for p in ASCEND_DRIVER_MOUNTS]
-        spec.hardware = [d.split(":", 1)[0] for d in spec.devices] + list(ASCEND_DRIVER_MOUNTS)
-        spec.environment["ASCEND_DEVICE_ID"] = str(ids[0])
+        driver = [*ASCEND_DRIVER_MOUNTS, npu_smi()]
+        spec.mounts += [Mount(p, p, True) for p in driver]
+        spec.hardware = [d.split(":", 1)[0] for d in spec.devices] + driver
+        spec.environment["ASCEND_DEVICE_ID"] = "0"  # ACL numbers the chips a container was given from 0
+        spec.environment[machine.HOST_DEVICES_ENV] = ",".join(map(str, ids))
     elif config.devices == "nvidia":
         spec.gpus = [str(i) for i in ids] if device_ids not in (None, "all") else []  # [] asks for every GPU
     return spec

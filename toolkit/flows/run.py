@@ -44,7 +44,7 @@ def run_target(opts: ChainOptions, where: str, passed: list[tuple[str, object]],
         if set(opts.stages) - {"export"}:
             image_id = launch.in_container(config, container_args(opts, passed), staged, opts.data, device_ids, log)
             if "infer" in opts.stages:
-                launch.record_image(staged / "result.json", config, image_id, opts.data)
+                launch.record_image(staged / "result.json", config, image_id, opts.data, device_ids)
     return None
 
 

@@ -3,7 +3,9 @@ parse any config, and emulate it in numpy so the 310P input path is checked with
 
 AIPP takes uint8 HWC images and, per the CANN docs, applies in order: crop, channel swap
 (rbuv_swap_switch), colour-space conversion (csc_switch, matrix_r*c*, input_bias_*, output_bias_*),
-padding, then per channel `out = (in - mean_chn_i - min_chn_i) * var_reci_chn_i` in float.
+per channel `out = (in - mean_chn_i - min_chn_i) * var_reci_chn_i` in float, then padding (the padded
+border holds padding_value as it is, not normalised). The toolkit's generated config has no padding, so
+the order changes none of its numbers.
 """
 
 from __future__ import annotations
@@ -109,12 +111,12 @@ def emulate(config: dict, image: np.ndarray) -> np.ndarray:
         bias_in = np.array([config.get(f"input_bias_{i}", 0) for i in range(3)], np.float32)
         bias_out = np.array([config.get(f"output_bias_{i}", 0) for i in range(3)], np.float32)
         x = np.clip(np.floor((x - bias_in) @ matrix.T / 256.0) + bias_out, 0, 255)
-    if config.get("padding"):
-        pads = [(config.get("top_padding_size", 0), config.get("bottom_padding_size", 0)),
-                (config.get("left_padding_size", 0), config.get("right_padding_size", 0)), (0, 0)]
-        x = np.pad(x, pads, constant_values=config.get("padding_value", 0))
     out = np.empty((x.shape[2], x.shape[0], x.shape[1]), np.float32)
     for i in range(x.shape[2]):
         mean = config.get(f"mean_chn_{i}", 0) + config.get(f"min_chn_{i}", 0)
         out[i] = (x[..., i] - np.float32(mean)) * np.float32(config.get(f"var_reci_chn_{i}", 1.0))
+    if config.get("padding"):
+        pads = [(0, 0), (config.get("top_padding_size", 0), config.get("bottom_padding_size", 0)),
+                (config.get("left_padding_size", 0), config.get("right_padding_size", 0))]
+        out = np.pad(out, pads, constant_values=config.get("padding_value", 0))
     return out

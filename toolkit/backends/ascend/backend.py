@@ -13,7 +13,7 @@ import numpy as np
 from toolkit import fileio
 from toolkit.backends.ascend import aipp, bins, commands, perf, plan, toolflow
 from toolkit.backends.ascend.cann import SET_ENV, Cann
-from toolkit.backends.ascend.settings import AscendSettings
+from toolkit.backends.ascend.settings import SOCS, AscendSettings
 from toolkit.backends import emulation
 from toolkit.backends.base import Backend, Check, Runner, Step, ToolFigures, batch_hw
 from toolkit.backends.pool import chosen_devices, pool_over
@@ -39,6 +39,9 @@ FP16_DIFFERS = ("the AI Core's FP16 arithmetic inside a layer (its accumulation 
                 "output is rounded to FP16 as the chip stores it",)
 LOG_TAIL = 20
 BENCHMARK_IMAGES = 64  # real inputs for the older benchmark tool's throughput run
+# What the runner calls of ais_bench's InferSession (tests/data/ascend/ais_bench_interface.json records the
+# real signatures at a pinned commit, and the tests check every call against it).
+INFER_SESSION_API = ("get_inputs", "infer", "run", "set_dynamic_hw", "free_resource")
 
 
 def run_tool(command: list[str], cwd: Path | None = None) -> str:
@@ -82,11 +85,18 @@ class AscendBackend(Backend):
             found.append(Check(f"tool: {tool}", where is not None, where or "not found"))
         found.append(Check("python: ais_bench", cann.ais_bench, "importable" if cann.ais_bench else "not installed"))
         found.append(Check("Ascend devices", bool(cann.devices), ", ".join(cann.devices) or "none"))
+        version = self.version()
+        takes = [soc for soc in SOCS if AscendSettings.releases_take(soc, version)]
+        found.append(Check("CANN release", bool(version and takes),
+                           f"{version}: {' and '.join(takes) or 'none of'} {SOCS} targets" if version else "not found"))
         return found
 
     def convert(self, onnx_path: Path, target: Target, workdir: Path) -> Path:
         """One .om per batch size (from AMCT's deploy model for INT8); returns the first batch size's."""
         s = AscendSettings.of(target)
+        problem = s.cann_problem(self.version())
+        if problem:
+            raise Unavailable(f"target {target.name}: {problem}")
         int8 = target.precision == "int8"
         source = plan.deploy_model(workdir) if int8 else onnx_path
         if not source.is_file():
@@ -96,7 +106,7 @@ class AscendBackend(Backend):
             config = fileio.write_text(workdir / plan.AIPP_FILE, aipp.generate(*s.aipp_source_size))
         for bs in target.batch_sizes:
             static = make_static(source, plan.static_onnx(workdir, bs, int8), bs, *s.static_hw())
-            for earlier in workdir.glob(f"{plan.om_stem(workdir, bs).name}*.om"):
+            for earlier in plan.om_files(workdir, bs):
                 earlier.unlink()  # atc rewrites in place: a staged run folder's file is a link to the kept one
             run_tool(commands.atc(static, plan.om_stem(workdir, bs), bs, list(s.sizes), s.soc_version, config))
             plan.find_om(workdir, bs)  # atc exited 0 but must also have written it
@@ -112,8 +122,10 @@ class AscendBackend(Backend):
         log(f"AMCT calibration: {len(written)} batches of {batch} (set {calib.sha256[:16]})")
         for earlier in (plan.deploy_model(out), plan.fake_quant_model(out)):
             earlier.unlink(missing_ok=True)  # AMCT rewrites in place (see convert)
-        run_tool(commands.amct_calibration(onnx_path, plan.amct_prefix(out), batch, s.height, s.width,
-                                           out / plan.CALIBRATION_DIR))
+        work = plan.amct_prefix(out).parent.resolve()  # AMCT writes amct_log/ and a temporary folder where it runs
+        work.mkdir(parents=True, exist_ok=True)
+        run_tool(commands.amct_calibration(onnx_path.resolve(), plan.amct_prefix(out).resolve(), batch, s.height, s.width,
+                                           (out / plan.CALIBRATION_DIR).resolve(), len(written)), cwd=work)
         for made in (plan.deploy_model(out), plan.fake_quant_model(out)):
             if not made.is_file():
                 raise ToolkitError(f"amct_onnx wrote no {made}")
@@ -170,13 +182,19 @@ class AscendBackend(Backend):
         figures = {}
         for bs in target.batch_sizes:
             om = plan.find_om(out, bs)
-            if cann.ais_bench:
-                run_tool(commands.ais_bench(om, out / plan.TOOL_OUTPUT, f"perf_bs{bs}", bs, s.device_id, loop=20))
-                figures[str(bs)] = perf.from_ais_bench(out / plan.TOOL_OUTPUT / f"perf_bs{bs}_summary.json",
-                                                       s.chips_per_card)
+            if cann.ais_bench:  # per gear (the headline: the largest, the last), as trtexec per size
+                per_gear = {}
+                for gear, (h, w) in plan.perf_gears(s):
+                    name = plan.perf_dirname(bs, gear)
+                    run_tool(commands.ais_bench(om, out / plan.TOOL_OUTPUT, name, bs, s.device_id, loop=20, gear=gear))
+                    per_gear[f"{w}x{h}"] = perf.from_ais_bench(out / plan.TOOL_OUTPUT / f"{name}_summary.json",
+                                                               s.chips_per_card)
+                figures[str(bs)] = list(per_gear.values())[-1]
+                if len(per_gear) > 1:
+                    figures[str(bs)].details["per_gear"] = {k: f.as_dict() for k, f in per_gear.items()}
                 continue
-            folder = out / f"input_bs{bs}"
-            toolflow.write_inputs(items[:BENCHMARK_IMAGES], target.preprocess, bs, s.aipp, folder)
+            folder = out / "input_images"  # one .bin per image: the older tool batches them itself
+            toolflow.write_inputs(items[:BENCHMARK_IMAGES], target.preprocess, 1, s.aipp, folder)
             run_tool(commands.benchmark(om, toolflow.info_path(folder), bs, s.height, s.width, s.device_id,
                                         cann.benchmark), cwd=out)
             figures[str(bs)] = perf.from_benchmark(
@@ -195,6 +213,10 @@ class AisBenchRunner(Runner):
             from ais_bench.infer.interface import InferSession
         except ImportError:
             raise Unavailable("ais_bench is not installed (its aclruntime and ais_bench wheels)") from None
+        missing = [m for m in INFER_SESSION_API if not hasattr(InferSession, m)]
+        if missing:  # an old wheel: no free_resource, and gears would silently run at the static size
+            raise Unavailable(f"ais_bench's InferSession has no {', '.join(missing)}: too old for the toolkit",
+                              "install the current ais_bench wheels (Ascend msit benchmark)")
         chip = settings.device_id if chip is None else chip
         self.settings, self.source, self.session = settings, f"{om} (chip {chip})", None
         self.layout = NHWC_U8 if settings.aipp else NCHW_F32
@@ -217,7 +239,15 @@ class AisBenchRunner(Runner):
         if n < self.max_batch:
             batch = np.concatenate([batch, np.zeros((self.max_batch - n, *batch.shape[1:]), batch.dtype)])
         feed = np.ascontiguousarray(batch)
-        outputs = self.session.infer([feed], mode="dymhw" if self.settings.gears else "static")
+        if self.settings.gears:
+            # the gear is set before execution, from the batch's height and width in either layout (an AIPP
+            # model's input reads back NHWC, which infer(mode="dymhw") refuses: "not a dymhw model!"). Height
+            # first, whatever its parameters' names (w, h): ais_bench's own dymhw path passes NCHW's shape[2],
+            # shape[3] there, and aclruntime checks the first against each gear's height.
+            self.session.set_dynamic_hw(*batch_hw(batch, self.layout))
+            outputs = self.session.run([feed], out_array=True)
+        else:
+            outputs = self.session.infer([feed], mode="static")
         return {name: np.asarray(o, np.float32)[:n] for name, o in zip(OUTPUT_NAMES, outputs)}
 
     def _release(self) -> None:

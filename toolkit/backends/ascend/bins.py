@@ -14,7 +14,6 @@ from toolkit.model.signature import OUTPUT_NAMES
 
 OUTPUT_CHANNELS = {"heatmap": 1, "scale": 2, "offset": 2, "landmarks": 10}
 DOWN = 4  # the heads' stride
-MAX_CALIBRATION_BATCHES = 10  # as the guide's calibration_bin.py
 
 
 def write_input(path: Path, batch: np.ndarray) -> Path:
@@ -49,11 +48,10 @@ def read_info(path: Path) -> list[tuple[int, Path, int, int]]:
 
 
 def write_calibration(folder: Path, batches: Iterable[np.ndarray]) -> list[Path]:
-    """AMCT's --data_dir: float32 NCHW batches as img_<k>_bs<bs>.bin, at most 10 (calibration_bin.py)."""
+    """AMCT's --data_dir: every float32 NCHW batch as img_<k>_bs<bs>.bin (the guide's calibration_bin.py names;
+    it stopped at 10 batches, the toolkit writes the whole set and gives AMCT --batch_num for all of it)."""
     written = []
     for k, batch in enumerate(batches):
-        if k == MAX_CALIBRATION_BATCHES:
-            break
         written.append(write_input(folder / f"img_{k}_bs{batch.shape[0]}.bin", batch.astype(np.float32)))
     if not written:
         raise InputError(f"{folder}: no calibration batches to write")

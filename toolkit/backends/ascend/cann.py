@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import glob
 import importlib.util
+import os
 import platform
 import re
 import shutil
@@ -12,8 +13,11 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-# `npu-smi info`: each chip's second table row is `| <chip> <device (logic id)> | <PCIe bus id> | ...`
-_CHIP_ROW = re.compile(r"^\|\s*(\d+)\s+(\d+)\s*\|\s*[0-9A-Fa-f]{4}:[0-9A-Fa-f]{2}:[0-9A-Fa-f]{2}\.\d")
+from toolkit.machine import HOST_DEVICES_ENV
+
+# `npu-smi info`: each chip's second table row is `| <chip> <device (logic id)> | <PCIe bus id, or NA> | ...`
+# (NA on an SoC board such as the Atlas 200 DK: tests/data/ascend/npu-smi-info-310.txt)
+_CHIP_ROW = re.compile(r"^\|\s*(\d+)\s+(\d+)\s*\|\s*(?:[0-9A-Fa-f]{4}:[0-9A-Fa-f]{2}:[0-9A-Fa-f]{2}\.\d|NA)\s")
 SET_ENV = Path("/usr/local/Ascend/ascend-toolkit/set_env.sh")
 BENCHMARK_TOOL = f"benchmark.{platform.machine()}"  # the older tool, e.g. benchmark.x86_64
 
@@ -35,7 +39,7 @@ class Cann:
             atc=shutil.which("atc"),
             amct_onnx=shutil.which("amct_onnx") or (
                 "amct_onnx" if importlib.util.find_spec("amct_onnx") is not None else None),
-            ais_bench=importlib.util.find_spec("ais_bench") is not None,
+            ais_bench=ais_bench_installed(),
             benchmark=shutil.which(BENCHMARK_TOOL),
             npu_smi=shutil.which("npu-smi"),
             devices=tuple(sorted(glob.glob("/dev/davinci[0-9]*"))),
@@ -59,12 +63,25 @@ class Cann:
 
     @staticmethod
     def chips() -> list[int]:
-        """The device ids (logic ids, what ACL and ais_bench take) of every chip `npu-smi info` lists."""
+        """The device ids (logic ids, what ACL and ais_bench take) of every chip `npu-smi info` lists. In the
+        toolkit's container, ACL numbers the chips it was given from 0, whatever their host ids."""
+        given = os.environ.get(HOST_DEVICES_ENV)
+        if given:
+            return list(range(len(given.split(","))))
         tool = shutil.which("npu-smi")
         if tool is None:
             return []
         proc = subprocess.run([tool, "info"], capture_output=True, text=True, timeout=30)
         return parse_chips(proc.stdout) if proc.returncode == 0 else []
+
+
+def ais_bench_installed() -> bool:
+    """Ascend's ais_bench (its InferSession module and the aclruntime it drives); a bare `ais_bench`
+    package can be the unrelated ais-bench-benchmark (an LLM evaluation tool some images carry)."""
+    try:
+        return all(importlib.util.find_spec(m) is not None for m in ("ais_bench.infer.interface", "aclruntime"))
+    except ImportError:  # `ais_bench` is there but has no `infer` package
+        return False
 
 
 def parse_chips(npu_smi_info: str) -> list[int]:

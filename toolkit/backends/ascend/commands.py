@@ -27,20 +27,28 @@ def atc(onnx: Path, output_stem: Path, batch: int, sizes: list[tuple[int, int]],
     return command + ["--output_type=FP32"]  # float32 outputs whatever the precision inside
 
 
-def amct_calibration(onnx: Path, save_path: Path, batch: int, height: int, width: int, data_dir: Path) -> list[str]:
-    """INT8 calibration on real images; writes <save_path>_deploy_model.onnx and _fake_quant_model.onnx."""
+def amct_calibration(onnx: Path, save_path: Path, batch: int, height: int, width: int, data_dir: Path,
+                     batch_num: int) -> list[str]:
+    """INT8 calibration on real images; writes <save_path>_deploy_model.onnx and _fake_quant_model.onnx.
+    `--batch_num`: how many batches of `data_dir` calibration runs (AMCT's default is 1; CANN 8.0.0 AMCT
+    command-line options, hiascend.com canncommercial/800 atlasamct_16_0337)."""
     return ["amct_onnx", "calibration", "--model", str(onnx), "--save_path", str(save_path),
-            "--input_shape", input_shape(batch, height, width), "--data_dir", str(data_dir), "--data_types", "float32"]
+            "--input_shape", input_shape(batch, height, width), "--data_dir", str(data_dir), "--data_types", "float32",
+            "--batch_num", str(batch_num)]
 
 
 def ais_bench(om: Path, output: Path, output_dirname: str, batch: int, device: int = 0,
-              inputs: Path | None = None, loop: int | None = None) -> list[str]:
-    """Inference over a folder of input .bin files, or (no inputs) a timed `--loop` on generated data."""
+              inputs: Path | None = None, loop: int | None = None, gear: tuple[int, int] | None = None) -> list[str]:
+    """Inference over a folder of input .bin files, or (no inputs) a timed `--loop` on generated data. A
+    gear model runs at `gear` (height, width): ais_bench sets the image size only from `--dymHW h,w`
+    (Ascend/msit@42a9c807 ais_bench/infer/benchmark_process.py: set_session_options)."""
     command = ["python3", "-m", "ais_bench", "--model", str(om)]
     if inputs is not None:
         command += ["--input", str(inputs)]
     command += ["--output", str(output), "--output_dirname", output_dirname, "--batchsize", str(batch),
                 "--device", str(device)]
+    if gear is not None:
+        command += ["--dymHW", f"{gear[0]},{gear[1]}"]
     return command + (["--loop", str(loop)] if loop else [])
 
 

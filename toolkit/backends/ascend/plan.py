@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from toolkit import calibration
 from toolkit.backends.ascend import commands
 from toolkit.backends.base import Step
 from toolkit.errors import InputError
@@ -24,13 +25,29 @@ def om_stem(out: Path, batch: int) -> Path:
     return out / f"centerface_bs{batch}"
 
 
+def om_files(out: Path, batch: int) -> list[Path]:
+    """The .om files atc wrote for `batch`: <stem>.om, or <stem>_linux_<arch>.om as CANN versions name it
+    (centerface_bs16*.om is not batch 1's: the glob takes the stem exactly)."""
+    stem = om_stem(out, batch).name
+    return sorted(p for p in out.glob(f"{stem}*.om") if p.name == f"{stem}.om" or p.name.startswith(f"{stem}_linux_"))
+
+
 def find_om(out: Path, batch: int) -> Path:
-    """The .om atc wrote for `batch` (some CANN versions add _linux_<arch> to the name)."""
-    stem = om_stem(out, batch)
-    found = sorted(out.glob(f"{stem.name}*.om"))
+    """The .om atc wrote for `batch`."""
+    found = om_files(out, batch)
     if not found:
-        raise InputError(f"no {stem}.om", "run --stages convert first")
+        raise InputError(f"no {om_stem(out, batch)}.om", "run --stages convert first")
     return found[0]
+
+
+def perf_gears(s: AscendSettings) -> list[tuple[tuple[int, int] | None, tuple[int, int]]]:
+    """(the --dymHW gear or None, its height and width) for each throughput run: every gear of a gear
+    model, the one size of a static one."""
+    return [((h, w) if s.gears else None, (h, w)) for w, h in s.sizes]
+
+
+def perf_dirname(batch: int, gear: tuple[int, int] | None) -> str:
+    return f"perf_bs{batch}" + (f"_{gear[0]}x{gear[1]}" if gear else "")
 
 
 def static_onnx(out: Path, batch: int, quantised: bool) -> Path:
@@ -49,17 +66,19 @@ def fake_quant_model(out: Path) -> Path:
     return Path(f"{amct_prefix(out)}_fake_quant_model.onnx")
 
 
-def steps(target: Target, out: Path, calibration_batch: int = 16) -> list[Step]:
+def steps(target: Target, out: Path) -> list[Step]:
     s = AscendSettings.of(target)
     int8 = target.precision == "int8"
     onnx = out / "centerface.onnx"
     plan = [Step("export (host, PyTorch)", None, [str(onnx)])]
     if int8:
+        recipe = calibration.recipe_for(target)
+        batches = -(-recipe.count // recipe.batch_size)
         plan += [
-            Step(f"calibration batches from calibration/{target.extra.get('calibration', {}).get('recipe', 'ascend')}.toml",
-                 None, [f"{out / CALIBRATION_DIR}/img_<k>_bs{calibration_batch}.bin (at most 10)"]),
+            Step(f"calibration batches from calibration/{recipe.name}.toml ({recipe.count} images)", None,
+                 [f"{out / CALIBRATION_DIR}/img_<k>_bs{recipe.batch_size}.bin (k < {batches})"]),
             Step("AMCT INT8 calibration", commands.amct_calibration(
-                onnx, amct_prefix(out), calibration_batch, s.height, s.width, out / CALIBRATION_DIR),
+                onnx, amct_prefix(out), recipe.batch_size, s.height, s.width, out / CALIBRATION_DIR, batches),
                 [str(deploy_model(out)), str(fake_quant_model(out))]),
         ]
     source = deploy_model(out) if int8 else onnx
@@ -77,9 +96,10 @@ def steps(target: Target, out: Path, calibration_batch: int = 16) -> list[Step]:
     plan += [
         Step(f"inference over the dataset (ais_bench InferSession, batch {bs})", None,
              [str(out / "predictions"), str(out / "outputs.npz")]),
-        *[Step(f"ais_bench throughput, batch {b}", commands.ais_bench(
-            Path(f"{om_stem(out, b)}.om"), out / TOOL_OUTPUT, f"perf_bs{b}", b, s.device_id, loop=20),
-            [str(out / TOOL_OUTPUT / f"perf_bs{b}_summary.json")]) for b in target.batch_sizes],
+        *[Step(f"ais_bench throughput, batch {b}" + (f", gear {h}x{w} (HxW)" if gear else ""), commands.ais_bench(
+            Path(f"{om_stem(out, b)}.om"), out / TOOL_OUTPUT, perf_dirname(b, gear), b, s.device_id, loop=20, gear=gear),
+            [str(out / TOOL_OUTPUT / f"{perf_dirname(b, gear)}_summary.json")])
+          for b in target.batch_sizes for gear, (h, w) in perf_gears(s)],
         Step("WIDER FACE AP, result.json", None, [str(out / "result.json")]),
     ]
     if int8:
