@@ -234,3 +234,71 @@ def test_run_keeps_the_bench_section_and_detect_replaces_its_pictures(completed:
         code, _, err = run_cli("detect", *images, "--out", out)
         assert code == 0, err
     assert len(list((out / "pictures").glob("*.jpg"))) == 1 and len(json.loads((out / "detections.json").read_text())) == 1
+
+
+# --- links and mounts: nothing of the user's is lost through the staging copy ------------------------------
+
+def tree_state(folder: Path) -> dict[str, str]:
+    """Every entry under `folder`, not following links: a file's sha256, a link's target, a folder's 'dir'."""
+    state = {}
+    for root, dirs, files in os.walk(folder):
+        for name in dirs + files:
+            path = Path(root) / name
+            rel = str(path.relative_to(folder))
+            state[rel] = f"-> {os.readlink(path)}" if path.is_symlink() else (
+                "dir" if path.is_dir() else hashlib.sha256(path.read_bytes()).hexdigest())
+    return state
+
+
+def test_links_inside_a_run_folder_stay_links(tmp_path: Path) -> None:
+    folder = tmp_path / "run"
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "notes.txt").write_text("the user's")
+    folder.mkdir()
+    (folder / "shared").symlink_to(tmp_path / "elsewhere")
+    (folder / "notes.txt").symlink_to(tmp_path / "elsewhere" / "notes.txt")
+    with runfolder.transaction(folder, "test") as staged:
+        assert (staged / "shared").is_symlink() and (staged / "notes.txt").is_symlink()
+        fileio.write_text(staged / "new.txt", "new")
+    assert (folder / "shared").is_symlink() and os.readlink(folder / "shared") == str(tmp_path / "elsewhere")
+    assert (tmp_path / "elsewhere" / "notes.txt").read_text() == "the user's" and not leftovers(tmp_path)
+
+
+def test_out_as_a_link_updates_its_target_and_stays_a_link(cpu_run: Path, data_root: Path, tmp_path: Path) -> None:
+    target = copy_run(cpu_run, tmp_path / "real" / "cpu")
+    (tmp_path / "link").symlink_to(target)
+    code, _, err = run_cli("run", "--target", "cpu", "--data", data_root, "--limit", 2, "--out", tmp_path / "link")
+    assert code == 0, err
+    assert (tmp_path / "link").is_symlink() and os.readlink(tmp_path / "link") == str(target)
+    assert json.loads((target / "result.json").read_text())["images"] == 2  # the target holds the new run
+    assert not leftovers(tmp_path) and not leftovers(tmp_path / "real")
+
+
+def test_out_equal_to_or_inside_the_data_set_is_refused_and_the_data_set_kept(data_root: Path, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    for entry in ("eval_tools", "wider_face_split"):
+        (data / entry).parent.mkdir(parents=True, exist_ok=True)
+        (data / entry).symlink_to(data_root / entry)
+    (data / "WIDER_val").symlink_to(data_root / "WIDER_val")
+    before = tree_state(data)
+    for out in (data, data / "runs" / "cpu"):
+        code, _, err = run_cli("run", "--target", "cpu", "--data", data, "--limit", 2, "--out", out)
+        assert code == 2 and len(err.strip().splitlines()) == 1 and "pass --out a folder outside --data" in err, err
+        assert "inside the data set" in err if out != data else "is the data set" in err
+    assert tree_state(data) == before and not leftovers(tmp_path)
+
+
+def test_out_at_a_mount_point_is_refused_before_any_work(tmp_path: Path) -> None:
+    import subprocess
+
+    mount = tmp_path / "mnt"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        code, _, err = run_cli("run", "--target", "cpu", "--limit", 1, "--out", mount)
+        assert code == 2 and err.strip() == (f"error: {mount}: a mount point, which cannot be swapped for its staged copy "
+                                             "by a rename (hint: pass --out a folder inside it)"), err
+        assert not leftovers(tmp_path) and list(mount.iterdir()) == []
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)

@@ -88,16 +88,21 @@ def staging_path(folder: Path) -> Path:
 
 
 @contextmanager
-def transaction(folder: Path, command: str, fresh: Sequence[str] = ()) -> Iterator[Path]:
+def transaction(folder: Path, command: str, fresh: Sequence[str] = (), reads: Path | None = None) -> Iterator[Path]:
     """Yield the staging folder for `folder`: a copy of its current files minus `fresh` (entries this
-    command owns and writes anew). It replaces `folder` when the block succeeds."""
+    command owns and writes anew). It replaces `folder` when the block succeeds. `reads`: the data set the
+    command reads, which `folder` must not be or lie inside."""
+    check_apart(folder, reads)
     if os.environ.get(STAGED_ENV):  # our parent staged `folder`, holds its lock and will swap it in
         folder.mkdir(parents=True, exist_ok=True)
         for name in fresh:
             _remove(folder / name)
         yield folder
         return
-    folder = Path(os.path.abspath(folder))
+    folder = Path(os.path.realpath(folder))  # an --out that is a link: its target, staged beside the target
+    if os.path.ismount(folder):
+        raise InputError(f"{folder}: a mount point, which cannot be swapped for its staged copy by a rename",
+                         "pass --out a folder inside it")
     created = _make_folder(folder)
     new_lock = not (folder / LOCK).exists()
     lock = _lock(folder, command)
@@ -125,6 +130,16 @@ def transaction(folder: Path, command: str, fresh: Sequence[str] = ()) -> Iterat
         for fd in (staged_lock, lock):
             if fd is not None:
                 _release(fd)
+
+
+def check_apart(out: Path, data: Path | None) -> None:
+    """A run folder never is, or lies inside, the data set it reads (its staging copy would replace it)."""
+    if data is None:
+        return
+    out_real, data_real = Path(os.path.realpath(out)), Path(os.path.realpath(data))
+    if out_real == data_real or data_real in out_real.parents:
+        raise InputError(f"{out}: the run folder is {'the data set' if out_real == data_real else 'inside the data set'} "
+                         f"{data}, which a run only reads", "pass --out a folder outside --data")
 
 
 def _make_folder(folder: Path) -> bool:
@@ -216,8 +231,12 @@ def _link_copy(src: Path, dst: Path, skip: set[str]) -> None:
         if rel == Path("."):
             dirs[:] = [d for d in dirs if d not in skip]
             files = [f for f in files if f not in skip]
-        for d in dirs:
-            (dst / rel / d).mkdir()
+        for d in list(dirs):
+            if (Path(root) / d).is_symlink():  # a linked folder stays a link (os.walk does not enter it)
+                os.symlink(os.readlink(Path(root) / d), dst / rel / d)
+                dirs.remove(d)
+            else:
+                (dst / rel / d).mkdir()
         for f in files:
             source, target = Path(root) / f, dst / rel / f
             if source.is_symlink():

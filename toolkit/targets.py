@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from toolkit import toml
+from toolkit import schema, toml
 from pathlib import Path
 
 from toolkit.data.preprocess import Preprocess
@@ -61,14 +61,16 @@ class Target:
 
 PRECISIONS = ("fp32", "fp16", "int8")
 RUNS_IN = ("host", "container")
-# What each table of a target file may hold; the backend's own table ([ascend], [tensorrt]) is the backend's to say.
-TOP_KEYS = frozenset({"name", "description", "backend", "precision", "runs_in", "threshold", "export_shape",
-                      "export_opset", "extends",
-                      "ap_reference", "published", "input", "calibration", "container"})
-SECTION_KEYS = {
-    "input": frozenset({"preprocess", "size", "buckets", "batch_sizes"}),
-    "calibration": frozenset({"recipe", "methods", "keep_float", "keep_fp16"}),
-    "container": frozenset({"dockerfile", "base_image", "devices", "user", "build_args"}),
+# What each key of a target file may hold; the backend's own table ([ascend], [tensorrt]) is the backend's to say.
+TOP = {"name": schema.NAME, "description": schema.TEXT, "backend": schema.TEXT, "precision": schema.TEXT,
+       "runs_in": schema.TEXT, "threshold": schema.UNIT, "export_shape": schema.TEXT, "export_opset": schema.whole(13, 21),
+       "extends": schema.TEXT, "ap_reference": schema.FLAG, "published": schema.TEXT}
+SECTIONS = {
+    "input": {"preprocess": schema.TEXT, "size": schema.SIZE, "buckets": schema.SIZES, "batch_sizes": schema.BATCHES},
+    "calibration": {"recipe": schema.TEXT, "methods": schema.TEXTS, "keep_float": schema.TEXT_LISTS,
+                    "keep_fp16": schema.TEXTS},
+    "container": {"dockerfile": schema.TEXT, "base_image": schema.TEXT, "devices": schema.TEXT, "user": schema.TEXT,
+                  "build_args": schema.TEXT_TABLE},
 }
 
 
@@ -103,31 +105,24 @@ def _read(path: Path, seen: tuple[Path, ...] = ()) -> dict:
 
 
 def _check_keys(path: Path, raw: dict) -> None:
-    """Unknown keys, and values outside their allowed sets, are refused naming the file and the key."""
+    """Unknown keys, values of the wrong type or range, and values outside their allowed sets are refused
+    naming the file and the key."""
     from toolkit import backends
 
     backend = raw.get("backend")
     if backend not in backends.names():
         raise InputError(f"{path}: backend {backend!r} is not one of {', '.join(backends.names())}")
-    sections = {**SECTION_KEYS, backend: backends.backend_class(backend).section_keys}
+    sections = {**SECTIONS, backend: backends.backend_class(backend).section_schema}
     for key, value in raw.items():
-        if key not in TOP_KEYS | {backend}:
-            raise InputError(f"{path}: unknown key {key!r}")
         if key in sections:
             if not isinstance(value, dict):
                 raise InputError(f"{path}: {key!r} must be a table ([{key}])")
-            unknown = sorted(set(value) - sections[key])
-            if unknown:
-                raise InputError(f"{path}: unknown key {unknown[0]!r} in [{key}]")
+            schema.check_table(path, key, value, sections[key])
+        else:
+            schema.check_table(path, None, {key: value}, TOP)
     for key, allowed in (("precision", PRECISIONS), ("runs_in", RUNS_IN)):
         if key in raw and raw[key] not in allowed:
             raise InputError(f"{path}: {key} {raw[key]!r} is not one of {', '.join(allowed)}")
-
-
-def _opset(path: Path, value: object) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or not 13 <= value <= 21:
-        raise InputError(f"{path}: export_opset must be a whole number from 13 to 21, not {value!r}")
-    return value
 
 
 def load(name_or_path: str) -> Target:
@@ -153,7 +148,7 @@ def load(name_or_path: str) -> Target:
         runs_in=raw.pop("runs_in", "host"),
         threshold=float(raw.pop("threshold", 0.05)),
         export_shape=raw.pop("export_shape", "dynamic"),
-        export_opset=_opset(path, raw.pop("export_opset", 17)),
+        export_opset=raw.pop("export_opset", 17),
         ap_reference=bool(raw.pop("ap_reference", False)),
         published=raw.pop("published", None),
         extra=raw,

@@ -18,6 +18,7 @@ import numpy as np
 from toolkit.data.preprocess import NCHW_F32, NHWC_U8, batch_dtype
 from toolkit.errors import InputError, Unavailable
 from toolkit.model.signature import check_outputs
+from toolkit.schema import Field
 
 if TYPE_CHECKING:
     from toolkit.calibration import CalibrationSet
@@ -142,7 +143,7 @@ class Runner(ABC):
 
 class Backend(ABC):
     name: str
-    section_keys: frozenset[str] = frozenset()  # what its own [<name>] table in a target file may hold
+    section_schema: dict[str, Field] = {}  # what its own [<name>] table in a target file may hold
     # INT8, by capability: methods the toolkit's sweep tries through `calibrate` (each measured, the best
     # kept), or the name of the vendor's own quantiser that `quantise` runs. Neither: no INT8 here.
     sweep_methods: tuple[str, ...] = ()

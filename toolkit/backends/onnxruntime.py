@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from toolkit import fileio
+from toolkit import fileio, schema
 from toolkit.backends.base import Backend, Runner
 from toolkit.backends.pool import pool_over
 from toolkit.backends.sized import SizedRunner, static_per_size
@@ -130,7 +130,7 @@ class OnnxRuntimeRunner(Runner):
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
     sweep_methods = ("minmax", "entropy", "percentile")
-    section_keys = frozenset({"layout"})
+    section_schema = {"layout": schema.TEXT}
 
     def unavailable(self) -> str | None:
         try:

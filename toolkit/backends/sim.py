@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from toolkit import fileio
+from toolkit import fileio, schema
 from toolkit.backends.base import Backend, Runner, batch_hw
 from toolkit.backends.pool import chosen_devices, pool_over
 from toolkit.data.preprocess import NCHW_F32, NHWC_U8
@@ -149,7 +149,8 @@ def instant(outputs: dict[tuple[int, int], Outputs], layout: str, streams: int) 
 
 class SimBackend(Backend):
     name = "sim"
-    section_keys = frozenset({"device", "chips", "rates", "source", "layout"})
+    section_schema = {"device": schema.TEXT, "chips": schema.whole(1), "rates": schema.RATES, "source": schema.TEXT,
+                      "layout": schema.TEXT}
 
     def unavailable(self) -> str | None:
         return None

@@ -69,7 +69,7 @@ def benchmark(opts: BenchOptions, where: str, json_path: Path | None, log: Calla
         raise InputError(f"--engine ray with --mode {where}: the driver runs on the host", "pass --mode host")
     if where == "container":
         config = launch.built_image(spec, device_ids)
-        with runfolder.transaction(opts.run_dir, f"bench --target {spec.name}") as staged:
+        with runfolder.transaction(opts.run_dir, f"bench --target {spec.name}", reads=opts.data) as staged:
             launch.in_container(config, opts.cli_args(), staged, opts.data, device_ids, log)
             result = json.loads((staged / RESULT).read_text())
             if json_path:
@@ -77,7 +77,7 @@ def benchmark(opts: BenchOptions, where: str, json_path: Path | None, log: Calla
         return result
     backend = backends.require(spec.backend, spec.name)
     items = dataset_items(opts.data, opts.images) if opts.data else sample_images() * opts.images
-    with runfolder.transaction(opts.run_dir, f"bench --target {spec.name}") as staged:
+    with runfolder.transaction(opts.run_dir, f"bench --target {spec.name}", reads=opts.data) as staged:
         result = _measure(opts, backend, staged, items, log, progress)
         fileio.write_json(staged / RESULT, result)
         _merge_into_result(staged / "result.json", result)

@@ -30,7 +30,7 @@ def calibrate_target(target: Target, data_root: Path | None, run_dir: Path, meth
         raise InputError(f"{data_root or 'no dataset'}: calibration needs the WIDER FACE images", "pass --data <WIDER root>")
     recipe = calibration.recipe_for(target, count)
     gt = wider.load_ground_truth(data_root)
-    with runfolder.transaction(run_dir, f"calibrate --target {target.name}") as staged:
+    with runfolder.transaction(run_dir, f"calibrate --target {target.name}", reads=data_root) as staged:
         fp32 = export_model(target, staged, None, Stages(log), [])
         items = quantization.evaluation_items(recipe, data_root, limit)
         if backend.sweep_methods:

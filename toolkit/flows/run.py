@@ -34,7 +34,8 @@ def run_target(opts: ChainOptions, where: str, passed: list[tuple[str, object]],
     if where == "emulate" and not backends.get(opts.target.backend).can_emulate:
         raise Unavailable(f"target {opts.target.name}: backend {opts.target.backend} runs on this machine as it is; "
                           "there is nothing to emulate (use --mode host)")
-    with runfolder.transaction(opts.out_dir, f"run --target {opts.target.name} --mode {where}") as staged:
+    with runfolder.transaction(opts.out_dir, f"run --target {opts.target.name} --mode {where}",
+                               reads=opts.data) as staged:
         here = replace(opts, out_dir=staged, emulate=where == "emulate")
         if config is None:
             result = run_chain(here, log, progress)
@@ -58,7 +59,7 @@ def plan(opts: ChainOptions, where: str, passed: list[tuple[str, object]]) -> di
     if where == "container":
         container = launch.container_spec(ContainerConfig.of(target), container_args(opts, passed), shown_dir,
                                           opts.data, device_ids).docker_cli()
-    with runfolder.transaction(shown_dir, "run --dry-run") as staged:
+    with runfolder.transaction(shown_dir, "run --dry-run", reads=opts.data) as staged:
         steps = backend.dry_run(target, staged, shown)
         made = {"target": target.name, "backend": target.backend, "precision": target.precision,
                 "run_folder": str(shown_dir), "runs_in": where, "unavailable": backend.unavailable(),

@@ -59,7 +59,7 @@ def run_tool(command: list[str], cwd: Path | None = None) -> str:
 class AscendBackend(Backend):
     name = "ascend"
     accelerator = "NPU"
-    section_keys = AscendSettings.KEYS
+    section_schema = AscendSettings.SCHEMA
     own_quantiser = "amct"
 
     def unavailable(self) -> str | None:

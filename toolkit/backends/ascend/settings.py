@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from toolkit import schema
 from toolkit.errors import InputError
 
 if TYPE_CHECKING:
@@ -18,7 +19,8 @@ CANN_RELEASES = {"Ascend310": ((8, 0), (8, 5)), "Ascend310P3": ((8, 0), None)}
 
 @dataclass(frozen=True)
 class AscendSettings:
-    KEYS = frozenset({"soc_version", "chips_per_card", "aipp", "device_id"})  # what [ascend] may hold
+    SCHEMA = {"soc_version": schema.TEXT, "chips_per_card": schema.whole(1), "aipp": schema.FLAG,
+              "device_id": schema.whole(0)}  # what [ascend] may hold
 
     soc_version: str
     chips_per_card: int

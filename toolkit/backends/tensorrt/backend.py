@@ -53,7 +53,7 @@ def typed_path(out: Path, target: Target) -> Path:
 class TensorRTBackend(Backend):
     name = "tensorrt"
     accelerator = "GPU"
-    section_keys = TensorRTSettings.KEYS
+    section_schema = TensorRTSettings.SCHEMA
     own_quantiser = "entropy"  # Q/DQ calibrated over the calibration set at the deployed shape, then typed
 
     def unavailable(self) -> str | None:

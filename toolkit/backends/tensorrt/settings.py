@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from toolkit import schema
 from toolkit.errors import InputError
 
 if TYPE_CHECKING:
@@ -15,7 +16,8 @@ PRECISIONS = ("fp16", "int8")
 
 @dataclass(frozen=True)
 class TensorRTSettings:
-    KEYS = frozenset({"min_batch", "opt_batch", "max_batch", "workspace_mb", "device_id"})  # what [tensorrt] may hold
+    SCHEMA = {"min_batch": schema.whole(1), "opt_batch": schema.whole(1), "max_batch": schema.whole(1),
+              "workspace_mb": schema.whole(1), "device_id": schema.whole(0)}  # what [tensorrt] may hold
 
     precision: str
     min_batch: int
