@@ -92,7 +92,7 @@ CASES = [
     Case("convert --onnx <random bytes>", lambda w: ["convert", "--target", "cpu", "--onnx", w / "random.onnx",
                                                      "--out", w / "run"], 2, "not an ONNX model", needs=["random.onnx"]),
     Case("detect --model with wrong output shapes", lambda w: ["detect", w / "one.jpg", "--model", w / "wrong.onnx",
-                                                                "--out", w / "run"], 2, "output heatmap has shape",
+                                                                "--out", w / "det"], 2, "output heatmap has shape",
          early=False, needs=["wrong.onnx", "one.jpg"]),
     Case("--limit -1", lambda w: ["run", "--limit", -1, "--out", w / "run"], 2, "--limit -1: must be 1 or more"),
     Case("--limit 0", lambda w: ["run", "--limit", 0, "--out", w / "run"], 2, "--limit 0: must be 1 or more"),
@@ -107,6 +107,32 @@ CASES = [
          2, "hint: pass the official file", early=False, needs=["random.onnx"]),
     Case("unknown --mode", lambda w: ["run", "--mode", "cloud", "--out", w / "run"], 2,
          "--mode 'cloud'"),
+    Case("detect --threshold nan", lambda w: ["detect", w / "one.jpg", "--threshold", "nan", "--out", w / "det"], 2,
+         "--threshold nan: must be a finite number from 0 to 1", needs=["one.jpg"]),
+    Case("detect --threshold 2", lambda w: ["detect", w / "one.jpg", "--threshold", 2, "--out", w / "det"], 2,
+         "--threshold 2.0: must be a finite number from 0 to 1", needs=["one.jpg"]),
+    Case("report --tolerance nan", lambda w: ["report", "--runs", w, "--tolerance", "nan"], 2,
+         "--tolerance nan: must be a finite number 0 or more"),
+    Case("report --tolerance -1", lambda w: ["report", "--runs", w, "--tolerance", -1], 2,
+         "--tolerance -1.0: must be a finite number 0 or more"),
+    Case("run --batch-size 100000", lambda w: ["run", "--batch-size", 100000, "--out", w / "run"], 2,
+         "batch size 100000: its batches need about", early=False),
+    Case("bench --batch-sizes 1,100000", lambda w: ["bench", "--target", "sim-310", "--batch-sizes", "1,100000",
+                                                   "--out", w / "run"], 2, "batch size 100000: its batches need about"),
+    Case("export --opset 99", lambda w: ["export", "--opset", 99, "--out", w / "run" / "x.onnx"], 2,
+         "--opset 99: the toolkit exports opsets 13 to 20"),
+    Case("report over a result.json of another shape", lambda w: ["report", "--runs", w / "odd-runs"], 2,
+         "odd-runs/x/result.json: not a result.json the toolkit writes", folder=None, needs=["odd-runs"]),
+    Case("report over a result.json with fields of other types", lambda w: ["report", "--runs", w / "odd-fields"], 2,
+         "odd-fields/x/result.json: not a result.json the toolkit writes (TypeError", folder=None,
+         needs=["odd-fields"]),
+    Case("detect --out into a run folder", lambda w: ["detect", w / "one.jpg", "--out", w / "run"], 2,
+         "a folder another command wrote (it holds stages.json); detect writes its own", needs=["one.jpg"]),
+    Case("--device-ids 0,0", lambda w: ["run", "--target", "sim-310", "--device-ids", "0,0", "--out", w / "run"], 2,
+         "--device-ids '0,0': each device once"),
+    Case("--device-ids beyond the simulated card", lambda w: ["run", "--target", "sim-310", "--device-ids", 7,
+                                                              "--out", w / "run"], 2,
+         "--device-ids 7: no simulated device 7 here (listed: 0,1,2,3)", early=False),
 ]
 
 
@@ -136,6 +162,10 @@ def make(piece: str, w: Path, data_root: Path, stack: contextlib.ExitStack) -> N
         (split / "wider_face_val_bbx_gt.txt").write_bytes(body.encode("latin-1"))
         if piece == "no-gt-root":
             wider_root(w / piece, data_root, first_images(data_root, 2), ground_truth=False)
+    elif piece in ("odd-runs", "odd-fields"):
+        (w / piece / "x").mkdir(parents=True)
+        (w / piece / "x" / "result.json").write_text(
+            "[1, 2, 3]" if piece == "odd-runs" else '{"target": "cpu", "ap": null, "throughput": 7, "artefacts": 1}')
     elif piece == "random.onnx":
         (w / "random.onnx").write_bytes(np.random.default_rng(0).bytes(4096))
     elif piece == "wrong.onnx":

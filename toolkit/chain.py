@@ -146,7 +146,7 @@ def run_chain(opts: ChainOptions, log: Callable[[str], None], progress=None) -> 
     """
     target = opts.target
     pre, batch_size = target.preprocess, target.batch_sizes[0]
-    pipeline.check_batch_size(batch_size)  # before anything in the run folder changes
+    pipeline.check_batch_size(batch_size, pre.sizes())  # before anything in the run folder changes
     chosen = check_stages(opts.stages)
     out = opts.out_dir
     out.mkdir(parents=True, exist_ok=True)
@@ -161,6 +161,9 @@ def run_chain(opts: ChainOptions, log: Callable[[str], None], progress=None) -> 
     else:
         items, gt = sample_images(), None
         log("[yellow]no WIDER FACE dataset[/]: detecting on the sample image instead (pass DATA=<WIDER root>)")
+    if not pre.sizes() and batch_size > 1:  # native sizes: the first image's stands for the rest
+        first = pre(read_rgb(items[0][1]))[0]
+        pipeline.check_batch_size(batch_size, [(first.shape[2], first.shape[1])])
     if target.precision == "int8":
         if gt is None:
             raise InputError(f"target {target.name}: INT8 calibration needs the WIDER FACE images",

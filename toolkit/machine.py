@@ -30,6 +30,17 @@ def usable_cores() -> int:
     return max(1, min(found, int(given))) if given.isdigit() else found
 
 
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation (MemAvailable), or None where the system does not say."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():

@@ -139,9 +139,20 @@ def _batches(prepared: Iterator[Prepared], batch_size: int, shapes: int = 2) -> 
     yield from pending.values()
 
 
-def check_batch_size(batch_size: int) -> None:
+def check_batch_size(batch_size: int, sizes: list[tuple[int, int]] | None = None) -> None:
+    """A batch size of 1 or more whose batches fit this machine: at `sizes` (width, height; the largest
+    counts), the three float32 batches a run holds at the least (one inferring, two waiting)."""
     if batch_size < 1:
         raise InputError(f"batch size {batch_size}: must be 1 or more")
+    available = machine.available_memory()
+    if not sizes or available is None:
+        return
+    width, height = max(sizes, key=lambda s: s[0] * s[1])
+    need = 3 * batch_size * 3 * height * width * np.dtype(np.float32).itemsize
+    if need > available:
+        raise InputError(f"batch size {batch_size}: its batches need about {need / 2**30:.1f} GiB at {width}x{height} "
+                         f"(three float32 batches of {batch_size} x 3 x {height} x {width}), more than the "
+                         f"{available / 2**30:.1f} GiB available here", "a smaller --batch-size")
 
 
 MAX_WORKERS = 6  # past this, threads contend for the GIL. Host-feed capacity on a 16-core Xeon (4 instant

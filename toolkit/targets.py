@@ -9,6 +9,7 @@ from pathlib import Path
 
 from toolkit.data.preprocess import Preprocess
 from toolkit.errors import InputError
+from toolkit.model.signature import OPSETS
 from toolkit.paths import TARGETS_DIR
 
 
@@ -63,7 +64,7 @@ PRECISIONS = ("fp32", "fp16", "int8")
 RUNS_IN = ("host", "container")
 # What each key of a target file may hold; the backend's own table ([ascend], [tensorrt]) is the backend's to say.
 TOP = {"name": schema.NAME, "description": schema.TEXT, "backend": schema.TEXT, "precision": schema.TEXT,
-       "runs_in": schema.TEXT, "threshold": schema.UNIT, "export_shape": schema.TEXT, "export_opset": schema.whole(13, 21),
+       "runs_in": schema.TEXT, "threshold": schema.UNIT, "export_shape": schema.TEXT, "export_opset": schema.whole(*OPSETS),
        "extends": schema.TEXT, "ap_reference": schema.FLAG, "published": schema.TEXT}
 SECTIONS = {
     "input": {"preprocess": schema.TEXT, "size": schema.SIZE, "buckets": schema.SIZES, "batch_sizes": schema.BATCHES},

@@ -31,7 +31,14 @@ def chosen_devices(target: Target, default: int, every: Callable[[], list[int]],
         if not found:
             raise InputError(f"target {target.name}: --device-ids all, but no {kind} is listed here")
         return found
-    return list(ids) if ids else [default]
+    if not ids:
+        return [default]
+    listed = every()  # where the devices can be listed (none listed: not checked here)
+    missing = [i for i in ids if listed and i not in listed]
+    if missing:
+        raise InputError(f"target {target.name}: --device-ids {','.join(map(str, ids))}: no {kind} {missing[0]} here "
+                         f"(listed: {','.join(map(str, listed))})")
+    return list(ids)
 
 
 def pool_over(ids: list[int], make: Callable[[int], Runner], kind: str) -> DevicePool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 import os
 from collections.abc import Callable
 from typing import Any
@@ -13,7 +14,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from toolkit import runfolder
-from toolkit.errors import ToolkitError
+from toolkit.errors import InputError, ToolkitError
 
 console = Console(stderr=True, highlight=False)
 out = Console(highlight=False)
@@ -40,6 +41,14 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             fail(f"{'terminated' if terminated else 'interrupted'}: stopped cleanly, {kept}", 143 if terminated else 130)
 
     return wrapper
+
+
+def in_range(option: str, value: float, low: float, high: float | None = None) -> float:
+    """A numeric option's value, finite and within [low, high], or one line naming the option."""
+    if not math.isfinite(value) or value < low or (high is not None and value > high):
+        span = f"from {low:g} to {high:g}" if high is not None else f"{low:g} or more"
+        raise InputError(f"{option} {value}: must be a finite number {span}")
+    return value
 
 
 def fail(line: str, code: int) -> None:

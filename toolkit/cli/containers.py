@@ -73,4 +73,6 @@ def parse_device_ids(text: str | None) -> list[int] | str | None:
         ids = []
     if not ids or any(i < 0 for i in ids):
         raise InputError(f"--device-ids {text!r}: expected numbers 0 or more, such as 0 or 0,1, or all")
+    if len(set(ids)) != len(ids):
+        raise InputError(f"--device-ids {text!r}: each device once (a device runs one stream of the run)")
     return ids

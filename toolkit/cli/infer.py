@@ -11,7 +11,7 @@ from rich.table import Table
 
 from toolkit import targets
 from toolkit.chain import STAGES, ChainOptions, check_limit, check_stages, parse_part
-from toolkit.cli.common import console, handle_errors, out, progress
+from toolkit.cli.common import console, handle_errors, in_range, out, progress
 from toolkit.cli.containers import AddressOpt, DeviceIdsOpt, EngineOpt, ModeOpt, WorkersOpt, parse_device_ids, parse_engine
 from toolkit.containers.launch import resolve_mode
 from toolkit.data.images import list_images
@@ -42,6 +42,7 @@ def detect_cmd(
     pictures: Annotated[bool, typer.Option(help="Write each image with its detections drawn.")] = True,
 ) -> None:
     """Detect faces (boxes, scores, 5 landmarks) on images; write detections.json and pictures."""
+    in_range("--threshold", threshold, 0, 1)
     pre = _preprocess(preprocess, size, Preprocess("native"))
     files = [f for p in images for f in list_images(p)]
     with progress() as bar:

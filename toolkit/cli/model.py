@@ -13,7 +13,7 @@ from toolkit.data.images import list_images
 from toolkit.data.preprocess import Preprocess
 from toolkit.flows.model import export_pth, parity_on_images, port_weights
 from toolkit.model import weights
-from toolkit.model.signature import DEFAULT_OPSET, ExportShape
+from toolkit.model.signature import DEFAULT_OPSET, OPSETS, ExportShape, check_opset
 
 WeightsOpt = Annotated[Optional[Path], typer.Option("--weights", help="A local centerface.onnx instead of the cached official one (checked by SHA-256).")]
 
@@ -44,11 +44,12 @@ def export_cmd(
     pth: Annotated[Path, typer.Option(help="The .pth state dict (from `port`).")] = Path("centerface.pth"),
     out_path: Annotated[Path, typer.Option("--out", help="Where to write the ONNX model.")] = Path("centerface.onnx"),
     shape: Annotated[str, typer.Option(help="'dynamic' (B, H, W symbolic), 'Bx3x800x800' (dynamic batch) or a static shape such as 16x3x800x800.")] = "dynamic",
-    opset: Annotated[int, typer.Option(help="ONNX opset, 13 or newer.")] = DEFAULT_OPSET,
+    opset: Annotated[int, typer.Option(help=f"ONNX opset, {OPSETS[0]} to {OPSETS[1]}.")] = DEFAULT_OPSET,
     simplify: Annotated[bool, typer.Option(help="Simplify with onnxsim.")] = True,
 ) -> None:
     """Export the .pth to ONNX (input 'image'; outputs heatmap, scale, offset, landmarks), simplified and checked."""
     spec = ExportShape.parse(shape)
+    check_opset(opset)
     path = export_pth(pth, out_path, spec, opset, simplify)
     out.print(f"wrote {path}  (input image {spec.describe()}, opset {opset})")
 

@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from toolkit.cli.common import console, handle_errors, out
+from toolkit.cli.common import console, handle_errors, in_range, out
 from toolkit.errors import Exited
 from toolkit.flows.report import compare_runs, write_report
 from toolkit.paths import runs_dir
@@ -32,6 +32,7 @@ def report_cmd(
 ) -> None:
     """One table over every run's result.json (plus published references), as rich, Markdown, JSON and PNG plots."""
     root = runs or runs_dir()
+    in_range("--tolerance", tolerance, 0)
     table, written = write_report(root, tolerance, reference, json_path, markdown_path)
     rich_table = Table(title=f"CenterFace across targets ({root}); deltas in AP points vs {reference or 'CPU FP32'}")
     for col, header in SHOWN.items():
@@ -55,6 +56,8 @@ def compare_outputs_cmd(
     json_path: Annotated[Optional[Path], typer.Option("--json", help="Write the comparison here.")] = None,
 ) -> None:
     """Compare the raw outputs two runs saved: largest differences and the minimum tolerance that passes."""
+    in_range("--atol", atol, 0)
+    in_range("--rtol", rtol, 0)
     result, unpaired = compare_runs(run_a, run_b, atol, rtol, json_path)
     for run, only in zip((run_a, run_b), unpaired):
         if only:

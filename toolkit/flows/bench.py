@@ -18,6 +18,7 @@ from toolkit.data.images import read_rgb
 from toolkit.data.preprocess import NCHW_F32, Preprocess
 from toolkit.errors import InputError
 from toolkit.model import weights
+from toolkit.pipeline import check_batch_size
 from toolkit.targets import Target
 
 RESULT = "bench.json"
@@ -51,6 +52,8 @@ class BenchOptions:
 def check(opts: BenchOptions) -> None:
     if not opts.batch_sizes or any(b < 1 for b in opts.batch_sizes):
         raise InputError(f"batch sizes {','.join(map(str, opts.batch_sizes)) or '(none)'}: expected positive integers such as 1,16")
+    for bs in opts.batch_sizes:
+        check_batch_size(bs, opts.target.preprocess.sizes())
     if opts.images < 1 or opts.iters < 1 or opts.warmup < 0:
         raise InputError("--images and --iters must be 1 or more, --warmup 0 or more")
 

@@ -9,11 +9,13 @@ from toolkit import fileio, pipeline, runfolder
 from toolkit.data.images import read_rgb
 from toolkit.data.preprocess import Preprocess
 from toolkit.draw import draw, save
+from toolkit.errors import InputError
 from toolkit.model.signature import check_onnx_file
 from toolkit.postprocess import Detections
 
 RESULT = "detections.json"
 PICTURES = "pictures"
+OTHERS = ("stages.json", "result.json", "plan.json")  # what run, bench and run --dry-run leave in their folders
 
 
 def detect(files: list[Path], out_dir: Path, model: Path | None, pre: Preprocess, threshold: float,
@@ -24,6 +26,10 @@ def detect(files: list[Path], out_dir: Path, model: Path | None, pre: Preprocess
 
     if model is not None:
         check_onnx_file(model)
+    others = [name for name in OTHERS if (out_dir / name).exists()]
+    if others:  # its pictures are another command's: detect would replace them
+        raise InputError(f"{out_dir}: a folder another command wrote (it holds {others[0]}); detect writes its own",
+                         "pass detect another --out")
     found: dict[str, Detections] = {}
     source = model if model else official.dynamic_model_bytes(weights.fetch())
     with runfolder.transaction(out_dir, "detect", fresh=(PICTURES, RESULT)) as staged:

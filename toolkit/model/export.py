@@ -9,9 +9,9 @@ import numpy as np
 import torch
 
 from toolkit import fileio
-from toolkit.errors import InputError, ToolkitError
+from toolkit.errors import ToolkitError
 from toolkit.model.centerface import CenterFace
-from toolkit.model.signature import DEFAULT_OPSET, INPUT_NAME, OUTPUT_NAMES, ExportShape
+from toolkit.model.signature import DEFAULT_OPSET, INPUT_NAME, OUTPUT_NAMES, ExportShape, check_opset
 
 
 def export(net: CenterFace, onnx_path: Path, shape: ExportShape = ExportShape(),
@@ -19,8 +19,7 @@ def export(net: CenterFace, onnx_path: Path, shape: ExportShape = ExportShape(),
     """Write `onnx_path` atomically: export, optional onnxsim, then the ONNX checker."""
     import onnx
 
-    if opset < 13:
-        raise InputError(f"opset {opset}: the toolkit exports opset 13 or newer")
+    check_opset(opset)
     example = torch.zeros(shape.example())
 
     def write(tmp: Path) -> None:

@@ -9,6 +9,14 @@ from toolkit.errors import InputError
 OUTPUT_NAMES: tuple[str, ...] = ("heatmap", "scale", "offset", "landmarks")
 INPUT_NAME = "image"
 DEFAULT_OPSET = 17
+OPSETS = (13, 20)  # what the toolkit exports: 13 and newer, up to the TorchScript exporter's newest (torch 2.13)
+
+
+def check_opset(opset: int) -> int:
+    if not OPSETS[0] <= opset <= OPSETS[1]:
+        raise InputError(f"--opset {opset}: the toolkit exports opsets {OPSETS[0]} to {OPSETS[1]} (PyTorch's TorchScript "
+                         "exporter goes no further)")
+    return opset
 OUTPUT_CHANNELS = {"heatmap": 1, "scale": 2, "offset": 2, "landmarks": 10}
 OUTPUT_STRIDE = 4
 

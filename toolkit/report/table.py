@@ -26,6 +26,10 @@ def load_runs(runs: Path) -> list[dict]:
             result = json.loads(path.read_text())
         except json.JSONDecodeError as exc:
             raise InputError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        if not isinstance(result, dict) or not isinstance(result.get("target"), str) \
+                or not isinstance(result.get("ap"), (dict, type(None))):
+            raise InputError(f"{path}: not a result.json the toolkit writes (expected an object naming its target "
+                             "and its AP)")
         result["_run"], result["_dir"] = path.parent.name, str(path.parent)
         found.append(result)
     if not found:
@@ -76,11 +80,24 @@ def _preprocess(ap_pre: dict | None, speed_pre: dict | None) -> str | None:
 
 def rows(runs: list[dict], tolerance: float = 1.0, reference: str | None = None) -> list[dict]:
     """Measured rows (one per benchmarked batch size), emulated rows, calibration rows, the targets that
-    cannot run here, and the published rows: each a target file names right after that target's run."""
+    cannot run here, and the published rows: each a target file names right after that target's run. A
+    result.json whose fields are not what the toolkit writes is named in one line."""
+    current = {"run": None}
+    try:
+        return _rows(runs, tolerance, reference, current)
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        if current["run"] is None:
+            raise
+        raise InputError(f"{current['run']}/result.json: not a result.json the toolkit writes "
+                         f"({type(exc).__name__}: {exc})") from None
+
+
+def _rows(runs: list[dict], tolerance: float, reference: str | None, current: dict) -> list[dict]:
     ref = reference_ap(runs, reference)
     beside = _published_beside(runs)
     out, shown = [], set()
     for r in runs:
+        current["run"] = r["_dir"]
         if r.get("simulation") or (r.get("bench") or {}).get("simulation"):
             continue  # simulated devices: their own block, after every measured and published row
         out += _emulated_row(r, tolerance) if r.get("emulated") else _measured_rows(r, ref, tolerance)
@@ -89,10 +106,13 @@ def rows(runs: list[dict], tolerance: float = 1.0, reference: str | None = None)
             shown.add(name)
             out += [_published_row(p, ref) for p in PUBLISHED if p["target"] == name]
     for r in runs:
+        current["run"] = r["_dir"]
         out += calibration_rows(r, tolerance) + onnx_twin_rows(r, ref, tolerance)
+    current["run"] = None
     out += unavailable_rows(runs)
     out += [_published_row(p, ref) for p in PUBLISHED if p["target"] not in shown]
     for r in runs:
+        current["run"] = r["_dir"]
         out += simulated_rows(r)
     return out
 
