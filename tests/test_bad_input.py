@@ -73,6 +73,8 @@ def wrong_shapes_model(path: Path) -> Path:
     return path
 
 
+PREDICTION_FILES = {"nan-preds": "x\n1\n1 2 3 4 nan\n", "inf-preds": "x\n1\ninf 2 3 4 0.9\n", "negative-preds": "x\n1\n1 2 -3 4 0.9\n", "columns-preds": "x\n1\n1 2 3 4\n", "count-preds": "x\n2\n1 2 3 4 0.9\n"}
+
 CASES = [
     Case("--out under a file", lambda w: ["run", "--out", w / "afile" / "run"], 2, "afile", folder=None, needs=["afile"]),
     Case("--out in /proc", lambda w: ["run", "--out", "/proc/x/run"], 2, "/proc/x", folder=None),
@@ -128,6 +130,22 @@ CASES = [
          needs=["odd-fields"]),
     Case("detect --out into a run folder", lambda w: ["detect", w / "one.jpg", "--out", w / "run"], 2,
          "a folder another command wrote (it holds stages.json); detect writes its own", needs=["one.jpg"]),
+    Case("prediction file with a NaN score", lambda w: ["evaluate", w / "nan-preds", "--gt", w / "run"], 2, "x.txt:3: a value that is not a finite number",
+         folder=None, needs=["nan-preds"]),
+    Case("prediction file with an infinite coordinate", lambda w: ["evaluate", w / "inf-preds", "--gt", w / "run"], 2, "x.txt:3: a value that is not a finite number",
+         folder=None, needs=["inf-preds"]),
+    Case("prediction file with a negative width", lambda w: ["evaluate", w / "negative-preds", "--gt", w / "run"], 2, "x.txt:3: a negative width or height",
+         folder=None, needs=["negative-preds"]),
+    Case("prediction file with four columns", lambda w: ["evaluate", w / "columns-preds", "--gt", w / "run"], 2, "x.txt:3: 4 values, expected 5 (x y w h score)",
+         folder=None, needs=["columns-preds"]),
+    Case("prediction file with a count that does not match", lambda w: ["evaluate", w / "count-preds", "--gt", w / "run"], 2, "x.txt: the count line says 2 boxes, the file has 1",
+         folder=None, needs=["count-preds"]),
+    Case("--size with --preprocess native", lambda w: ["run", "--preprocess", "native", "--size", "800x800",
+                                                       "--out", w / "run"], 2,
+         "--size 800x800 with --preprocess native: native inputs keep each image's own size"),
+    Case("bench into another target's run folder", lambda w: ["bench", "--target", "cpu-buckets", "--batch-sizes", 1,
+                                                              "--images", 2, "--out", w / "run"], 2,
+         "a run folder of target cpu (stages.json), not of cpu-buckets"),
     Case("--device-ids 0,0", lambda w: ["run", "--target", "sim-310", "--device-ids", "0,0", "--out", w / "run"], 2,
          "--device-ids '0,0': each device once"),
     Case("--device-ids beyond the simulated card", lambda w: ["run", "--target", "sim-310", "--device-ids", 7,
@@ -162,6 +180,9 @@ def make(piece: str, w: Path, data_root: Path, stack: contextlib.ExitStack) -> N
         (split / "wider_face_val_bbx_gt.txt").write_bytes(body.encode("latin-1"))
         if piece == "no-gt-root":
             wider_root(w / piece, data_root, first_images(data_root, 2), ground_truth=False)
+    elif piece in PREDICTION_FILES:
+        (w / piece / "0--Parade").mkdir(parents=True)
+        (w / piece / "0--Parade" / "x.txt").write_text(PREDICTION_FILES[piece])
     elif piece in ("odd-runs", "odd-fields"):
         (w / piece / "x").mkdir(parents=True)
         (w / piece / "x" / "result.json").write_text(
@@ -286,3 +307,35 @@ def test_a_users_own_wrong_weights_are_not_to_be_deleted(tmp_path: Path) -> None
     with pytest.raises(InputError) as err:
         weights.verify(mine)
     assert "delete" not in err.value.hint and "leave out --weights" in err.value.hint
+
+
+def test_every_image_is_accounted_for(data_root: Path, tmp_path: Path) -> None:
+    """A link to a missing image is listed with its reason; two images of one name in one event are
+    refused naming both; a zero-byte image that sorts first is skipped with --skip-bad, parity included."""
+    images = first_images(data_root, 4)
+    names = list(images)
+    root = wider_root(tmp_path / "root", data_root, images)
+    event = root / "WIDER_val" / "images" / names[0].split("/")[0]
+    (event / "0_gone.jpg").symlink_to(tmp_path / "nowhere.jpg")
+    (event / "00_empty.jpg").write_bytes(b"")  # sorts first: the parity check meets it first
+    code, _, err = run_cli("run", "--target", "cpu", "--data", root, "--skip-bad", "--out", tmp_path / "run")
+    assert code == 0, err
+    result = json.loads((tmp_path / "run" / "result.json").read_text())
+    skipped = {s["image"].split("/")[1]: s["reason"] for s in result["skipped_images"]}
+    assert skipped.keys() == {"0_gone", "00_empty"} and "a link to" in skipped["0_gone"]
+    assert result["images"] == 4 == result["evaluation"]["images"]
+    twin = names[1].rsplit(".", 1)[0] + ".png"
+    (root / "WIDER_val" / "images" / twin).write_bytes(b"png")
+    code, _, err = run_cli("run", "--target", "cpu", "--data", root, "--out", tmp_path / "twins")
+    assert code == 2 and "two images of one name in one event" in err and twin.split("/")[1] in err, err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "twins").exists()
+
+
+def test_a_run_with_no_ground_truth_keeps_its_predictions(data_root: Path, tmp_path: Path) -> None:
+    images = {f"0--Parade/not_in_the_truth_{i}.jpg": data for i, data in enumerate(first_images(data_root, 2).values())}
+    root = wider_root(tmp_path / "root", data_root, images)
+    code, _, err = run_cli("run", "--target", "cpu", "--data", root, "--out", tmp_path / "run")
+    assert code == 0, err
+    result = json.loads((tmp_path / "run" / "result.json").read_text())
+    assert result["ap"] is None and "AP needs it" in result["evaluation"]["ap_missing"]
+    assert len(list((tmp_path / "run" / "predictions").glob("*/*.txt"))) == 2 and "none of the 2 images has ground truth" in err

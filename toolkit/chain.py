@@ -75,9 +75,10 @@ def parse_part(text: str | None) -> tuple[int, int] | None:
     return int(k), int(n)
 
 
-def dataset_items(root: Path, limit: int | None, part: tuple[int, int] | None = None) -> list[tuple[str, Path]]:
+def dataset_items(root: Path, limit: int | None, part: tuple[int, int] | None = None,
+                  dangling: bool = False) -> list[tuple[str, Path]]:
     check_limit(limit)
-    items = wider.list_val_images(root)
+    items = wider.list_val_images(root, dangling)
     if part:
         items = items[part[0] - 1::part[1]]
     return items[:limit] if limit else items
@@ -138,6 +139,21 @@ def export_model(target: Target, out: Path, weights_path: Path | None, stages: S
     return ExportedModel(official_onnx, pth, onnx_path, parity_result)
 
 
+def _parity_batches(items: list[tuple[str, Path]], pre: Preprocess, skip_bad: bool) -> list[np.ndarray]:
+    """The first PARITY_IMAGES images that decode (with --skip-bad an unreadable one is passed over here, and
+    recorded when inference meets it; without, it ends the run as anywhere else)."""
+    batches = []
+    for _, path in items:
+        if len(batches) == PARITY_IMAGES:
+            break
+        try:
+            batches.append(pre(read_rgb(path))[0][None])
+        except InputError:
+            if not skip_bad:
+                raise
+    return batches
+
+
 def run_chain(opts: ChainOptions, log: Callable[[str], None], progress=None) -> dict:
     """Run the chosen stages, write artefacts (and, for `infer`, result.json) into `opts.out_dir`.
 
@@ -153,17 +169,22 @@ def run_chain(opts: ChainOptions, log: Callable[[str], None], progress=None) -> 
     needs_device = bool({"convert", "infer"} & set(chosen)) and not opts.emulate  # emulation needs only this CPU
     backend = backends.require(target.backend, target.name) if needs_device else backends.get(target.backend)
     stages = Stages(log)
-    state = {} if chosen[0] == "export" else _read_state(out, chosen[0])
+    state = {} if chosen[0] == "export" else own_state(out, target, chosen[0])
 
+    skipped: dict[str, str] = {}  # image -> why it was not run (links to a missing file; --skip-bad: unreadable)
     if opts.data is not None:
-        items = dataset_items(opts.data, opts.limit, opts.part)
+        items = dataset_items(opts.data, opts.limit, opts.part, dangling=True)
+        skipped = {k: why for k, p in items if (why := wider.missing_target(p))}
+        items = [(k, p) for k, p in items if k not in skipped]
+        for why in skipped.values():
+            log(f"[yellow]skipped[/] {why}")
         gt = stages.run("ground truth", wider.load_ground_truth, opts.data)
     else:
         items, gt = sample_images(), None
         log("[yellow]no WIDER FACE dataset[/]: detecting on the sample image instead (pass DATA=<WIDER root>)")
-    if not pre.sizes() and batch_size > 1:  # native sizes: the first image's stands for the rest
-        first = pre(read_rgb(items[0][1]))[0]
-        pipeline.check_batch_size(batch_size, [(first.shape[2], first.shape[1])])
+    if not pre.sizes() and batch_size > 1:  # native sizes: the first readable image's stands for the rest
+        first = _parity_batches(items, pre, skip_bad=True)[:1]
+        pipeline.check_batch_size(batch_size, [(b.shape[3], b.shape[2]) for b in first])
     if target.precision == "int8":
         if gt is None:
             raise InputError(f"target {target.name}: INT8 calibration needs the WIDER FACE images",
@@ -173,8 +194,8 @@ def run_chain(opts: ChainOptions, log: Callable[[str], None], progress=None) -> 
         log(f"{len(calibration_keys)} calibration images left out of the evaluation")
 
     if "export" in chosen:
-        model = export_model(target, out, opts.weights, stages,
-                             [pre(read_rgb(p))[0][None] for _, p in items[:PARITY_IMAGES]])
+        model = export_model(target, out, opts.weights, stages, _parity_batches(items, pre, opts.skip_bad))
+        state["target"] = target.name
         state["export"] = {"weights": str(model.weights), "pth": model.pth.name, "onnx": model.onnx.name,
                            "parity": model.parity, "timings_s": dict(stages.seconds)}
         _write_state(out, state)
@@ -200,7 +221,7 @@ def run_chain(opts: ChainOptions, log: Callable[[str], None], progress=None) -> 
         return state
     if "convert" not in state:
         raise InputError(f"{out}: no converted model", f"run --stages convert on {out} first")
-    return _infer(opts, backend, pre, batch_size, items, gt, state, stages, log, progress)
+    return _infer(opts, backend, pre, batch_size, items, gt, state, stages, log, progress, skipped)
 
 
 def _emulate(opts: ChainOptions, backend, onnx_path: Path, stages: Stages, log: Callable[[str], None]) -> dict:
@@ -230,7 +251,7 @@ def _fp32_reference(onnx_path: Path, items: list[tuple[str, Path]], pre: Preproc
 
 
 def _infer(opts: ChainOptions, backend, pre: Preprocess, batch_size: int, items: list[tuple[str, Path]],
-           gt, state: dict, stages: Stages, log: Callable[[str], None], progress) -> dict:
+           gt, state: dict, stages: Stages, log: Callable[[str], None], progress, skipped: dict[str, str]) -> dict:
     """Inference, evaluation and result.json, from the artefacts the earlier stages recorded."""
     target, out = opts.target, opts.out_dir
     artefact = out / state["convert"]["artefact"]
@@ -282,7 +303,11 @@ def _infer(opts: ChainOptions, backend, pre: Preprocess, batch_size: int, items:
 
     evaluation: Evaluation | None = None
     simulation = None if emulated else backend.simulation(target)  # reused outputs: speed only, never an AP
-    if gt is not None and simulation is None:
+    no_truth = gt is not None and not any(k in gt.images for k, _ in items)
+    if no_truth:
+        log(f"[yellow]no AP[/]: none of the {len(items)} images has ground truth in {gt.source}; "
+            f"the predictions are in {pred_dir}")
+    if gt is not None and simulation is None and not no_truth:
         evaluation = stages.run("evaluate", lambda: evaluate(read_predictions(pred_dir), gt))
         if evaluation.restricted:
             log(f"ground truth restricted to the {evaluation.images} processed images "
@@ -303,10 +328,11 @@ def _infer(opts: ChainOptions, backend, pre: Preprocess, batch_size: int, items:
         "batch_size": batch_size,
         "images": len(items),
         "part": f"{opts.part[0]}/{opts.part[1]}" if opts.part else None,
-        "skipped_images": [{"image": k, "reason": r} for k, r in bad.items()],
+        "skipped_images": [{"image": k, "reason": r} for k, r in {**skipped, **bad}.items()],
         "dataset": str(opts.data) if opts.data else "sample image (no dataset)",
         "ap": evaluation.aps() if evaluation else None,
-        "evaluation": evaluation.summary() if evaluation else None,
+        "evaluation": evaluation.summary() if evaluation else {
+            "ap_missing": f"none of the images has ground truth in {gt.source} (AP needs it)"} if no_truth else None,
         "parity": exported["parity"],
         "calibration": converted["calibration"],
         "timings_s": {**exported["timings_s"], **converted["timings_s"], **stages.seconds},
@@ -360,12 +386,23 @@ def check_stages(stages: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(s for s in STAGES if s in stages)
 
 
-def converted(out: Path) -> Path | None:
-    """The artefact an earlier convert stage made in `out`, when it is still there."""
+def own_state(out: Path, target: Target, first: str) -> dict:
+    """The stages an earlier command recorded in `out`, when they are this target's (a folder of another
+    target's run is refused: its models are not this target's)."""
+    state = _read_state(out, first)
+    made_for = state.get("target", target.name)
+    if made_for != target.name:
+        raise InputError(f"{out}: a run folder of target {made_for} ({STATE_FILE}), not of {target.name}",
+                         f"pass --out the run folder of {target.name}, or a new one")
+    return state
+
+
+def converted(out: Path, target: Target) -> Path | None:
+    """The artefact an earlier convert stage made in `out` for `target`, when it is still there."""
     path = out / STATE_FILE
     if not path.is_file():
         return None
-    record = _read_state(out, "convert").get("convert")
+    record = own_state(out, target, "convert").get("convert")
     artefact = out / record["artefact"] if record else None
     return artefact if artefact and artefact.is_file() else None
 

@@ -21,13 +21,18 @@ app = typer.Typer(
 @handle_errors
 def targets_cmd() -> None:
     """List the targets (one TOML file each under targets/)."""
-    table = Table(title="targets")
-    for col in ("name", "backend", "precision", "preprocess", "batch sizes", "runs in", "description"):
-        table.add_column(col)
+    rows = []
     for name in targets.available():
         t = targets.load(name)
-        table.add_row(t.name, t.backend, t.precision, t.preprocess.describe(),
-                      ",".join(map(str, t.batch_sizes)), t.runs_in, t.description)
+        pre = t.preprocess
+        shape = f"{len(pre.buckets)} buckets" if pre.mode == "buckets" else pre.describe().replace("letterbox ", "")
+        rows.append((t.name, t.backend, t.precision, shape, t.runs_in, t.description))
+    table = Table(title="targets", box=None, pad_edge=False)  # one line a target: only the description gives way
+    for i, col in enumerate(("name", "backend", "precision", "input", "runs in")):
+        table.add_column(col, no_wrap=True, min_width=max(len(col), *(len(r[i]) for r in rows)))
+    table.add_column("description", no_wrap=True, overflow="ellipsis")
+    for row in rows:
+        table.add_row(*row)
     out.print(table)
 
 

@@ -28,6 +28,9 @@ SizeOpt = Annotated[Optional[str], typer.Option(help="Letterbox size WxH, e.g. 8
 def _preprocess(mode: str | None, size: str | None, default: Preprocess | None = None) -> Preprocess | None:
     if mode is None and size is None:
         return default
+    if mode == "native" and size is not None:
+        raise InputError(f"--size {size} with --preprocess native: native inputs keep each image's own size",
+                         "leave out --size, or pass --preprocess letterbox")
     return Preprocess.parse(mode or "letterbox", size or "800x800")
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,17 +37,30 @@ def image_key(event: str, stem: str) -> str:
     return f"{event}/{stem}"
 
 
-def list_val_images(root: Path) -> list[tuple[str, Path]]:
-    """(key, path) for every image under WIDER_val/images/<event>/, sorted."""
+def list_val_images(root: Path, dangling: bool = False) -> list[tuple[str, Path]]:
+    """(key, path) for every image under WIDER_val/images/<event>/, sorted (`dangling`: links to a missing
+    file too). Two images of one name in one event (x.jpg beside x.png) are refused: their predictions
+    would be one file."""
     images = root / IMAGES_DIR
     if not images.is_dir():
         raise InputError(f"{root}: not a WIDER FACE root (no {IMAGES_DIR}/)",
                          "pass the folder that holds WIDER_val/ and eval_tools/")
     out = [(image_key(p.parent.name, p.stem), p) for p in sorted(images.glob("*/*"))
-           if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
+           if p.suffix.lower() in IMAGE_SUFFIXES and (p.is_file() or dangling and p.is_symlink())]
     if not out:
         raise InputError(f"{images}: no images ({', '.join(IMAGE_SUFFIXES)})")
+    seen: dict[str, Path] = {}
+    for key, path in out:
+        if key in seen:
+            raise InputError(f"{seen[key]} and {path}: two images of one name in one event (their predictions would "
+                             "be one file)", "rename or remove one of them")
+        seen[key] = path
     return out
+
+
+def missing_target(path: Path) -> str | None:
+    """Why an image entry cannot be read as a file (a link to a missing file), or None."""
+    return None if path.is_file() else f"{path}: a link to {os.readlink(path)}, which does not exist"
 
 
 def load_ground_truth(root: Path) -> GroundTruth:

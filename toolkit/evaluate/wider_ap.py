@@ -64,16 +64,31 @@ def read_predictions(pred_dir: Path) -> dict[str, np.ndarray]:
 
 
 def _read_prediction_file(path: Path) -> np.ndarray:
+    """The image name, the count, then `x y w h score` lines: finite numbers, width and height 0 or more."""
     lines = read_text(path).splitlines()
     if len(lines) < 2:
         raise InputError(f"{path}: a WIDER prediction file needs the image name and a count")
     try:
         count = int(lines[1].strip())
-        rows = [[float(v) for v in line.split()] for line in lines[2:] if line.strip()]
-    except ValueError as exc:
-        raise InputError(f"{path}: malformed prediction ({exc})") from None
-    if len(rows) != count or any(len(r) != 5 for r in rows):
-        raise InputError(f"{path}: expected {count} lines of `x y w h score`, found {len(rows)}")
+    except ValueError:
+        raise InputError(f"{path}:2: the count {lines[1].strip()!r} is not a whole number") from None
+    rows = []
+    for number, line in enumerate(lines[2:], 3):
+        if not line.strip():
+            continue
+        try:
+            row = [float(v) for v in line.split()]
+        except ValueError as exc:
+            raise InputError(f"{path}:{number}: malformed prediction ({exc})") from None
+        if len(row) != 5:
+            raise InputError(f"{path}:{number}: {len(row)} values, expected 5 (x y w h score)")
+        if not all(np.isfinite(row)):
+            raise InputError(f"{path}:{number}: a value that is not a finite number ({line.strip()})")
+        if row[2] < 0 or row[3] < 0:
+            raise InputError(f"{path}:{number}: a negative width or height ({line.strip()})")
+        rows.append(row)
+    if len(rows) != count:
+        raise InputError(f"{path}: the count line says {count} boxes, the file has {len(rows)}")
     return np.array(rows, dtype=np.float64).reshape(-1, 5)
 
 

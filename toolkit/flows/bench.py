@@ -91,12 +91,12 @@ def benchmark(opts: BenchOptions, where: str, json_path: Path | None, log: Calla
 
 def _model(opts: BenchOptions, run_dir: Path, log: Callable[[str], None]) -> Path:
     """The model `run` made in the run folder, else exported and converted now."""
-    artefact = converted(run_dir)
+    artefact = converted(run_dir, opts.target)
     if artefact is None:
         if opts.target.precision == "int8":  # calibration needs the dataset and takes minutes: that is `run`'s job
             raise InputError(f"{opts.run_dir}: no INT8 model yet", f"run `python -m toolkit run --target {opts.target.name}` first")
         run_chain(ChainOptions(opts.target, run_dir, opts.data, limit=1, stages=("export", "convert")), log)
-        artefact = converted(run_dir)
+        artefact = converted(run_dir, opts.target)
     return artefact
 
 
