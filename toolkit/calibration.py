@@ -71,7 +71,10 @@ def load_recipe(name: str, count: int | None = None, batch_size: int | None = No
                         tuple(raw["size"]) if raw.get("size") else None, int(raw.get("batch_size", 1)))
     except KeyError as exc:
         raise InputError(f"{path}: missing key {exc.args[0]!r}") from None
-    recipe = replace(recipe, count=count or recipe.count, batch_size=batch_size or recipe.batch_size)
+    if count is not None and count < 1:
+        raise InputError(f"--count {count}: calibration takes 1 image or more (leave it out for the recipe's {recipe.count})")
+    recipe = replace(recipe, count=recipe.count if count is None else count,
+                     batch_size=batch_size or recipe.batch_size)
     if recipe.count < 1 or recipe.batch_size < 1:
         raise InputError(f"calibration recipe {name}: count and batch size must be 1 or more")
     if recipe.preprocess == "native" and recipe.batch_size != 1:

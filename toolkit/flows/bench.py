@@ -50,8 +50,9 @@ class BenchOptions:
 
 
 def check(opts: BenchOptions) -> None:
-    if not opts.batch_sizes or any(b < 1 for b in opts.batch_sizes):
-        raise InputError(f"batch sizes {','.join(map(str, opts.batch_sizes)) or '(none)'}: expected positive integers such as 1,16")
+    if not opts.batch_sizes or any(b < 1 for b in opts.batch_sizes) or len(set(opts.batch_sizes)) != len(opts.batch_sizes):
+        raise InputError(f"batch sizes {','.join(map(str, opts.batch_sizes)) or '(none)'}: expected positive integers, "
+                         "each once, such as 1,16")
     for bs in opts.batch_sizes:
         check_batch_size(bs, opts.target.preprocess.sizes())
     if opts.images < 1 or opts.iters < 1 or opts.warmup < 0:
