@@ -106,7 +106,7 @@ def test_bad_predictions_and_ground_truth(tmp_path: Path, data_root: Path) -> No
     (tmp_path / "p" / "0--Parade").mkdir(parents=True)
     bad = tmp_path / "p" / "0--Parade" / "x.txt"
     bad.write_text("x\n2\n1 2 3 4 0.5\n")
-    with pytest.raises(InputError, match="x.txt: expected 2 lines"):
+    with pytest.raises(InputError, match="x.txt: the count line says 2 boxes, the file has 1"):
         read_predictions(tmp_path / "p")
     with pytest.raises(InputError, match="no such prediction folder"):
         read_predictions(tmp_path / "none")
