@@ -97,7 +97,7 @@ def _rows(runs: list[dict], tolerance: float, reference: str | None, current: di
     beside = _published_beside(runs)
     out, shown = [], set()
     for r in runs:
-        current["run"] = r["_dir"]
+        current["run"] = r.get("_dir", r["_run"])
         if r.get("simulation") or (r.get("bench") or {}).get("simulation"):
             continue  # simulated devices: their own block, after every measured and published row
         out += _emulated_row(r, tolerance) if r.get("emulated") else _measured_rows(r, ref, tolerance)
@@ -106,13 +106,13 @@ def _rows(runs: list[dict], tolerance: float, reference: str | None, current: di
             shown.add(name)
             out += [_published_row(p, ref) for p in PUBLISHED if p["target"] == name]
     for r in runs:
-        current["run"] = r["_dir"]
+        current["run"] = r.get("_dir", r["_run"])
         out += calibration_rows(r, tolerance) + onnx_twin_rows(r, ref, tolerance)
     current["run"] = None
     out += unavailable_rows(runs)
     out += [_published_row(p, ref) for p in PUBLISHED if p["target"] not in shown]
     for r in runs:
-        current["run"] = r["_dir"]
+        current["run"] = r.get("_dir", r["_run"])
         out += simulated_rows(r)
     return out
 
