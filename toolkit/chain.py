@@ -303,10 +303,10 @@ def _infer(opts: ChainOptions, backend, pre: Preprocess, batch_size: int, items:
 
     evaluation: Evaluation | None = None
     simulation = None if emulated else backend.simulation(target)  # reused outputs: speed only, never an AP
-    no_truth = gt is not None and not any(k in gt.images for k, _ in items)
+    no_truth = gt is not None and simulation is None and not any(k in gt.images for k, _ in items)
     if no_truth:
         log(f"[yellow]no AP[/]: none of the {len(items)} images has ground truth in {gt.source}; "
-            f"the predictions are in {pred_dir}")
+            "their predictions are written (predictions/)")
     if gt is not None and simulation is None and not no_truth:
         evaluation = stages.run("evaluate", lambda: evaluate(read_predictions(pred_dir), gt))
         if evaluation.restricted:
