@@ -77,13 +77,7 @@ def fp16_rounded(src: Path, dst: Path, extra_outputs: tuple[str, ...] = ()) -> P
         nodes.append(node)
         if node.op_type in QDQ_OPS:
             continue
-        for i, name in enumerate(node.output):
-            if name not in float_tensors:
-                continue
-            raw = f"{name}__fp32"
-            node.output[i] = raw
-            nodes += [helper.make_node("Cast", [raw], [name + FP16_SUFFIX], to=TensorProto.FLOAT16, name=f"{name}/to_fp16"),
-                      helper.make_node("Cast", [name + FP16_SUFFIX], [name], to=TensorProto.FLOAT, name=f"{name}/to_fp32")]
+        nodes += rounded_outputs(node, float_tensors)
     del graph.node[:]
     graph.node.extend(nodes)
     del graph.value_info[:]
@@ -101,6 +95,21 @@ def calibrated_qdq(src: Path, dst: Path, calib: CalibrationSet, scheme: Int8Sche
     return quantize(src, calib, scheme.method, list(scheme.keep_fp16), dst, cache_dir,
                     activations_symmetric=scheme.activations_symmetric, per_channel=scheme.per_channel_weights,
                     op_types=scheme.quantised_ops, int32_bias=scheme.int32_bias)
+
+
+def rounded_outputs(node, names: set[str]) -> list:
+    """The Cast pair (to FP16 and back) after each output of `node` named in `names`, which then carries
+    FP16-rounded values under its own name (the node writes `<name>__fp32`)."""
+    from onnx import TensorProto, helper
+
+    pairs = []
+    for i, name in enumerate(node.output):
+        if name in names:
+            node.output[i] = f"{name}__fp32"
+            pairs += [helper.make_node("Cast", [f"{name}__fp32"], [name + FP16_SUFFIX], to=TensorProto.FLOAT16,
+                                       name=f"{name}/to_fp16"),
+                      helper.make_node("Cast", [name + FP16_SUFFIX], [name], to=TensorProto.FLOAT, name=f"{name}/to_fp32")]
+    return pairs
 
 
 def int8_qdq(src: Path, dst: Path, calib: CalibrationSet, scheme: Int8Scheme, cache_dir: Path) -> Path:

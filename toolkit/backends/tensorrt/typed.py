@@ -26,7 +26,6 @@ from toolkit.errors import InputError
 Q_DQ = ("QuantizeLinear", "DequantizeLinear")
 WEIGHTED = {"Conv": 0, "ConvTranspose": 1}  # per-channel weight axis: output channels (ConvTranspose: [C_in, C_out, ..])
 QDQ_OPSET = 21  # FP16 scales on QuantizeLinear / DequantizeLinear need opset 19 or newer
-ROUNDED = "__fp16"
 
 
 def fp16_model(src: Path, dst: Path) -> dict:
@@ -113,7 +112,9 @@ def qdq_placement(model) -> list[str]:
 def upcast(typed_path: Path, dst: Path) -> Path:
     """The typed model as ONNX Runtime's CPU runs it with the same numerics (see the module docstring)."""
     import onnx
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import TensorProto, numpy_helper
+
+    from toolkit.backends.emulation import rounded_outputs
 
     model = onnx.shape_inference.infer_shapes(onnx.load(str(typed_path)))
     graph = model.graph
@@ -126,13 +127,7 @@ def upcast(typed_path: Path, dst: Path) -> Path:
         for attr in node.attribute:  # a Cast to FP16 becomes the FP32 tensor its pair then rounds
             if node.op_type == "Cast" and attr.name == "to" and attr.i == TensorProto.FLOAT16:
                 attr.i = TensorProto.FLOAT
-        nodes.append(node)
-        for i, name in enumerate(node.output):
-            if name in half:
-                node.output[i] = f"{name}__fp32"
-                nodes += [helper.make_node("Cast", [f"{name}__fp32"], [name + ROUNDED], to=TensorProto.FLOAT16,
-                                           name=f"{name}/to_fp16"),
-                          helper.make_node("Cast", [name + ROUNDED], [name], to=TensorProto.FLOAT, name=f"{name}/to_fp32")]
+        nodes += [node, *rounded_outputs(node, half)]
     del graph.node[:]
     graph.node.extend(nodes)
     del graph.value_info[:]
