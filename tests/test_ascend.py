@@ -431,3 +431,20 @@ def test_each_batch_finds_its_own_om_whatever_suffix_atc_adds(tmp_path: Path) ->
     assert [p.name for p in plan.om_files(tmp_path, 1)] == ["centerface_bs1_linux_aarch64.om"]
     with pytest.raises(InputError, match="no .*centerface_bs4.om"):
         plan.find_om(tmp_path, 4)
+
+
+def test_the_older_benchmark_tool_gets_one_bin_per_image(wider_images: list[Path], tmp_path: Path) -> None:
+    """benchmark.<arch> batches the images itself (-batch_size): its info file lists one .bin per image."""
+    items = [(f"img/{i}", p) for i, p in enumerate(wider_images[:3])]
+    written = toolflow.write_images(items, LETTERBOX, aipp=True, folder=tmp_path / "input_images")
+    assert [len(w.keys) for w in written] == [1, 1, 1]
+    entries = bins.read_info(tmp_path / "input_images.info")
+    assert len(entries) == 3 and all(path.stat().st_size == 800 * 800 * 3 for _, path, _, _ in entries)  # uint8 HWC
+
+
+def test_amct_runs_where_its_log_stays_in_the_run_folder(tmp_path: Path) -> None:
+    result = invoke("run", "--target", "310p", "--dry-run", "--out", tmp_path / "310p")
+    assert result.exit_code == 0, result.output
+    steps = json.loads((tmp_path / "310p" / "plan.json").read_text())["steps"]
+    (amct,) = [s for s in steps if s["command"] and s["command"][0] == "amct_onnx"]
+    assert "run in /runs/310p/amct (where AMCT writes amct_log/)" in amct["title"]

@@ -385,3 +385,16 @@ def test_the_ascend_image_installs_amcts_wheel_in_its_own_environment(docker_cli
     out = docker_client.containers.run("centerface-toolkit/test-amct:latest", ["sh", "-c", probe], remove=True,
                                        network_mode="none", entrypoint=[]).decode()
     assert out.split() == ["amct_onnx", "1.14.0", "1.14.0", "1.16.0", "True"]
+
+
+def test_a_container_run_records_each_devices_host_id(cpu_image: str, docker_client, tmp_path: Path) -> None:
+    """Inside a container the devices it was given are numbered from 0; result.json keeps the host's ids."""
+    from toolkit.containers import launch
+
+    result = tmp_path / "result.json"
+    result.write_text(json.dumps({"target": "cpu"}))
+    config = ContainerConfig.of(targets.load("cpu"))
+    launch.record_image(result, config, docker_client.images.get(cpu_image).id, None, [2, 3])
+    saved = json.loads(result.read_text())["container"]
+    assert saved["devices"] == [{"host_id": 2, "container_id": 0}, {"host_id": 3, "container_id": 1}]
+    assert saved["image"] == config.image

@@ -193,8 +193,8 @@ class AscendBackend(Backend):
                 if len(per_gear) > 1:
                     figures[str(bs)].details["per_gear"] = {k: f.as_dict() for k, f in per_gear.items()}
                 continue
-            folder = out / "input_images"  # one .bin per image: the older tool batches them itself
-            toolflow.write_inputs(items[:BENCHMARK_IMAGES], target.preprocess, 1, s.aipp, folder)
+            folder = out / "input_images"
+            toolflow.write_images(items[:BENCHMARK_IMAGES], target.preprocess, s.aipp, folder)
             run_tool(commands.benchmark(om, toolflow.info_path(folder), bs, s.height, s.width, s.device_id,
                                         cann.benchmark), cwd=out)
             figures[str(bs)] = perf.from_benchmark(

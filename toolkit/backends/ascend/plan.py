@@ -77,7 +77,7 @@ def steps(target: Target, out: Path) -> list[Step]:
         plan += [
             Step(f"calibration batches from calibration/{recipe.name}.toml ({recipe.count} images)", None,
                  [f"{out / CALIBRATION_DIR}/img_<k>_bs{recipe.batch_size}.bin (k < {batches})"]),
-            Step("AMCT INT8 calibration", commands.amct_calibration(
+            Step(f"AMCT INT8 calibration, run in {amct_prefix(out).parent} (where AMCT writes amct_log/)", commands.amct_calibration(
                 onnx, amct_prefix(out), recipe.batch_size, s.height, s.width, out / CALIBRATION_DIR, batches),
                 [str(deploy_model(out)), str(fake_quant_model(out))]),
         ]

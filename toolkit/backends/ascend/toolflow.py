@@ -45,6 +45,12 @@ def write_inputs(items: list[tuple[str, Path]], pre: Preprocess, batch: int, aip
     return written
 
 
+def write_images(items: list[tuple[str, Path]], pre: Preprocess, aipp: bool, folder: Path) -> list[BinInput]:
+    """The older benchmark tool's inputs: one .bin per image and an info file listing each (the tool batches
+    them itself; a file per batch would be read as one image)."""
+    return write_inputs(items, pre, 1, aipp, folder)
+
+
 def detections(outputs_dir: Path, inputs: list[BinInput], first_index: int, batch: int, height: int, width: int,
                threshold: float) -> dict[str, Detections]:
     """Every image's detections from the tool's output files (0-based for ais_bench, 1-based for benchmark)."""
