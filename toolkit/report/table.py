@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 from toolkit.data.preprocess import describe_preprocess
@@ -82,39 +83,33 @@ def rows(runs: list[dict], tolerance: float = 1.0, reference: str | None = None)
     """Measured rows (one per benchmarked batch size), emulated rows, calibration rows, the targets that
     cannot run here, and the published rows: each a target file names right after that target's run. A
     result.json whose fields are not what the toolkit writes is named in one line."""
-    current = {"run": None}
-    try:
-        return _rows(runs, tolerance, reference, current)
-    except (KeyError, TypeError, AttributeError, ValueError) as exc:
-        if current["run"] is None:
-            raise
-        raise InputError(f"{current['run']}/result.json: not a result.json the toolkit writes "
-                         f"({type(exc).__name__}: {exc})") from None
-
-
-def _rows(runs: list[dict], tolerance: float, reference: str | None, current: dict) -> list[dict]:
     ref = reference_ap(runs, reference)
     beside = _published_beside(runs)
     out, shown = [], set()
     for r in runs:
-        current["run"] = r.get("_dir", r["_run"])
         if r.get("simulation") or (r.get("bench") or {}).get("simulation"):
             continue  # simulated devices: their own block, after every measured and published row
-        out += _emulated_row(r, tolerance) if r.get("emulated") else _measured_rows(r, ref, tolerance)
+        out += _of_run(_emulated_row, r, tolerance) if r.get("emulated") else _of_run(_measured_rows, r, ref, tolerance)
         name = beside.get(r["_run"])
         if name and name not in shown:
             shown.add(name)
             out += [_published_row(p, ref) for p in PUBLISHED if p["target"] == name]
     for r in runs:
-        current["run"] = r.get("_dir", r["_run"])
-        out += calibration_rows(r, tolerance) + onnx_twin_rows(r, ref, tolerance)
-    current["run"] = None
+        out += _of_run(calibration_rows, r, tolerance) + _of_run(onnx_twin_rows, r, ref, tolerance)
     out += unavailable_rows(runs)
     out += [_published_row(p, ref) for p in PUBLISHED if p["target"] not in shown]
     for r in runs:
-        current["run"] = r.get("_dir", r["_run"])
-        out += simulated_rows(r)
+        out += _of_run(simulated_rows, r)
     return out
+
+
+def _of_run(make: Callable[..., list[dict]], run: dict, *args) -> list[dict]:
+    """`make(run, *args)`, the rows of one run; a field of another type or shape is one line naming its file."""
+    try:
+        return make(run, *args)
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        raise InputError(f"{run.get('_dir', run['_run'])}/result.json: not a result.json the toolkit writes "
+                         f"({type(exc).__name__}: {exc})") from None
 
 
 def _device_count(stages: dict) -> int:
