@@ -1,7 +1,9 @@
 # `make target=cpu` sets up .venv, runs the CPU chain and its benchmark; `make test` runs the tests.
 # `make target=cpu-int8` calibrates, quantises, evaluates and benchmarks INT8.
 # Targets whose file says runs_in = "container" (Ascend, TensorRT) build their image and run in it;
-# MODE=host|container overrides. Image builds take BASE_IMAGE=, EXTRA_CA_CERT= and INDEX_URL=.
+# MODE=host|container overrides; MODE=emulate runs an Ascend or TensorRT target's numerics on this CPU (its
+# AP, then its report row; no benchmark: an emulation's speed is the CPU's). Image builds take BASE_IMAGE=,
+# EXTRA_CA_CERT= and INDEX_URL=.
 PYTHON ?= python3
 VENV ?= .venv
 target ?= cpu
@@ -13,6 +15,11 @@ MODE ?= auto
 RUNS_IN := $(shell f=targets/$(target).toml; while [ -f "$$f" ]; do \
 	r=$$(sed -n 's/^runs_in *= *"\([a-z]*\)".*/\1/p' "$$f"); [ -n "$$r" ] && { echo $$r; break; }; \
 	b=$$(sed -n 's/^extends *= *"\([^"]*\)".*/\1/p' "$$f"); [ -n "$$b" ] || break; f=targets/$${b%.toml}.toml; done)
+# the target's backend, when pyproject.toml has an extra of that name (openvino): `run` installs it
+BACKEND := $(shell f=targets/$(target).toml; while [ -f "$$f" ]; do \
+	r=$$(sed -n 's/^backend *= *"\([a-z]*\)".*/\1/p' "$$f"); [ -n "$$r" ] && { echo $$r; break; }; \
+	b=$$(sed -n 's/^extends *= *"\([^"]*\)".*/\1/p' "$$f"); [ -n "$$b" ] || break; f=targets/$${b%.toml}.toml; done)
+EXTRA := $(if $(BACKEND),$(shell grep -q '^$(BACKEND) = \[' pyproject.toml && echo $(VENV)/.extra-$(BACKEND)))
 WHERE := $(if $(filter auto,$(MODE)),$(or $(RUNS_IN),host),$(MODE))
 BUILD_OPTS := $(if $(BASE_IMAGE),--base-image $(BASE_IMAGE)) $(if $(EXTRA_CA_CERT),--extra-ca-cert $(EXTRA_CA_CERT)) \
 	$(if $(INDEX_URL),--index-url $(INDEX_URL))
@@ -28,21 +35,27 @@ $(VENV)/.installed: pyproject.toml requirements.txt
 
 setup: $(VENV)/.installed
 
-# The tests also run the Ray engine (the optional [ray] extra), with 2 local workers.
-$(VENV)/.ray: $(VENV)/.installed
-	$(PY) -m pip install -q --disable-pip-version-check -e '.[ray]'
+# An optional extra of pyproject.toml (ray, openvino), installed once.
+$(VENV)/.extra-%: $(VENV)/.installed
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[$*]'
 	touch $@
 
-# The chain (INT8 targets calibrate and quantise first), then the benchmark into the same run folder.
-run: setup $(if $(filter container,$(WHERE)),image)
+# The chain (INT8 targets calibrate and quantise first), then the benchmark into the same run folder
+# (an emulation: the target's report row instead).
+run: setup $(EXTRA) $(if $(filter container,$(WHERE)),image)
 	$(PY) -m toolkit run --target $(target) --mode $(WHERE) $(if $(DATA),--data $(DATA))
+ifeq ($(WHERE),emulate)
+	$(PY) -m toolkit report --target $(target)
+else
 	$(PY) -m toolkit bench --target $(target) --mode $(WHERE) $(if $(DATA),--data $(DATA))
+endif
 
 # The target's image; Docker's layer cache makes a rebuild with nothing changed take seconds.
 image: setup
 	$(PY) -m toolkit build --target $(target) $(BUILD_OPTS)
 
-test: setup $(VENV)/.ray
+# The tests also run the Ray engine (2 local workers) and the openvino targets.
+test: setup $(VENV)/.extra-ray $(VENV)/.extra-openvino
 	$(PY) -m pytest -q -p no:cacheprovider
 
 clean:

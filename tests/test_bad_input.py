@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import pytest
 
-from cli import run_cli
+from cli import invoke, run_cli
 from test_run_folder import copy_run, leftovers, snapshot
 
 
@@ -343,3 +343,12 @@ def test_a_run_with_no_ground_truth_keeps_its_predictions(data_root: Path, tmp_p
     result = json.loads((tmp_path / "run" / "result.json").read_text())
     assert result["ap"] is None and "AP needs it" in result["evaluation"]["ap_missing"]
     assert len(list((tmp_path / "run" / "predictions").glob("*/*.txt"))) == 2 and "none of the 2 images has ground truth" in err
+
+
+# Needs no Ray: the refusal comes before any engine starts.
+def test_an_unknown_engine_or_a_lone_address_is_one_line(tmp_path: Path) -> None:
+    result = invoke("run", "--engine", "spark", "--out", tmp_path / "run")
+    assert result.exit_code == 2 and "--engine 'spark': choose from local, ray" in result.output
+    result = invoke("run", "--address", "10.0.0.5:6379", "--out", tmp_path / "run")
+    assert result.exit_code == 2 and "--address joins a Ray cluster: give --engine ray too" in result.output
+    assert not (tmp_path / "run").exists()

@@ -12,6 +12,7 @@ from cli import invoke
 from toolkit.calibration import RECIPES_DIR, build, load_recipe
 from toolkit.data.wider import list_val_images
 from toolkit.errors import InputError
+from toolkit.quantization import evaluation_items
 
 
 
@@ -62,8 +63,14 @@ def test_the_same_recipe_gives_the_same_set(data_root: Path, tmp_path: Path) -> 
 
 
 def test_calibration_images_are_outside_the_evaluation(data_root: Path) -> None:
-    keys = {k for k, _ in list_val_images(data_root)}
-    assert load_recipe("cpu").keys() <= keys  # they come from the val subset and are left out by INT8 runs
+    items = list_val_images(data_root)
+    for name in ("cpu", "ascend"):
+        recipe = load_recipe(name)
+        kept = recipe.left_out(items)
+        assert len(kept) == len(items) - recipe.count  # each calibration image is a subset image, taken out once
+        assert {k for k, _ in kept}.isdisjoint(recipe.keys())
+        assert [k for k, _ in kept] == [k for k, _ in items if k not in recipe.keys()]  # the rest, in order
+        assert evaluation_items(recipe, data_root, limit=5) == kept[:5]
 
 
 def test_calibrate_quantises_and_reports(small_target: Path, data_root: Path, tmp_path: Path, monkeypatch) -> None:

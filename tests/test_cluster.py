@@ -89,10 +89,3 @@ def test_an_actor_killed_mid_run_has_its_shards_retried(cluster, local_run: Path
     distributed = prediction_bytes(out)
     assert len(distributed) == 160 and all(local[name] == data for name, data in distributed.items())
 
-
-def test_an_unknown_engine_or_a_lone_address_is_one_line(tmp_path: Path) -> None:
-    result = invoke("run", "--engine", "spark", "--out", tmp_path / "run")
-    assert result.exit_code == 2 and "--engine 'spark': choose from local, ray" in result.output
-    result = invoke("run", "--address", "10.0.0.5:6379", "--out", tmp_path / "run")
-    assert result.exit_code == 2 and "--address joins a Ray cluster: give --engine ray too" in result.output
-    assert not (tmp_path / "run").exists()

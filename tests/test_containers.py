@@ -215,6 +215,14 @@ def test_missing_base_image_names_it_and_the_option(docker_client) -> None:
     result = invoke("build", "--target", "cpu", "--base-image", "centerface-toolkit/no-such-base:0")
     assert result.exit_code == 2
     assert "base image centerface-toolkit/no-such-base:0 is not on this host" in result.output and "--base-image" in result.output
+    assert "MODE=emulate" not in result.output  # the CPU target has nothing to emulate
+
+
+def test_a_vendor_target_whose_base_cannot_be_pulled_points_to_its_emulation(docker_client) -> None:
+    result = invoke("build", "--target", "310p", "--base-image", "registry.invalid/ascendhub/cann:8.0.0")
+    assert result.exit_code == 2
+    assert "cannot be pulled" in result.output
+    assert "`make target=310p MODE=emulate` gives its emulated AP on this host" in " ".join(result.output.split())
 
 
 def test_a_vendor_base_image_that_cannot_be_pulled_is_named(docker_client, tmp_path: Path) -> None:
@@ -394,7 +402,8 @@ def test_a_container_run_records_each_devices_host_id(cpu_image: str, docker_cli
     result = tmp_path / "result.json"
     result.write_text(json.dumps({"target": "cpu"}))
     config = ContainerConfig.of(targets.load("cpu"))
-    launch.record_image(result, config, docker_client.images.get(cpu_image).id, None, [2, 3])
+    launch.record_image(tmp_path, config, docker_client.images.get(cpu_image).id, None, [2, 3])
     saved = json.loads(result.read_text())["container"]
+    assert json.loads(result.read_text())["target"] == "cpu"  # what the container record does not own stays
     assert saved["devices"] == [{"host_id": 2, "container_id": 0}, {"host_id": 3, "container_id": 1}]
     assert saved["image"] == config.image

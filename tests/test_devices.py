@@ -49,7 +49,7 @@ def test_batches_in_both_layouts_hold_exactly_the_preprocessed_images(wider_imag
 def test_separate_sessions_give_the_same_detections_and_count_each_device(model: Path, wider_images) -> None:
     items = [(str(i), p) for i, p in enumerate(wider_images[:8])]
     with OnnxRuntimeRunner(model, threads=2) as one, layout_runner(model, Layout(2, 1, 1)) as two:
-        assert two.streams == 2 and two.host_cores == 2
+        assert two.info.streams == 2 and two.info.host_cores == 2
         ref = boxes(one, items)
         times = pipeline.run(items, two, LETTERBOX, lambda *a: None, batch_size=2)
         got = boxes(two, items, batch_size=2)
@@ -100,7 +100,7 @@ def test_batch_buffers_made_before_a_run_serve_every_batch_of_later_runs(model: 
         buffers = pipeline.BatchBuffers(card, 2)
         buffers.warm((800, 800))
         made = {id(b) for _, b in buffers.free}
-        assert len(made) == card.streams + 2
+        assert len(made) == card.info.streams + 2
         for _ in range(2):
             found: dict[str, np.ndarray] = {}
             pipeline.run(items, card, LETTERBOX, lambda key, det, _o: found.__setitem__(key, det.boxes),
@@ -134,12 +134,16 @@ def test_a_device_failing_mid_run_stops_every_stream_and_thread(model: Path, wid
 def test_preprocessing_workers_take_the_free_cores_up_to_the_measured_cap(model: Path, wider_images,
                                                                         monkeypatch) -> None:
     with _instant_card(model, wider_images) as card, OnnxRuntimeRunner(model, threads=1, streams=2) as cpu:
-        assert pipeline.default_workers(card) == min(pipeline.MAX_WORKERS, max(2, machine.usable_cores()))
-        monkeypatch.setattr(machine, "usable_cores", lambda: 16)  # a 16-core host (none here)
-        assert pipeline.default_workers(card) == pipeline.MAX_WORKERS == 6  # past 6 threads contend for the GIL
-        assert pipeline.default_workers(cpu) == 6  # 14 cores left, still capped
-        monkeypatch.setattr(machine, "usable_cores", lambda: 2)
-        assert pipeline.default_workers(cpu) == 2  # inference takes both: 2 all the same, reading overlaps decoding
+        assert (card.info.host_cores, cpu.info.host_cores) == (0, 2)
+        for cores, on_card, on_cpu in ((16, 6, 6), (5, 5, 3), (2, 2, 2)):  # 6: past it threads contend for the GIL
+            monkeypatch.setattr(machine, "usable_cores", lambda: cores)
+            assert (pipeline.default_workers(card), pipeline.default_workers(cpu)) == (on_card, on_cpu), cores
+        monkeypatch.setattr(machine, "usable_cores", lambda: 5)
+        seen: set[str] = set()
+        items = [(str(i), p) for i, p in enumerate(wider_images[:8])] * 3
+        times = pipeline.run(items, card, LETTERBOX, lambda *a: seen.update(
+            t.name for t in threading.enumerate() if t.name.startswith("preprocess")), batch_size=2)
+        assert times.workers == len(seen) == 5  # a run really starts that many preprocessing threads
 
 
 def test_bench_sim_310_drives_every_chip_and_reports_capacity(cpu_run: Path, tmp_path: Path) -> None:

@@ -31,7 +31,7 @@ def detections(runner, items, batch_size=1) -> dict[str, np.ndarray]:
 def test_streams_and_batches_give_the_same_detections(model: Path, wider_images) -> None:
     items = [(str(i), p) for i, p in enumerate(wider_images[:6])]
     with OnnxRuntimeRunner(model, threads=2) as single, OnnxRuntimeRunner(model) as multi:
-        assert single.streams == 1 and multi.streams >= 1
+        assert single.info.streams == 1 and multi.info.streams >= 1
         ref = detections(single, items)
         for got in (detections(multi, items), detections(multi, items, batch_size=4)):
             assert got.keys() == ref.keys()

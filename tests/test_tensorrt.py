@@ -187,7 +187,7 @@ def test_the_int8_model_follows_tensorrts_qdq_placement(cpu_run: Path, data_root
 
     target = targets.load("t4-int8")
     calib, _ = calibration.build(calibration.load_recipe("tensorrt", count=4, batch_size=2), data_root, tmp_path / "sets")
-    models, record = TensorRTBackend().emulate(cpu_run / "centerface.onnx", target, calib, tmp_path / "run", lambda _m: None)
+    models, record = TensorRTBackend().emulation.make(cpu_run / "centerface.onnx", target, calib, tmp_path / "run", lambda _m: None)
     deployed = onnx.load(str(typed_path(tmp_path / "run", target)))
     assert typed.qdq_placement(deployed) == [] and next(o.version for o in deployed.opset_import if o.domain == "") == 21
     nodes = deployed.graph.node

@@ -56,7 +56,7 @@ def timed(fn: Callable[[], object], warmup: int, iters: int) -> list[float]:
 def pure_inference(runner: Runner, batch: np.ndarray, warmup: int, iters: int) -> dict:
     """The accelerator's view (the guide's 'Interface throughputRate'): one batch, run repeatedly
     by each of the runner's streams at once; throughput is images over wall time."""
-    streams = max(1, runner.streams)
+    streams = max(1, runner.info.streams)
     per_stream = max(1, iters // streams)
     latencies: list[list[float]] = [[] for _ in range(streams)]
     warmed = threading.Barrier(streams + 1)
@@ -95,7 +95,7 @@ def bench_batch(runner: Runner, items: list[tuple[str, Path]], pre: Preprocess, 
         infer, per_bucket = _bucketed_inference(runner, items, pre, batch_size, warmup, iters)
     else:
         first = [pre.image_u8(read_rgb(path))[0] for _, path in items[:batch_size]]
-        infer, per_bucket = pure_inference(runner, real_batch(first, batch_size, runner.layout), warmup, iters), None
+        infer, per_bucket = pure_inference(runner, real_batch(first, batch_size, runner.info.layout), warmup, iters), None
     stages = pipelined(runner, items, pre, batch_size, threshold, on_progress)
     stages["infer"] = infer
     stages["e2e_over_infer"] = round(stages["e2e"]["throughput"] / infer["throughput"], 3)
@@ -120,7 +120,7 @@ def pipelined(runner: Runner, items: list[tuple[str, Path]], pre: Preprocess, ba
     e2e["throughput"] = round(times.images / times.wall, 2)  # the pipeline's real rate, not 1/latency
     found = {"read": stage_stats(times.read), "preprocess": stage_stats(times.preprocess),
              "postprocess": stage_stats(times.postprocess), "e2e": e2e,
-             "workers": {"preprocess": times.workers, "postprocess": times.post_workers, "infer": runner.streams}}
+             "workers": {"preprocess": times.workers, "postprocess": times.post_workers, "infer": runner.info.streams}}
     if times.devices:
         found["devices"] = times.per_device()
     return found
@@ -149,11 +149,11 @@ def _bucketed_inference(runner: Runner, items: list[tuple[str, Path]], pre: Prep
             images[bucket].append(pre.image_u8(rgb)[0])
     per_bucket = {}
     for (w, h), n in sorted(counts.items()):
-        batch = real_batch(images[(w, h)], batch_size, runner.layout)
+        batch = real_batch(images[(w, h)], batch_size, runner.info.layout)
         per_bucket[f"{w}x{h}"] = {"images": n, "share": round(n / len(items), 4),
                                   "infer": pure_inference(runner, batch, warmup, iters)}
     seconds_per_image = sum(b["share"] / b["infer"]["throughput"] for b in per_bucket.values())
-    combined = {"throughput": round(1 / seconds_per_image, 2), "streams": runner.streams,
+    combined = {"throughput": round(1 / seconds_per_image, 2), "streams": runner.info.streams,
                 "mean_ms": round(1e3 * seconds_per_image * batch_size, 3), "samples": sum(
                     b["infer"]["samples"] for b in per_bucket.values())}
     for key in ("p50_ms", "p90_ms", "p99_ms"):  # the slowest bucket's, as the worst a batch waits

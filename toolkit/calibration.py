@@ -9,7 +9,6 @@ import re
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -20,8 +19,7 @@ from toolkit.data.wider import IMAGES_DIR, image_key
 from toolkit.errors import InputError
 from toolkit.paths import REPO_ROOT
 
-if TYPE_CHECKING:
-    from toolkit.targets import Target
+from toolkit.target import Target
 
 RECIPES_DIR = REPO_ROOT / "calibration"
 MANIFEST = "manifest.json"
@@ -51,6 +49,11 @@ class Recipe:
     def keys(self) -> set[str]:
         """The images' dataset keys (event/stem): what evaluation must leave out."""
         return {image_key(*Path(n).with_suffix("").parts[-2:]) for n in self.image_names()}
+
+    def left_out(self, items: list[tuple[str, Path]]) -> list[tuple[str, Path]]:
+        """(key, path) `items` without the recipe's images: what an INT8 target's evaluation runs on."""
+        skip = self.keys()
+        return [(k, p) for k, p in items if k not in skip]
 
     def key(self) -> str:
         """Identifies the set: any change to the recipe or its image list gives another key."""

@@ -12,30 +12,32 @@ from pathlib import Path
 
 import numpy as np
 
-from toolkit import backends, calibration, fileio, machine, pipeline, quantization, runfolder
-from toolkit.backends.emulation import emulation_runner
+from toolkit import backends, calibration, fileio, machine, pipeline, quantization, result_file, runfolder
+from toolkit.backends.base import Backend
+from toolkit.backends.emulated import EmulatedBackend
 from toolkit.cluster import RayEngine
 from toolkit.data import wider
 from toolkit.data.images import read_rgb
 from toolkit.data.preprocess import Preprocess
+from toolkit.data.wider import GroundTruth
 from toolkit.draw import draw, save
-from toolkit.errors import InputError
+from toolkit.errors import InputError, Unavailable
 from toolkit.evaluate.wider_ap import Evaluation, evaluate, read_predictions
 from toolkit.model import official, torch_parts, weights
 from toolkit.model.signature import ExportShape
-from toolkit.paths import runs_dir
+from toolkit.paths import sample_image
 from toolkit.postprocess import Detections, write_wider
+from toolkit.progress import counter
 from toolkit.report import outputs as saved_outputs
-from toolkit.targets import Target
+from toolkit.target import Target
 
 PARITY_IMAGES = 2
 PICTURES = 4
 RAW_OUTPUTS = 8  # images whose raw outputs are kept, to compare runs (compare-outputs)
 DRAW_THRESHOLD = 0.5  # pictures show confident detections only
+PREDICTIONS = "predictions"  # the WIDER-format prediction files, in the run folder
 STAGES = ("export", "convert", "infer")  # weights -> .pth -> ONNX | artefact (INT8: calibrated) | inference -> AP
 STATE_FILE = "stages.json"
-RESULT = "result.json"
-OTHER_SECTIONS = ("bench",)  # result.json sections that `bench` writes and `run` keeps
 
 
 @dataclass
@@ -53,11 +55,8 @@ class ChainOptions:
 
 
 def sample_images() -> list[tuple[str, Path]]:
-    """A picture any install has: matplotlib ships Grace Hopper's portrait (public domain)."""
-    import matplotlib
-
-    path = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
-    return [("sample/grace_hopper", path)]
+    """The sample image as the chain's one (key, path) item, where no data set is given."""
+    return [("sample/grace_hopper", sample_image())]
 
 
 def check_limit(limit: int | None) -> None:
@@ -154,93 +153,252 @@ def _parity_batches(items: list[tuple[str, Path]], pre: Preprocess, skip_bad: bo
     return batches
 
 
+def chosen_backend(target: Target, emulate: bool, on_device: bool, log: Callable[[str], None]) -> Backend:
+    """The target's backend; with `emulate` its emulation (which needs only this CPU); `on_device`: it must
+    be able to run here (convert and infer need it, export does not)."""
+    backend = backends.get(target.backend)
+    if emulate:
+        backend = EmulatedBackend(backend, log)
+    reason = backend.unavailable_for(target) if on_device or emulate else None
+    if reason:
+        raise Unavailable(f"target {target.name}: {reason}")
+    return backend
+
+
+@dataclass
+class Images:
+    """What the chain runs on: the (key, path) images, their ground truth (None: the sample image), and the
+    images it will not run, with why (a link to a missing file)."""
+
+    items: list[tuple[str, Path]]
+    gt: GroundTruth | None
+    skipped: dict[str, str]
+
+
+def chosen_images(opts: ChainOptions, stages: Stages, log: Callable[[str], None]) -> Images:
+    """The data set's images (the sample image without one); an INT8 target's calibration images left out."""
+    target, pre, batch_size = opts.target, opts.target.preprocess, opts.target.batch_sizes[0]
+    if opts.data is None:
+        log("[yellow]no WIDER FACE dataset[/]: detecting on the sample image instead (pass DATA=<WIDER root>)")
+        images = Images(sample_images(), None, {})
+    else:
+        items = dataset_items(opts.data, opts.limit, opts.part, dangling=True)
+        skipped = {k: why for k, p in items if (why := wider.missing_target(p))}
+        for why in skipped.values():
+            log(f"[yellow]skipped[/] {why}")
+        gt = stages.run("ground truth", wider.load_ground_truth, opts.data)
+        images = Images([(k, p) for k, p in items if k not in skipped], gt, skipped)
+    if not pre.sizes() and batch_size > 1:  # native sizes: the first readable image's stands for the rest
+        first = _parity_batches(images.items, pre, skip_bad=True)[:1]
+        pipeline.check_batch_size(batch_size, [(b.shape[3], b.shape[2]) for b in first])
+    if target.precision == "int8":
+        if images.gt is None:
+            raise InputError(f"target {target.name}: INT8 calibration needs the WIDER FACE images",
+                             "pass --data <WIDER root>")
+        recipe = calibration.recipe_for(target)
+        images.items = recipe.left_out(images.items)
+        log(f"{len(recipe.keys())} calibration images left out of the evaluation")
+    return images
+
+
 def run_chain(opts: ChainOptions, log: Callable[[str], None], progress=None) -> dict:
     """Run the chosen stages, write artefacts (and, for `infer`, result.json) into `opts.out_dir`.
 
     Each stage records what it made in stages.json, so a later stage can run elsewhere: the host
     exports (it has PyTorch), the target's container converts and infers on the same run folder.
     """
-    target = opts.target
-    pre, batch_size = target.preprocess, target.batch_sizes[0]
-    pipeline.check_batch_size(batch_size, pre.sizes())  # before anything in the run folder changes
+    target, out = opts.target, opts.out_dir
+    pipeline.check_batch_size(target.batch_sizes[0], target.preprocess.sizes())  # before the run folder changes
     chosen = check_stages(opts.stages)
-    out = opts.out_dir
     out.mkdir(parents=True, exist_ok=True)
-    needs_device = bool({"convert", "infer"} & set(chosen)) and not opts.emulate  # emulation needs only this CPU
-    backend = backends.require(target.backend, target.name) if needs_device else backends.get(target.backend)
+    backend = chosen_backend(target, opts.emulate, bool({"convert", "infer"} & set(chosen)), log)
     stages = Stages(log)
     state = {} if chosen[0] == "export" else own_state(out, target, chosen[0])
-
-    skipped: dict[str, str] = {}  # image -> why it was not run (links to a missing file; --skip-bad: unreadable)
-    if opts.data is not None:
-        items = dataset_items(opts.data, opts.limit, opts.part, dangling=True)
-        skipped = {k: why for k, p in items if (why := wider.missing_target(p))}
-        items = [(k, p) for k, p in items if k not in skipped]
-        for why in skipped.values():
-            log(f"[yellow]skipped[/] {why}")
-        gt = stages.run("ground truth", wider.load_ground_truth, opts.data)
-    else:
-        items, gt = sample_images(), None
-        log("[yellow]no WIDER FACE dataset[/]: detecting on the sample image instead (pass DATA=<WIDER root>)")
-    if not pre.sizes() and batch_size > 1:  # native sizes: the first readable image's stands for the rest
-        first = _parity_batches(items, pre, skip_bad=True)[:1]
-        pipeline.check_batch_size(batch_size, [(b.shape[3], b.shape[2]) for b in first])
-    if target.precision == "int8":
-        if gt is None:
-            raise InputError(f"target {target.name}: INT8 calibration needs the WIDER FACE images",
-                             "pass --data <WIDER root>")
-        calibration_keys = calibration.recipe_for(target).keys()
-        items = [(k, p) for k, p in items if k not in calibration_keys]
-        log(f"{len(calibration_keys)} calibration images left out of the evaluation")
-
+    images = chosen_images(opts, stages, log)
     if "export" in chosen:
-        model = export_model(target, out, opts.weights, stages, _parity_batches(items, pre, opts.skip_bad))
-        state["target"] = target.name
-        state["export"] = {"weights": str(model.weights), "pth": model.pth.name, "onnx": model.onnx.name,
-                           "parity": model.parity, "timings_s": dict(stages.seconds)}
-        _write_state(out, state)
+        _export_stage(opts, state, stages, _parity_batches(images.items, target.preprocess, opts.skip_bad))
     if "export" not in state:
         raise InputError(f"{out}: no exported model recorded in {STATE_FILE}", f"run --stages export on {out} first")
-    onnx_path = out / state["export"]["onnx"]
-
     if "convert" in chosen:
-        before = dict(stages.seconds)
-        if opts.emulate:
-            state["convert"] = _emulate(opts, backend, onnx_path, stages, log)
-        elif target.precision == "int8":
-            artefact, calibrated = stages.run(f"quantise ({backend.name}, {target.precision})", quantization.quantise,
-                                              target, backend, onnx_path, opts.data, gt, out, items, log, progress)
-        else:
-            artefact = stages.run(f"convert ({backend.name})", backend.convert, onnx_path, target, out)
-            calibrated = None
-        if not opts.emulate:
-            state["convert"] = {"artefact": _relative(artefact, out), "calibration": calibrated}
-        state["convert"]["timings_s"] = {k: v for k, v in stages.seconds.items() if k not in before}
-        _write_state(out, state)
+        _convert_stage(opts, backend, state, images, stages, log, progress)
     if "infer" not in chosen:
         return state
+    check_converted(out, state, opts.emulate)
+    return _infer_stage(opts, backend, images, state, stages, log, progress)
+
+
+def _export_stage(opts: ChainOptions, state: dict, stages: Stages, parity_batches: list[np.ndarray]) -> None:
+    model = export_model(opts.target, opts.out_dir, opts.weights, stages, parity_batches)
+    state["target"] = opts.target.name
+    state["export"] = {"weights": str(model.weights), "pth": model.pth.name, "onnx": model.onnx.name,
+                       "parity": model.parity, "timings_s": dict(stages.seconds)}
+    _write_state(opts.out_dir, state)
+
+
+def _convert_stage(opts: ChainOptions, backend: Backend, state: dict, images: Images, stages: Stages,
+                   log: Callable[[str], None], progress) -> None:
+    """The backend's artefact (INT8: calibrated and quantised) from the exported ONNX, recorded in stages.json."""
+    target, out = opts.target, opts.out_dir
+    onnx_path = out / state["export"]["onnx"]
+    before = dict(stages.seconds)
+    if target.precision == "int8":
+        what = f"{'emulate' if opts.emulate else 'quantise'} ({backend.name}, {target.precision})"
+        artefact, calibrated = stages.run(what, quantization.quantise, target, backend, onnx_path, opts.data,
+                                          images.gt, out, images.items, log, progress)
+    else:
+        what = f"emulate ({backend.name}, {target.precision})" if opts.emulate else f"convert ({backend.name})"
+        artefact, calibrated = stages.run(what, backend.convert, onnx_path, target, out), None
+    state["convert"] = {"artefact": _relative(artefact, out), "calibration": calibrated, "emulated": opts.emulate,
+                        "timings_s": {k: v for k, v in stages.seconds.items() if k not in before}}
+    _write_state(out, state)
+
+
+def check_converted(out: Path, state: dict, emulate: bool) -> None:
+    """Inference runs what the convert stage made, in the mode that made it."""
     if "convert" not in state:
         raise InputError(f"{out}: no converted model", f"run --stages convert on {out} first")
-    return _infer(opts, backend, pre, batch_size, items, gt, state, stages, log, progress, skipped)
+    made_emulated = state["convert"].get("emulated", False)
+    if made_emulated != emulate:
+        raise InputError(f"{out}: its model was converted {'with' if made_emulated else 'without'} --mode emulate",
+                         f"infer {'with' if made_emulated else 'without'} --mode emulate, or convert again")
 
 
-def _emulate(opts: ChainOptions, backend, onnx_path: Path, stages: Stages, log: Callable[[str], None]) -> dict:
-    """The convert stage of --mode emulate: the backend's deployed numerics as ONNX model(s) for the CPU
-    (INT8: calibrated on the target's own recipe at its deployed shape)."""
-    target, out = opts.target, opts.out_dir
-    calib = None
-    if target.precision == "int8":
-        calib, _ = calibration.build(calibration.recipe_for(target), opts.data, runs_dir() / "calibration")
-    models, emulation = stages.run(f"emulate ({backend.name}, {target.precision})", backend.emulate,
-                                   onnx_path, target, calib, out, log)
-    calibrated = calib and {"set_sha256": calib.sha256, "images": len(calib.manifest["images"]),
-                            "recipe": calib.manifest["recipe"], "excluded_from_evaluation": True}
-    return {"artefact": _relative(models[0], out), "emulated_models": [_relative(m, out) for m in models],
-            "emulation": emulation, "calibration": calibrated}
+@dataclass
+class Inference:
+    """What the infer stage ran and kept: per-image predictions on disk, a few detections and raw outputs."""
+
+    times: pipeline.StageTimes | None
+    engine: dict
+    drawn: dict[str, Detections]
+    raw: dict[str, dict[str, np.ndarray]]
+    bad: dict[str, str]  # --skip-bad: image -> why it was skipped
+    runtime: dict | None = None  # what the runner reported of itself (the precision in force)
 
 
-def _fp32_reference(onnx_path: Path, items: list[tuple[str, Path]], pre: Preprocess, threshold: float, gt,
-                    log: Callable[[str], None]) -> dict:
+def _infer_stage(opts: ChainOptions, backend: Backend, images: Images, state: dict, stages: Stages,
+                 log: Callable[[str], None], progress) -> dict:
+    """Inference, evaluation and result.json, from the artefacts the earlier stages recorded."""
+    out = opts.out_dir
+    ran = infer(opts, backend, out / state["convert"]["artefact"], images.items, stages, progress)
+    if ran.bad:
+        log(f"[yellow]skipped {len(ran.bad)} unreadable images[/] (listed in result.json), e.g. {next(iter(ran.bad.values()))}")
+    items = [(k, p) for k, p in images.items if k not in ran.bad]
+    evaluation = evaluate_run(out / PREDICTIONS, images.gt, items, backend.simulation is None, stages, log)
+    result = result_of(opts, backend, state, Images(items, images.gt, {**images.skipped, **ran.bad}), ran, evaluation,
+                       stages, log)
+    saved_outputs.save(out / saved_outputs.FILE, ran.raw)
+    if isinstance(evaluation, Evaluation):
+        _save_curves(out / "pr_curves.npz", evaluation)
+    result_file.write(out, result, keep=result_file.KEPT_BY_RUN)
+    return result
+
+
+def infer(opts: ChainOptions, backend: Backend, artefact: Path, items: list[tuple[str, Path]], stages: Stages,
+          progress) -> Inference:
+    """Every image through the backend's runner (or the Ray engine), predictions written as WIDER files."""
+    pred_dir = opts.out_dir / PREDICTIONS
+    shutil.rmtree(pred_dir, ignore_errors=True)  # a re-run must not evaluate an earlier run's files
+    to_draw, to_keep = {key for key, _ in items[:PICTURES]}, {key for key, _ in items[:RAW_OUTPUTS]}
+    ran = Inference(None, {}, {}, {}, {})
+
+    def on_result(key: str, det: Detections, outputs: dict) -> None:
+        event, name = key.split("/", 1)
+        write_wider(pred_dir, event, name, det)
+        if key in to_draw:
+            ran.drawn[key] = det
+        if key in to_keep:
+            ran.raw[key] = {n: a.copy() for n, a in outputs.items()}
+
+    on_bad = ran.bad.__setitem__ if opts.skip_bad else None
+    if opts.cluster is not None:
+        advance = counter(progress, f"infer (ray, {opts.cluster.workers} workers)", len(items))
+        times = stages.run("inference (ray)", opts.cluster.run, items, opts.target, artefact,
+                           opts.target.batch_sizes[0], on_result, to_keep, advance, on_bad)
+        ran.engine = times.summary(opts.cluster)
+        return ran
+    with backend.runner(artefact, opts.target) as runner:
+        ran.times = stages.run("inference", pipeline.run, items, runner, opts.target.preprocess, on_result,
+                               batch_size=opts.target.batch_sizes[0], threshold=opts.target.threshold,
+                               on_progress=counter(progress, "infer", len(items)), on_bad=on_bad)
+        ran.runtime = runner.reported() or None
+    ran.engine = {"engine": "local", "workers": 1}
+    return ran
+
+
+def evaluate_run(pred_dir: Path, gt: GroundTruth | None, items: list[tuple[str, Path]], scored: bool,
+                 stages: Stages, log: Callable[[str], None]) -> Evaluation | str | None:
+    """The WIDER FACE AP of the predictions; a string saying why there is none where images have no ground
+    truth; None without ground truth, or where outputs are not the model's own (`scored` False: simulated)."""
+    if gt is None or not scored:
+        return None
+    if not any(k in gt.images for k, _ in items):
+        log(f"[yellow]no AP[/]: none of the {len(items)} images has ground truth in {gt.source}; "
+            "their predictions are written (predictions/)")
+        return f"none of the images has ground truth in {gt.source} (AP needs it)"
+    evaluation = stages.run("evaluate", lambda: evaluate(read_predictions(pred_dir), gt))
+    if evaluation.restricted:
+        log(f"ground truth restricted to the {evaluation.images} processed images (of {evaluation.gt_images} in {gt.source})")
+    if evaluation.unmatched_predictions:
+        log(f"[yellow]{len(evaluation.unmatched_predictions)} images have no ground truth[/] and count in no AP "
+            f"(listed in result.json), e.g. {evaluation.unmatched_predictions[0]}")
+    for reason in evaluation.reasons().values():
+        log(f"[yellow]no AP[/]: {reason}")
+    return evaluation
+
+
+def result_of(opts: ChainOptions, backend: Backend, state: dict, images: Images, ran: Inference,
+              evaluation: Evaluation | str | None, stages: Stages, log: Callable[[str], None]) -> dict:
+    """result.json's keys for this run: what ran, on what, its AP, speed, artefacts and where it ran."""
+    target, out, items = opts.target, opts.out_dir, images.items
+    exported, converted_state = state["export"], state["convert"]
+    artefact = out / converted_state["artefact"]
+    emulated = isinstance(backend, EmulatedBackend)
+    tool_figures = backend.measure(target, out, items)  # the vendor tool's own throughput, where it has one
+    pictures = [_relative(save(out / "pictures" / f"{key.replace('/', '__')}.jpg",
+                               draw(read_rgb(path), ran.drawn[key], max(target.threshold, DRAW_THRESHOLD))), out)
+                for key, path in items if key in ran.drawn]
+    scored = evaluation if isinstance(evaluation, Evaluation) else None
+    deployed = backend.deployed_model(out, target)
+    result = {
+        "target": target.name, "backend": backend.name, "precision": target.precision,
+        "preprocess": target.preprocess.as_dict(), "batch_size": target.batch_sizes[0], "images": len(items),
+        "part": f"{opts.part[0]}/{opts.part[1]}" if opts.part else None,
+        "skipped_images": [{"image": k, "reason": r} for k, r in images.skipped.items()],
+        "dataset": str(opts.data) if opts.data else "sample image (no dataset)",
+        "ap": scored.aps() if scored else None,
+        "evaluation": scored.summary() if scored else {"ap_missing": evaluation} if evaluation else None,
+        "parity": exported["parity"], "calibration": converted_state["calibration"],
+        "timings_s": {**exported["timings_s"], **converted_state["timings_s"], **stages.seconds},
+        # an emulation's speed is the CPU's, not the device's
+        "throughput": None if emulated else ran.engine if opts.cluster else ran.times.summary(),
+        "engine": ran.engine,
+        "runtime": ran.runtime,
+        "tool_throughput": {bs: f.as_dict() for bs, f in tool_figures.items()} if tool_figures else None,
+        "artefacts": {  # relative to the run folder, which may be mounted elsewhere (a container)
+            "weights": exported["weights"], "pth": exported["pth"], "onnx": exported["onnx"],
+            "converted": converted_state["artefact"], "converted_bytes": artefact.stat().st_size,
+            "predictions": PREDICTIONS, "pictures": pictures,
+        },
+        "deployed_model": {"file": _relative(deployed, out), "sha256": weights.sha256(deployed)}
+        if deployed is not None and deployed.is_file() else None,
+        "detections": None if images.gt else {k: d.as_json() for k, d in ran.drawn.items()},
+        "versions": {**machine.versions(), "backend": backend.version()},
+        "machine": machine.describe(),
+        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    if backend.simulation is not None:  # reused outputs: speed only, never an AP
+        result["simulation"] = backend.simulation.describe(target)
+    if emulated:
+        result["emulated"] = True
+        result["emulation"] = {**EmulatedBackend.record(artefact), "cpu_wall_s": round(ran.times.wall, 2)}
+        if scored is not None:
+            result["reference"] = _fp32_reference(out / exported["onnx"], items, target.preprocess, target.threshold,
+                                                  images.gt, log)
+    return result
+
+
+def _fp32_reference(onnx_path: Path, items: list[tuple[str, Path]], pre: Preprocess, threshold: float,
+                    gt: GroundTruth, log: Callable[[str], None]) -> dict:
     """CPU FP32 on the same images at the same input: what an emulated run's AP deltas are against."""
     from toolkit.backends.onnxruntime import OnnxRuntimeRunner
 
@@ -248,134 +406,6 @@ def _fp32_reference(onnx_path: Path, items: list[tuple[str, Path]], pre: Preproc
         ap, _ = quantization.evaluate_model(runner, items, pre, threshold, gt)
     log(f"CPU FP32 on the same {len(items)} images at {pre.describe()}: AP {ap}")
     return {"ap": ap, "what": "CPU FP32 (onnxruntime), the same images at the same input", "preprocess": pre.as_dict()}
-
-
-def _infer(opts: ChainOptions, backend, pre: Preprocess, batch_size: int, items: list[tuple[str, Path]],
-           gt, state: dict, stages: Stages, log: Callable[[str], None], progress, skipped: dict[str, str]) -> dict:
-    """Inference, evaluation and result.json, from the artefacts the earlier stages recorded."""
-    target, out = opts.target, opts.out_dir
-    artefact = out / state["convert"]["artefact"]
-    pred_dir = out / "predictions"
-    shutil.rmtree(pred_dir, ignore_errors=True)  # a re-run must not evaluate an earlier run's files
-    to_draw = {key for key, _ in items[:PICTURES]}
-    to_keep = {key for key, _ in items[:RAW_OUTPUTS]}
-    drawn: dict[str, Detections] = {}
-    raw: dict[str, dict[str, np.ndarray]] = {}
-    bad: dict[str, str] = {}  # --skip-bad: image -> why it was skipped
-
-    def on_result(key: str, det: Detections, outputs: dict) -> None:
-        event, name = key.split("/", 1)
-        write_wider(pred_dir, event, name, det)
-        if key in to_draw:
-            drawn[key] = det
-        if key in to_keep:
-            raw[key] = {n: a.copy() for n, a in outputs.items()}
-
-    converted_state = state["convert"]
-    emulated = "emulated_models" in converted_state
-    task = progress.add_task("infer" if opts.cluster is None else f"infer (ray, {opts.cluster.workers} workers)",
-                             total=len(items)) if progress else None
-    advance = (lambda n: progress.advance(task, n)) if progress else None
-    if opts.cluster is not None:
-        if emulated:
-            raise InputError("--engine ray runs a target's converted model; an emulated run runs in this process",
-                             "leave out --engine, or run --mode host")
-        times = stages.run("inference (ray)", opts.cluster.run, items, target, artefact, batch_size, on_result,
-                           to_keep, advance, bad.__setitem__ if opts.skip_bad else None)
-        engine = times.summary(opts.cluster)
-    else:
-        runner = (emulation_runner([out / m for m in converted_state["emulated_models"]], pre.sizes(),
-                                    backend.emulated_input(out, target)) if emulated else backend.runner(artefact, target))
-        with runner:
-            times = stages.run("inference", pipeline.run, items, runner, pre, on_result, batch_size=batch_size,
-                               threshold=target.threshold, on_progress=advance,
-                               on_bad=bad.__setitem__ if opts.skip_bad else None)
-        engine = {"engine": "local", "workers": 1}
-    if bad:
-        log(f"[yellow]skipped {len(bad)} unreadable images[/] (listed in result.json), e.g. {next(iter(bad.values()))}")
-    items = [(k, p) for k, p in items if k not in bad]
-    # the vendor tool's own throughput, where it has one; an emulated run has no device to measure
-    tool_figures = None if emulated else backend.measure(target, out, items)
-    min_score = max(target.threshold, DRAW_THRESHOLD)
-    pictures = [_relative(save(out / "pictures" / f"{key.replace('/', '__')}.jpg",
-                               draw(read_rgb(path), drawn[key], min_score)), out)
-                for key, path in items if key in drawn]
-
-    evaluation: Evaluation | None = None
-    simulation = None if emulated else backend.simulation(target)  # reused outputs: speed only, never an AP
-    no_truth = gt is not None and simulation is None and not any(k in gt.images for k, _ in items)
-    if no_truth:
-        log(f"[yellow]no AP[/]: none of the {len(items)} images has ground truth in {gt.source}; "
-            "their predictions are written (predictions/)")
-    if gt is not None and simulation is None and not no_truth:
-        evaluation = stages.run("evaluate", lambda: evaluate(read_predictions(pred_dir), gt))
-        if evaluation.restricted:
-            log(f"ground truth restricted to the {evaluation.images} processed images "
-                f"(of {evaluation.gt_images} in {gt.source})")
-        if evaluation.unmatched_predictions:
-            log(f"[yellow]{len(evaluation.unmatched_predictions)} images have no ground truth[/] and count in no AP "
-                f"(listed in result.json), e.g. {evaluation.unmatched_predictions[0]}")
-        for reason in evaluation.reasons().values():
-            log(f"[yellow]no AP[/]: {reason}")
-
-    exported, converted = state["export"], state["convert"]
-    deployed = backend.deployed_model(out, target)
-    result = {
-        "target": target.name,
-        "backend": backend.name,
-        "precision": target.precision,
-        "preprocess": pre.as_dict(),
-        "batch_size": batch_size,
-        "images": len(items),
-        "part": f"{opts.part[0]}/{opts.part[1]}" if opts.part else None,
-        "skipped_images": [{"image": k, "reason": r} for k, r in {**skipped, **bad}.items()],
-        "dataset": str(opts.data) if opts.data else "sample image (no dataset)",
-        "ap": evaluation.aps() if evaluation else None,
-        "evaluation": evaluation.summary() if evaluation else {
-            "ap_missing": f"none of the images has ground truth in {gt.source} (AP needs it)"} if no_truth else None,
-        "parity": exported["parity"],
-        "calibration": converted["calibration"],
-        "timings_s": {**exported["timings_s"], **converted["timings_s"], **stages.seconds},
-        "throughput": None if emulated else (engine if opts.cluster else times.summary()),  # an emulation's: the CPU's
-        "engine": engine,
-        "tool_throughput": {bs: f.as_dict() for bs, f in tool_figures.items()} if tool_figures else None,
-        "artefacts": {  # relative to the run folder, which may be mounted elsewhere (a container)
-            "weights": exported["weights"], "pth": exported["pth"], "onnx": exported["onnx"],
-            "converted": converted["artefact"], "converted_bytes": artefact.stat().st_size,
-            "predictions": _relative(pred_dir, out), "pictures": pictures,
-        },
-        "deployed_model": {"file": _relative(deployed, out), "sha256": weights.sha256(deployed)}
-        if deployed is not None and deployed.is_file() else None,
-        "detections": None if gt else {k: d.as_json() for k, d in drawn.items()},
-        "versions": {**machine.versions(), "backend": backend.version()},
-        "machine": machine.describe(),
-        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
-    if simulation:
-        result["simulation"] = simulation
-    if emulated:
-        result["emulated"] = True
-        result["emulation"] = {**converted["emulation"], "cpu_wall_s": round(times.wall, 2)}
-        if evaluation is not None:
-            result["reference"] = _fp32_reference(out / exported["onnx"], items, pre, target.threshold, gt, log)
-    saved_outputs.save(out / saved_outputs.FILE, raw)
-    if evaluation is not None:
-        _save_curves(out / "pr_curves.npz", evaluation)
-    fileio.write_json(out / RESULT, {**_sections_of_others(out / RESULT), **result})
-    return result
-
-
-def _sections_of_others(path: Path) -> dict:
-    """The sections of an earlier result.json that other commands wrote (`bench`): a re-run keeps them."""
-    import json
-
-    if not path.is_file():
-        return {}
-    try:
-        earlier = json.loads(path.read_text())
-    except ValueError:
-        return {}
-    return {k: v for k, v in earlier.items() if k in OTHER_SECTIONS} if isinstance(earlier, dict) else {}
 
 
 def check_stages(stages: tuple[str, ...]) -> tuple[str, ...]:

@@ -20,7 +20,7 @@ from pathlib import Path
 from toolkit import backends, machine
 from toolkit.errors import InputError, ToolkitError, Unavailable
 from toolkit.postprocess import Detections
-from toolkit.targets import Target
+from toolkit.target import Target
 
 NAMESPACE = "centerface"
 IN_FLIGHT = 2  # shards queued per actor: the next one is ready when one finishes
@@ -88,12 +88,12 @@ class ShardWorker:
     def __init__(self, target: Target, artefact: str, batch_size: int, cores: int, skip_bad: bool) -> None:
         os.environ[machine.CORES_ENV] = str(cores)  # the runner's layout and the pipeline's workers fit this actor
         self.target, self.batch_size, self.skip_bad = target, batch_size, skip_bad
-        backend = backends.require(target.backend, target.name)
+        backend = backends.require(target)
         self.runner = backend.runner(Path(artefact), target.on_devices("all") if backend.accelerator else target)
 
     def where(self) -> dict:
         return {"node": machine.describe()["hostname"], "runs_in": machine.runs_in(), "pid": os.getpid(),
-                "devices": self.runner.streams}
+                "devices": self.runner.info.streams}
 
     def run(self, items: list[tuple[str, str]], keep: set[str]) -> dict:
         from toolkit import pipeline
@@ -200,6 +200,14 @@ class _Driver:
             self._start(max(self.stats) + 1)
         if not self.actors:
             raise ToolkitError("every Ray worker died; no restarts left", "see `ray status` and the workers' logs")
+
+
+def check_engine_mode(cluster: RayEngine | None, where: str) -> None:
+    """The Ray engine drives the run from the host: with --mode container the target's image joins the
+    cluster as a worker instead; an emulation runs in this process."""
+    if cluster is not None and where != "host":
+        raise InputError(f"--engine ray with --mode {where}: the driver runs on the host; the target's image joins "
+                         "the cluster as a worker (see the README)", "pass --mode host")
 
 
 def _cause(exc) -> BaseException:

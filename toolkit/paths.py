@@ -19,6 +19,13 @@ def runs_dir() -> Path:
     return Path(os.environ.get("CENTERFACE_RUNS", "runs"))
 
 
+def sample_image() -> Path:
+    """A picture any install has: matplotlib ships Grace Hopper's portrait (public domain)."""
+    import matplotlib
+
+    return Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
+
+
 def default_dataset() -> Path | None:
     """The WIDER FACE val subset shipped beside the project, when it is there."""
     env = os.environ.get("CENTERFACE_DATA")

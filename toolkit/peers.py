@@ -43,4 +43,27 @@ class OpenCvDnnRunner(Runner):
         return official.rename_outputs(self.net.forward(list(official.OUTPUT_IDS)))
 
 
-PEERS = (DefaceStyleRunner, OpenCvDnnRunner)
+class OpenVinoDefaultsRunner(Runner):
+    """OpenVINO as a user sets it up: the official graph (its dims made symbolic, as every user must), compiled
+    for the CPU with no properties. OpenVINO then picks its own precision (BF16 on CPUs that have it): the
+    name shows the one in force, read back from the compiled model."""
+
+    def __init__(self, official_onnx: Path) -> None:
+        import openvino as ov
+
+        compiled = ov.Core().compile_model(ov.Core().read_model(official.dynamic_model_bytes(official_onnx), b""), "CPU")
+        self.request = compiled.create_infer_request()
+        self.outputs = [compiled.output(i) for i in official.OUTPUT_IDS]
+        precision = compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
+        self.name = f"openvino, as a user sets it up (defaults: {precision}, {compiled.get_property('PERFORMANCE_HINT')})"
+
+    def _infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        found = self.request.infer({0: batch})
+        return official.rename_outputs([np.asarray(found[o]) for o in self.outputs])
+
+
+def peers() -> list[type[Runner]]:
+    """The peers installed here (OpenVINO is an optional extra)."""
+    import importlib.util
+
+    return [DefaceStyleRunner, OpenCvDnnRunner, *([OpenVinoDefaultsRunner] if importlib.util.find_spec("openvino") else [])]

@@ -1,5 +1,5 @@
 """The pipelined end-to-end runner: decode + preprocess in worker threads ahead of inference (as
-many as the cores inference leaves), `runner.streams` inference threads in the middle (one per device
+many as the cores inference leaves), `runner.info.streams` inference threads in the middle (one per device
 or CPU stream), decode + NMS + file writing in post-processing threads behind them, bounded queues in
 between.
 
@@ -20,6 +20,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -68,6 +69,24 @@ class Prepared:
 
 
 @dataclass
+class Batch:
+    """A batch assembled for the streams: its images, the tensor in the runner's layout, and the reused buffer
+    it was written into (None at batch size 1: the worker made the one-image batch)."""
+
+    items: list[Prepared]
+    tensor: np.ndarray
+    buffer: tuple[tuple[int, int], np.ndarray] | None
+
+
+@dataclass
+class Inferred:
+    """A batch's outputs, waiting for post-processing."""
+
+    items: list[Prepared]
+    outputs: dict[str, np.ndarray]
+
+
+@dataclass
 class StageTimes:
     """Spans per image (read, preprocess, postprocess) and seconds per batch (infer)."""
 
@@ -107,38 +126,6 @@ def _mean_ms(spans: list[Span]) -> float | None:
     return round(1e3 * float(np.mean([s.wall for s in spans])), 3) if spans else None
 
 
-def _prepare(key: str, path: Path, pre: Preprocess, layout: str | None) -> Prepared:
-    """Read and preprocess one image; with `layout`, as the one-image batch a runner takes."""
-    watch = Stopwatch()
-    started = watch.wall
-    rgb = read_rgb(path)
-    read = watch.lap()
-    image, transform = pre.image_u8(rgb)
-    if layout is not None:
-        image = into_batch([image], layout)
-    return Prepared(key, image, transform, read, watch.lap(), started)
-
-
-def _batches(prepared: Iterator[Prepared], batch_size: int, shapes: int = 2) -> Iterator[list[Prepared]]:
-    """Batches of equal input shape: each shape (a native size, a bucket) fills its own batch. At most
-    `shapes x batch_size` images wait (native sizes are many: each would hold images): past that the
-    oldest partial batch goes as it is; what is left is flushed at the end."""
-    pending: dict[tuple[int, ...], list[Prepared]] = {}
-    waiting = 0
-    for item in prepared:
-        batch = pending.setdefault(item.image.shape, [])
-        batch.append(item)
-        waiting += 1
-        if len(batch) == batch_size:
-            waiting -= batch_size
-            yield pending.pop(item.image.shape)
-        elif waiting > shapes * batch_size:
-            oldest = pending.pop(next(iter(pending)))
-            waiting -= len(oldest)
-            yield oldest
-    yield from pending.values()
-
-
 def check_batch_size(batch_size: int, sizes: list[tuple[int, int]] | None = None) -> None:
     """A batch size of 1 or more whose batches fit this machine: at `sizes` (width, height; the largest
     counts), the three float32 batches a run holds at the least (one inferring, two waiting)."""
@@ -155,15 +142,14 @@ def check_batch_size(batch_size: int, sizes: list[tuple[int, int]] | None = None
                          f"{available / 2**30:.1f} GiB available here", "a smaller --batch-size")
 
 
-MAX_WORKERS = 6  # past this, threads contend for the GIL. Host-feed capacity on a 16-core Xeon (4 instant
-# devices, 800x800, batch 1 / 16, images/s): 4 workers 580 / 741, 6 692-730 / 679-777, 8 608-654 / 608-698,
-# 12 584 / 629, 16 539 / 524
+MAX_WORKERS = 6  # past this, threads contend for the GIL: `bench --target sim-310 --device-ids all --capacity`
+# on a 16-core host, per worker count (docs/results.md, "host feed")
 
 
 def default_workers(runner: Runner) -> int:
     """Preprocessing threads: the cores inference leaves free (a device's runner leaves them all), at
     least 2 so reading one image overlaps decoding another, at most MAX_WORKERS."""
-    return min(MAX_WORKERS, max(2, machine.usable_cores() - runner.host_cores))
+    return min(MAX_WORKERS, max(2, machine.usable_cores() - runner.info.host_cores))
 
 
 class BatchBuffers:
@@ -171,7 +157,7 @@ class BatchBuffers:
     at most `keep` kept while free (native sizes are many): one per stream, and the two waiting."""
 
     def __init__(self, runner: Runner, batch_size: int) -> None:
-        self.runner, self.batch_size, self.keep = runner, batch_size, max(1, runner.streams) + 2
+        self.runner, self.batch_size, self.keep = runner, batch_size, max(1, runner.info.streams) + 2
         self.free: list[tuple[tuple[int, int], np.ndarray]] = []
         self.lock = threading.Lock()
 
@@ -180,7 +166,7 @@ class BatchBuffers:
             for i in reversed(range(len(self.free))):  # the latest given back: its pages are the warmest
                 if self.free[i][0] == hw:
                     return self.free.pop(i)[1]
-        return self.runner.empty_batch(batch_shape(self.runner.layout, self.batch_size, *hw))
+        return self.runner.empty_batch(batch_shape(self.runner.info.layout, self.batch_size, *hw))
 
     def give(self, hw: tuple[int, int], buffer: np.ndarray) -> None:
         with self.lock:
@@ -198,141 +184,195 @@ class BatchBuffers:
             self.give(hw, buffer)
 
 
-def run(
-    items: Iterable[tuple[str, Path]],
-    runner: Runner,
-    pre: Preprocess,
-    on_result: Callable[[str, Detections, dict[str, np.ndarray]], None],
-    batch_size: int = 1,
-    threshold: float = 0.05,
-    workers: int | None = None,
-    on_progress: Callable[[int], None] | None = None,
-    on_bad: Callable[[str, str], None] | None = None,
-    buffers: BatchBuffers | None = None,
-) -> StageTimes:
-    """Run every (key, image path) through preprocess -> infer -> decode -> on_result (called from
-    several threads at once). An image that cannot be read stops the run, unless `on_bad(key, reason)`
-    is given: then it is reported and skipped. `workers`: preprocessing threads (default: from cores).
-    `buffers`: batch buffers of `runner` at `batch_size` kept from an earlier run (default: made as needed)."""
-    check_batch_size(batch_size)
-    streams = max(1, runner.streams)
-    workers = workers or default_workers(runner)
-    post_workers = max(1, workers // 2)
-    prefetch = max(4 * workers, batch_size * (streams + 1))  # decoded ahead: every worker busy, a batch ready per stream
-    times = StageTimes(workers=workers, post_workers=post_workers)
-    ready: queue.Queue = queue.Queue(maxsize=1)  # with the one the assembler holds: two batches wait for the streams
-    post_q: queue.Queue = queue.Queue(maxsize=max(post_workers + streams, prefetch // batch_size))  # results waiting
-    stop = threading.Event()
-    errors: list[BaseException] = []
-    buffers = buffers or BatchBuffers(runner, batch_size)
-    if buffers.runner is not runner or buffers.batch_size != batch_size:
-        raise ValueError("pipeline.run: `buffers` were made for another runner or batch size")
+class Pipeline:
+    """One run of preprocess -> infer -> decode -> `on_result`, its stages below in the order data flows
+    through them: read + preprocess (worker pool) -> batches by input shape -> assemble (one thread) ->
+    infer (one thread per stream; the caller's thread is stream 0, so Ctrl-C lands there) -> post-process
+    (threads) -> `on_result` (called from several threads at once)."""
 
-    def failed(exc: BaseException) -> None:  # surfaced by the main thread
-        errors.append(exc)
-        stop.set()
+    def __init__(self, runner: Runner, pre: Preprocess, on_result: Callable[[str, Detections, dict], None],
+                 batch_size: int = 1, threshold: float = 0.05, workers: int | None = None,
+                 on_progress: Callable[[int], None] | None = None, on_bad: Callable[[str, str], None] | None = None,
+                 buffers: BatchBuffers | None = None) -> None:
+        check_batch_size(batch_size)
+        self.runner, self.pre, self.on_result, self.batch_size, self.threshold = runner, pre, on_result, batch_size, threshold
+        self.on_progress, self.on_bad = on_progress, on_bad
+        self.streams = max(1, runner.info.streams)
+        self.workers = workers or default_workers(runner)
+        self.post_workers = max(1, self.workers // 2)
+        # decoded ahead: every worker busy, a batch ready per stream
+        self.prefetch = max(4 * self.workers, batch_size * (self.streams + 1))
+        self.buffers = buffers or BatchBuffers(runner, batch_size)
+        if self.buffers.runner is not runner or self.buffers.batch_size != batch_size:
+            raise ValueError("pipeline.run: `buffers` were made for another runner or batch size")
+        self.times = StageTimes(workers=self.workers, post_workers=self.post_workers)
+        self.times_lock = threading.Lock()  # guards every append to `times`: several threads record at once
+        self.ready: queue.Queue = queue.Queue(maxsize=1)  # with the one the assembler holds: two batches wait
+        self.inferred: queue.Queue = queue.Queue(maxsize=max(self.post_workers + self.streams, self.prefetch // batch_size))
+        self.stop = threading.Event()
+        self.errors: list[BaseException] = []
 
-    def post_worker() -> None:
+    # 1. read + preprocess, in the worker pool
+    def _prepare(self, key: str, path: Path) -> Prepared:
+        """Read and preprocess one image; at batch size 1, as the one-image batch the runner takes."""
+        watch = Stopwatch()
+        started = watch.wall
+        rgb = read_rgb(path)
+        read = watch.lap()
+        image, transform = self.pre.image_u8(rgb)
+        if self.batch_size == 1:
+            image = into_batch([image], self.runner.info.layout)
+        return Prepared(key, image, transform, read, watch.lap(), started)
+
+    def _prefetched(self, items: Iterable[tuple[str, Path]], pool: ThreadPoolExecutor) -> Iterator[Prepared]:
+        """Up to `prefetch` images submitted ahead, yielded in order as they complete (an unreadable image
+        goes to `on_bad` when given, else its error is raised)."""
+        pending: deque[tuple[str, Future]] = deque()
+        it = iter(items)
         while True:
-            job = post_q.get()
-            if job is _DONE:
+            while len(pending) < self.prefetch and (nxt := next(it, None)) is not None:
+                pending.append((nxt[0], pool.submit(self._prepare, *nxt)))
+            if not pending or self.stop.is_set():
                 return
-            if stop.is_set():
-                continue
+            key, future = pending.popleft()
             try:
-                batch, outputs = job
-                for i, item in enumerate(batch):
-                    watch = Stopwatch()
-                    one = {name: out[i] for name, out in outputs.items()}
-                    dets = decode(one["heatmap"], one["scale"], one["offset"], one["landmarks"],
-                                  item.transform, threshold)
-                    on_result(item.key, dets, one)
-                    span = watch.lap()
-                    times.postprocess.append(span)
-                    times.latency.append(watch.wall - item.started)
-                if on_progress:
-                    on_progress(len(batch))
-            except BaseException as exc:
-                failed(exc)
+                yield future.result()
+            except InputError as exc:
+                if self.on_bad is None:
+                    raise
+                self.on_bad(key, exc.message)
+                self._advance(1)
 
-    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="preprocess")
-    def skipped(key: str, reason: str) -> None:
-        on_bad(key, reason)
-        if on_progress:
-            on_progress(1)
+    # 2. batches of one input shape
+    def _batched(self, prepared: Iterator[Prepared]) -> Iterator[list[Prepared]]:
+        """Each shape (a native size, a bucket) fills its own batch. At most `shapes x batch_size` images
+        wait (native sizes are many: each would hold images): past that the oldest partial batch goes as
+        it is; what is left is flushed at the end."""
+        size, shapes = self.batch_size, max(2, len(self.pre.buckets))  # every bucket fills its batch
+        pending: dict[tuple[int, ...], list[Prepared]] = {}
+        waiting = 0
+        for item in prepared:
+            batch = pending.setdefault(item.image.shape, [])
+            batch.append(item)
+            waiting += 1
+            if len(batch) == size:
+                waiting -= size
+                yield pending.pop(item.image.shape)
+            elif waiting > shapes * size:
+                oldest = pending.pop(next(iter(pending)))
+                waiting -= len(oldest)
+                yield oldest
+        yield from pending.values()
 
-    one = runner.layout if batch_size == 1 else None
-    batches = _batches(_prefetched(items, pre, one, pool, prefetch, stop, skipped if on_bad else None), batch_size,
-                       max(2, len(pre.buckets)))  # every bucket fills its batch
-
-    def assemble() -> None:
-        """Each batch in the runner's layout (at batch size 1 the workers made it), queued for the streams."""
+    # 3. assemble: each batch in the runner's layout, queued for the streams
+    def _assemble(self, items: Iterable[tuple[str, Path]], pool: ThreadPoolExecutor) -> None:
         try:
-            for batch in batches:
-                times.read.extend(item.read for item in batch)
-                times.preprocess.extend(item.preprocess for item in batch)
-                if batch_size == 1:
-                    job = (batch, batch[0].image, None)
-                else:
-                    hw = batch[0].image.shape[:2]
-                    buffer = buffers.take(hw)
-                    job = (batch, into_batch([item.image for item in batch], runner.layout, buffer), (hw, buffer))
-                if not _put(ready, job, stop):
+            for batch in self._batched(self._prefetched(items, pool)):
+                with self.times_lock:
+                    self.times.read.extend(item.read for item in batch)
+                    self.times.preprocess.extend(item.preprocess for item in batch)
+                if not _put(self.ready, self._tensor_of(batch), self.stop):
                     return
-            for _ in range(streams):
-                _put(ready, _DONE, stop)
+            for _ in range(self.streams):
+                _put(self.ready, _DONE, self.stop)
         except BaseException as exc:
-            failed(exc)
+            self._failed(exc)
 
-    lock = threading.Lock()  # guards `times`
+    def _tensor_of(self, batch: list[Prepared]) -> Batch:
+        if self.batch_size == 1:  # the worker made it
+            return Batch(batch, batch[0].image, None)
+        hw = batch[0].image.shape[:2]
+        buffer = self.buffers.take(hw)
+        return Batch(batch, into_batch([item.image for item in batch], self.runner.info.layout, buffer), (hw, buffer))
 
-    def infer_loop() -> None:
-        while (job := _get(ready, stop)) is not _DONE:
-            batch, tensor, buffer = job
+    # 4. infer, one loop per stream
+    def _infer_loop(self) -> None:
+        while (job := _get(self.ready, self.stop)) is not _DONE:
             t0 = time.perf_counter()
             try:
-                outputs = runner.infer(tensor)
+                outputs = self.runner.infer(job.tensor)
             finally:
-                if buffer is not None:
-                    buffers.give(*buffer)
-            with lock:
-                times.infer.append((len(batch), time.perf_counter() - t0))
-                times.images += len(batch)
-            _put(post_q, (batch, outputs), stop)
+                if job.buffer is not None:
+                    self.buffers.give(*job.buffer)
+            with self.times_lock:
+                self.times.infer.append((len(job.items), time.perf_counter() - t0))
+                self.times.images += len(job.items)
+            _put(self.inferred, Inferred(job.items, outputs), self.stop)
 
-    def stream_worker() -> None:
+    def _stream(self) -> None:
         try:
-            infer_loop()
+            self._infer_loop()
         except BaseException as exc:
-            failed(exc)
+            self._failed(exc)
 
-    assembler = threading.Thread(target=assemble, name="assemble", daemon=True)
-    posters = [threading.Thread(target=post_worker, name=f"postprocess-{i}", daemon=True) for i in range(post_workers)]
-    others = [threading.Thread(target=stream_worker, name=f"infer-{i}", daemon=True) for i in range(1, streams)]
-    devices_before = {d["device"]: d for d in runner.devices()}
-    start = time.perf_counter()
-    for thread in (assembler, *posters):
-        thread.start()
-    try:
-        for thread in others:
+    # 5. post-process: decode, hand each image's detections to on_result
+    def _postprocess(self) -> None:
+        while (job := self.inferred.get()) is not _DONE:
+            if self.stop.is_set():
+                continue
+            try:
+                for i, item in enumerate(job.items):
+                    watch = Stopwatch()
+                    one = {name: out[i] for name, out in job.outputs.items()}
+                    dets = decode(one["heatmap"], one["scale"], one["offset"], one["landmarks"], item.transform,
+                                  self.threshold)
+                    self.on_result(item.key, dets, one)
+                    span = watch.lap()
+                    with self.times_lock:
+                        self.times.postprocess.append(span)
+                        self.times.latency.append(watch.wall - item.started)
+                self._advance(len(job.items))
+            except BaseException as exc:
+                self._failed(exc)
+
+    def _advance(self, images: int) -> None:
+        if self.on_progress:
+            self.on_progress(images)
+
+    def _failed(self, exc: BaseException) -> None:  # surfaced by the caller's thread
+        self.errors.append(exc)
+        self.stop.set()
+
+    def run(self, items: Iterable[tuple[str, Path]]) -> StageTimes:
+        """Every (key, image path) through the stages; the first error (or Ctrl-C) stops them all and is raised."""
+        pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="preprocess")
+        assembler = threading.Thread(target=self._assemble, args=(items, pool), name="assemble", daemon=True)
+        posters = [threading.Thread(target=self._postprocess, name=f"postprocess-{i}", daemon=True)
+                   for i in range(self.post_workers)]
+        streams = [threading.Thread(target=self._stream, name=f"infer-{i}", daemon=True) for i in range(1, self.streams)]
+        devices_before = {d["device"]: d for d in self.runner.devices()}
+        start = time.perf_counter()
+        for thread in (assembler, *posters):
             thread.start()
-        infer_loop()  # the main thread is stream 0, so Ctrl-C lands here
-    except BaseException:
-        stop.set()
-        raise
-    finally:
-        for thread in (*others, assembler):
-            thread.join()
-        for _ in posters:
-            _put(post_q, _DONE, None)
-        for poster in posters:
-            poster.join()
-        pool.shutdown(wait=True, cancel_futures=True)
-        times.wall = time.perf_counter() - start
-        times.devices = _since(runner.devices(), devices_before)
-    if errors:
-        raise errors[0]
-    return times
+        try:
+            for thread in streams:
+                thread.start()
+            self._infer_loop()  # stream 0
+        except BaseException:
+            self.stop.set()
+            raise
+        finally:
+            for thread in (*streams, assembler):
+                thread.join()
+            for _ in posters:
+                _put(self.inferred, _DONE, None)
+            for poster in posters:
+                poster.join()
+            pool.shutdown(wait=True, cancel_futures=True)
+            self.times.wall = time.perf_counter() - start
+            self.times.devices = _since(self.runner.devices(), devices_before)
+        if self.errors:
+            raise self.errors[0]
+        return self.times
+
+
+def run(items: Iterable[tuple[str, Path]], runner: Runner, pre: Preprocess,
+        on_result: Callable[[str, Detections, dict[str, np.ndarray]], None], **options) -> StageTimes:
+    """Run every (key, image path) through the pipeline (options: those of `Pipeline`). An image that cannot
+    be read stops the run, unless `on_bad(key, reason)` is given: then it is reported and skipped.
+    `workers`: preprocessing threads (default: from cores). `buffers`: batch buffers of `runner` at
+    `batch_size` kept from an earlier run (default: made as needed)."""
+    return Pipeline(runner, pre, on_result, **options).run(items)
 
 
 def _since(now: list[dict], before: dict[str, dict]) -> list[dict]:
@@ -364,31 +404,3 @@ def _get(q: queue.Queue, stop: threading.Event) -> object:
         except queue.Empty:
             continue
     return _DONE
-
-
-def _prefetched(items: Iterable[tuple[str, Path]], pre: Preprocess, layout: str | None, pool: ThreadPoolExecutor,
-                depth: int, stop: threading.Event,
-                skipped: Callable[[str, str], None] | None = None) -> Iterator[Prepared]:
-    """Submit up to `depth` images ahead and yield them in order as they complete (an unreadable
-    image goes to `skipped` when given, else its error is raised)."""
-    pending: list[tuple[str, Future]] = []
-    it = iter(items)
-    exhausted = False
-    while True:
-        while not exhausted and len(pending) < depth:
-            nxt = next(it, None)
-            if nxt is None:
-                exhausted = True
-                break
-            pending.append((nxt[0], pool.submit(_prepare, nxt[0], nxt[1], pre, layout)))
-        if not pending or stop.is_set():
-            return
-        key, future = pending.pop(0)
-        try:
-            prepared = future.result()
-        except InputError as exc:
-            if skipped is None:
-                raise
-            skipped(key, exc.message)
-            continue
-        yield prepared

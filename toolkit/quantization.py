@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,8 @@ from toolkit.evaluate.deltas import ap_deltas, worst_drop
 from toolkit.evaluate.wider_ap import evaluate
 from toolkit.model.weights import sha256
 from toolkit.paths import runs_dir
-from toolkit.targets import Target
+from toolkit.progress import counter
+from toolkit.target import Target
 
 REPORT = "calibration_report"
 BEST = "centerface.int8.onnx"
@@ -50,8 +52,7 @@ def _row(name: str, ap: dict, e2e: float, speed: dict, size: int, ref: dict | No
 
 def evaluation_items(recipe: calibration.Recipe, data_root: Path, limit: int | None = None) -> list[tuple[str, Path]]:
     """The dataset's images minus the calibration images (the first `limit` of them)."""
-    skip = recipe.keys()
-    return [(k, p) for k, p in list_val_images(data_root) if k not in skip][:limit]
+    return recipe.left_out(list_val_images(data_root))[:limit]
 
 
 def check_methods(backend: Backend, target: Target, methods: list[str] | None) -> None:
@@ -85,10 +86,9 @@ def sweep(target: Target, backend: Backend, fp32_onnx: Path, data_root: Path, gt
     work = out / "calibration"
 
     def measure(name: str, model: Path, ref: dict | None, ref_speed: float | None) -> dict:
-        with backend.runner(model, target) as runner:
-            task = progress.add_task(name, total=len(items)) if progress else None
-            ap, e2e = evaluate_model(runner, items, pre, target.threshold, gt,
-                                     (lambda n: progress.advance(task, n)) if progress else None)
+        # the FP32 row in FP32 (a runtime may compute an INT8 model's float parts in BF16)
+        with backend.runner(model, replace(target, precision="fp32") if ref is None else target) as runner:
+            ap, e2e = evaluate_model(runner, items, pre, target.threshold, gt, counter(progress, name, len(items)))
             speed = bench.pure_inference(runner, speed_batch, 2, SPEED_ITERS)
         return _row(name, ap, e2e, speed, model.stat().st_size, ref, ref_speed)
 

@@ -6,12 +6,14 @@ import importlib
 
 from toolkit.backends.base import Backend
 from toolkit.errors import InputError, Unavailable
+from toolkit.target import Target
 
 _REGISTRY = {
     "onnxruntime": "toolkit.backends.onnxruntime:OnnxRuntimeBackend",
     "ascend": "toolkit.backends.ascend.backend:AscendBackend",
     "tensorrt": "toolkit.backends.tensorrt.backend:TensorRTBackend",
     "sim": "toolkit.backends.sim:SimBackend",
+    "openvino": "toolkit.backends.openvino:OpenVinoBackend",
 }
 
 
@@ -31,10 +33,10 @@ def get(name: str) -> Backend:
     return backend_class(name)()
 
 
-def require(name: str, target: str) -> Backend:
-    """The backend, or Unavailable ('unavailable: <reason>', exit 3) when it cannot run here."""
-    backend = get(name)
-    reason = backend.unavailable()
+def require(target: Target) -> Backend:
+    """The target's backend, or Unavailable ('unavailable: <reason>', exit 3) when the target cannot run here."""
+    backend = get(target.backend)
+    reason = backend.unavailable_for(target)
     if reason:
-        raise Unavailable(f"target {target}: {reason}")
+        raise Unavailable(f"target {target.name}: {reason}")
     return backend

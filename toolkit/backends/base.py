@@ -11,7 +11,6 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -20,9 +19,8 @@ from toolkit.errors import InputError, Unavailable
 from toolkit.model.signature import check_outputs
 from toolkit.schema import Field
 
-if TYPE_CHECKING:
-    from toolkit.calibration import CalibrationSet
-    from toolkit.targets import Target
+from toolkit.calibration import CalibrationSet
+from toolkit.target import Target
 
 
 @dataclass
@@ -64,28 +62,97 @@ class ToolFigures:
                 **self.details}
 
 
+def _as_it_is(out: Path, target: Target) -> Callable[[Runner], Runner] | None:
+    return None
+
+
+@dataclass(frozen=True)
+class Emulation:
+    """A capability of device backends: the target's deployed numerics (precision, quantisation scheme) on
+    this CPU (--mode emulate), run by the emulation backend (backends/emulated.py)."""
+
+    # (onnx_path, target, calib, out, log) -> the ONNX model(s) ONNX Runtime runs, one per input size, and a
+    # record of the method and of what differs from the device; `calib` is the target's set for INT8 targets
+    make: Callable[[Path, Target, CalibrationSet | None, Path, Callable[[str], None]], tuple[list[Path], dict]]
+    # (out, target) -> a wrapper around the emulated model's runner where the device is not fed float NCHW
+    # (AIPP's uint8 HWC), from the files `make` wrote in `out`; None: fed as it is
+    feed: Callable[[Path, Target], Callable[[Runner], Runner] | None] = _as_it_is
+
+
+@dataclass(frozen=True)
+class Simulation:
+    """A capability of simulated devices: what they stand for (labelled SIMULATED wherever shown) and their
+    combined images/s at a batch size."""
+
+    describe: Callable[[Target], dict]
+    rate: Callable[[Target, int], float]
+
+
 def batch_hw(batch: np.ndarray, layout: str) -> tuple[int, int]:
     """(height, width) of a batch in `layout`."""
     return tuple(batch.shape[1:3]) if layout == NHWC_U8 else tuple(batch.shape[2:4])
 
 
+@dataclass(frozen=True)
+class RunnerInfo:
+    """What a runner takes and how it runs: the one record the pipeline, the input check and the wrappers read.
+    A batch is `layout` (float32 NCHW 0..255, or the uint8 NHWC an AIPP model takes: its dtype and channel
+    position follow), at `input_size` (height, width; None: any), of `batch` images (smallest, largest;
+    largest None: any). `streams`: concurrent infer() calls it is built for (devices, or CPU streams);
+    `host_cores`: cores its inference keeps busy on this host (the pipeline's workers get the rest)."""
+
+    layout: str = NCHW_F32
+    input_size: tuple[int, int] | None = None
+    batch: tuple[int, int | None] = (1, None)
+    streams: int = 1
+    host_cores: int = 0
+
+    def __post_init__(self) -> None:
+        low, high = self.batch
+        if self.layout not in (NCHW_F32, NHWC_U8) or self.streams < 1 or self.host_cores < 0 or low < 1 \
+                or (high is not None and high < low):
+            raise ValueError(f"not a runner's record: {self}")
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(batch_dtype(self.layout))
+
+    @property
+    def channels_last(self) -> bool:
+        return self.layout == NHWC_U8
+
+    @staticmethod
+    def of_children(children: list[Runner], each_stream: bool, layout: str | None = None) -> RunnerInfo:
+        """A wrapper's record from its children's. `each_stream`: every child serves batches at once (a device
+        pool: streams and host cores add up), else one child serves a batch (one per input size: the
+        most of any). The children must agree on the layout; the wrapper takes batches of the sizes they
+        take (none fixed, where their fixed sizes differ) and the batch sizes every child takes. `layout`:
+        the wrapper's own where it converts (AIPP's uint8 NHWC in front of float NCHW); the input size is
+        then the children's to check, after the conversion."""
+        infos = [c.info for c in children]
+        layouts = {i.layout for i in infos}
+        if len(layouts) != 1:
+            raise InputError(f"{', '.join(c.source or c.name for c in children)}: runners of different layouts "
+                             f"({', '.join(sorted(layouts))}) cannot be wrapped as one")
+        sizes = {i.input_size for i in infos}
+        highs = [i.batch[1] for i in infos if i.batch[1] is not None]
+        combine = sum if each_stream else max
+        return RunnerInfo(layout or layouts.pop(), sizes.pop() if len(sizes) == 1 and layout is None else None,
+                          (max(i.batch[0] for i in infos), min(highs) if highs else None),
+                          combine(i.streams for i in infos), combine(i.host_cores for i in infos))
+
+
 class Runner(ABC):
     """Runs a converted model; a context manager so sessions and devices are released.
 
-    `infer` checks every batch against what the model takes (`layout`: float32 NCHW 0..255, or the
-    uint8 NHWC images an AIPP model takes; the model's fixed size and largest batch where it has them)
-    and every output against CenterFace's shapes, then the backend's `_infer` does the work. `close`
-    may be called more than once.
+    `infer` checks every batch against what the model takes (`info`, the runner's one record of it) and
+    every output against CenterFace's shapes, then the backend's `_infer` does the work. `close` may be
+    called more than once.
     """
 
     name: str = "runner"  # the runtime, as reports label it
     source: str = ""  # what it runs (the model file), as errors name it
-    streams: int = 1  # concurrent infer() calls the runner is built for (devices, or CPU streams)
-    host_cores: int = 0  # cores its inference keeps busy on this host (the pipeline's workers get the rest)
-    layout: str = NCHW_F32
-    max_batch: int | None = None  # the largest batch it takes (smaller ones padded); None: any
-    fixed_batch: int | None = None  # the one batch a static model takes; None: any
-    input_size: tuple[int, int] | None = None  # (height, width) a fixed-shape model takes; None: any
+    info: RunnerInfo = RunnerInfo()
     _closed = False
 
     def __enter__(self) -> Runner:
@@ -99,12 +166,17 @@ class Runner(ABC):
         reference to `batch` once it returns (the pipeline reuses its buffers)."""
         self.check_input(batch)
         outputs = self._infer(batch)
-        check_outputs(outputs, (len(batch), 3, *batch_hw(batch, self.layout)), self.source or self.name)
+        check_outputs(outputs, (len(batch), 3, *batch_hw(batch, self.info.layout)), self.source or self.name)
         return outputs
 
     def empty_batch(self, shape: tuple[int, ...]) -> np.ndarray:
-        """A host buffer for batches of `shape` in `layout` (a runner may offer pinned memory)."""
-        return np.empty(shape, batch_dtype(self.layout))
+        """A host buffer for batches of `shape` in its layout (a runner may offer pinned memory)."""
+        return np.empty(shape, self.info.dtype)
+
+    def reported(self) -> dict:
+        """What the runtime reports of itself once compiled (the precision in force, its infer requests),
+        recorded in result.json as `runtime`; {} when it reports nothing beyond `info`."""
+        return {}
 
     def devices(self) -> list[dict]:
         """Per device (chip, GPU, CPU stream): its label, images and busy seconds so far; [] when the
@@ -112,20 +184,21 @@ class Runner(ABC):
         return []
 
     def check_input(self, batch: np.ndarray) -> None:
-        where, shape = self.source or self.name, tuple(batch.shape)
-        if self.layout == NHWC_U8:
-            if batch.dtype != np.uint8 or batch.ndim != 4 or batch.shape[3] != 3:
-                raise InputError(f"{where}: expected a uint8 N x H x W x 3 batch, got {batch.dtype} {shape}")
-        elif batch.dtype != np.float32 or batch.ndim != 4 or batch.shape[1] != 3:
-            raise InputError(f"{where}: expected a float32 N x 3 x H x W batch, got {batch.dtype} {shape}")
-        n = batch.shape[0]
-        if self.fixed_batch is not None and n != self.fixed_batch:
-            raise InputError(f"{where}: a batch of shape {shape} does not fit the model's: it takes exactly {self.fixed_batch}")
-        if self.max_batch is not None and n > self.max_batch:
-            raise InputError(f"{where}: a batch of shape {shape} does not fit the model's: it takes at most {self.max_batch}")
-        if self.input_size is not None and batch_hw(batch, self.layout) != tuple(self.input_size):
+        where, shape, info = self.source or self.name, tuple(batch.shape), self.info
+        channels = batch.shape[3] if info.channels_last else batch.shape[1] if batch.ndim > 1 else None
+        if batch.dtype != info.dtype or batch.ndim != 4 or channels != 3:
+            expected = "N x H x W x 3" if info.channels_last else "N x 3 x H x W"
+            raise InputError(f"{where}: expected a {info.dtype} {expected} batch, got {batch.dtype} {shape}")
+        low, high = info.batch
+        if low == high and len(batch) != low:
+            raise InputError(f"{where}: a batch of shape {shape} does not fit the model's: it takes exactly {low}")
+        if high is not None and len(batch) > high:
+            raise InputError(f"{where}: a batch of shape {shape} does not fit the model's: it takes at most {high}")
+        if len(batch) < low:
+            raise InputError(f"{where}: a batch of shape {shape} does not fit the model's: it takes at least {low}")
+        if info.input_size is not None and batch_hw(batch, info.layout) != tuple(info.input_size):
             raise InputError(f"{where}: a batch of shape {shape} does not fit the model's: it takes "
-                             f"{self.input_size[0]}x{self.input_size[1]} (HxW)")
+                             f"{info.input_size[0]}x{info.input_size[1]} (HxW)")
 
     @abstractmethod
     def _infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
@@ -149,19 +222,22 @@ class Backend(ABC):
     sweep_methods: tuple[str, ...] = ()
     own_quantiser: str | None = None
     accelerator: str | None = None  # the Ray resource one of its devices is ("GPU", "NPU"); None: CPUs only
+    # Optional capabilities, carried only by the backends that have them:
+    emulation: Emulation | None = None  # its device numerics on this CPU (--mode emulate)
+    simulation: Simulation | None = None  # simulated devices (speed only, never an AP)
 
     @property
     def int8(self) -> bool:
         return bool(self.sweep_methods or self.own_quantiser)
 
-    @property
-    def can_emulate(self) -> bool:
-        """Whether `emulate` reproduces this backend's device numerics on the CPU."""
-        return type(self).emulate is not Backend.emulate
-
     @abstractmethod
     def unavailable(self) -> str | None:
         """None when it can run here, else the reason in one line."""
+
+    def unavailable_for(self, target: Target) -> str | None:
+        """None when `target` can run here, else why not (a backend may need more for some targets: a CPU
+        feature for a precision); by default, whether the backend can run here at all."""
+        return self.unavailable()
 
     def unavailable_for_int8(self) -> str | None:
         """None when INT8 calibration can run here (the quantiser's tools too), else why not."""
@@ -178,7 +254,10 @@ class Backend(ABC):
 
     @abstractmethod
     def convert(self, onnx_path: Path, target: Target, workdir: Path) -> Path:
-        """Turn the exported ONNX into this backend's artefact inside `workdir`."""
+        """Turn the exported ONNX into this backend's artefact inside `workdir`, and return the file `runner`
+        opens; an artefact of several files (a model per input size, weights beside a graph) has them beside
+        it in `workdir`. `workdir` may be a staged copy whose files are hard links to the run folder's: replace
+        a file (write a new one, rename it over), never edit one in place."""
 
     def calibrate(self, onnx_path: Path, calib: CalibrationSet, target: Target, out: Path,
                   method: str, keep_float: list[str]) -> Path:
@@ -196,35 +275,14 @@ class Backend(ABC):
     def runner(self, artefact: Path, target: Target) -> Runner:
         """A runner for an artefact `convert` made."""
 
-    def emulate(self, onnx_path: Path, target: Target, calib: CalibrationSet | None, out: Path,
-                log: Callable[[str], None]) -> tuple[list[Path], dict]:
-        """The target's deployed numerics (precision, quantisation scheme) as ONNX model(s) that ONNX
-        Runtime runs on the CPU, one per input size, and a record of the method and of what differs from
-        the device. `calib` is the target's calibration set for INT8 targets."""
-        raise Unavailable(f"target {target.name}: backend {self.name} runs on this machine as it is; "
-                          "there is nothing to emulate (use --mode host)")
-
     def deployed_model(self, out: Path, target: Target) -> Path | None:
         """The model file in `out` that the vendor tool compiles, where the backend writes one (TensorRT's
         typed ONNX): result.json records its sha256 in every mode, and an emulation evaluates that file."""
         return None
 
-    def emulated_input(self, out: Path, target: Target) -> Callable[[Runner], Runner] | None:
-        """How an emulation is fed where the device is not fed float NCHW (AIPP's uint8 HWC): a wrapper
-        around the emulated model's runner, from the files `emulate` wrote in `out`; None: as it is."""
-        return None
-
     def measure(self, target: Target, out: Path, items: list[tuple[str, Path]]) -> dict[str, ToolFigures] | None:
         """The vendor tool's own throughput for the converted models, per batch size, measured on `items`
         where the tool needs real inputs (None: this backend has no such tool)."""
-        return None
-
-    def simulation(self, target: Target) -> dict | None:
-        """What a simulated device stands for (labelled SIMULATED wherever shown); None: a real one."""
-        return None
-
-    def simulated_rate(self, target: Target, batch: int) -> float | None:
-        """The simulated devices' combined images/s at `batch`; None: a real device."""
         return None
 
     def dry_run(self, target: Target, out: Path, shown: Path | None = None) -> list[Step]:

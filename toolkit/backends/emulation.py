@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -24,8 +23,7 @@ from toolkit.backends.base import Runner
 from toolkit.backends.sized import SizedRunner, static_per_size
 from toolkit.errors import InputError
 
-if TYPE_CHECKING:
-    from toolkit.calibration import CalibrationSet
+from toolkit.calibration import CalibrationSet
 
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
 FP16_SUFFIX = "__fp16"

@@ -5,21 +5,20 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from toolkit import fileio, schema
-from toolkit.backends.base import Backend, Runner
+from toolkit.backends.base import Backend, Runner, RunnerInfo
 from toolkit.backends.pool import pool_over
 from toolkit.backends.sized import SizedRunner, static_per_size
+from toolkit.data.preprocess import NCHW_F32
 from toolkit.machine import usable_cores
 from toolkit.errors import InputError
 from toolkit.model.signature import OUTPUT_NAMES
 
-if TYPE_CHECKING:
-    from toolkit.calibration import CalibrationSet
-    from toolkit.targets import Target
+from toolkit.calibration import CalibrationSet
+from toolkit.target import Target
 
 
 MAX_SHARED_STREAMS = 4
@@ -37,14 +36,13 @@ class Layout:
 
 
 def cpu_layout(cores: int, goal: str = "throughput") -> Layout:
-    """The layout for `cores`, from measurements (800x800, batch 1, pure inference):
+    """The layout for `cores`, chosen on `bench --target cpu --batch-sizes 1` (pure inference, 800x800) per
+    layout; the figures are in docs/results.md ("CPU layout"):
 
-    - latency: one call over every core (2 cores: p50 51.6 ms against 96.2, 18.7 images/s against 20.5);
-    - throughput, up to 4 cores: one session, one single-threaded stream a core (2 cores: 20.4
-      images/s against 19.0 for two separate sessions);
-    - throughput, more cores: separate two-threaded sessions (16-core Xeon: 8 x 2 98.1 images/s, 16 x 1
-      89.1 at twice the memory, 4 x 4 84.9, the old one session of 4 x 4 streams 50.0). Separate
-      sessions share no thread pool, so no call waits for another's straggling thread.
+    - latency: one call over every core (lowest p50, a little less throughput);
+    - throughput, up to 4 cores: one session, one single-threaded stream a core;
+    - throughput, more cores: separate two-threaded sessions. Separate sessions share no thread pool, so
+      no call waits for another's straggling thread.
     """
     if goal not in LAYOUTS:
         raise InputError(f"CPU layout {goal!r}: choose from {', '.join(LAYOUTS)}")
@@ -92,14 +90,13 @@ class OnnxRuntimeRunner(Runner):
                  shared_arena: bool = False, streams: int = 1) -> None:
         """One session: `streams` concurrent calls of `threads` intra-op threads each (None: the one-
         session throughput layout of this machine's cores). `shared_arena`: the process's one CPU arena,
-        for one session of several (a bucket each), whose own arenas would each keep their peak (24 GB
+        for one session of several (a bucket each), whose own arenas would each keep their peak (tens of GB
         at batch 16 with six buckets)."""
         import onnxruntime as ort
 
         if threads is None:
             layout = cpu_layout(usable_cores())
             streams, threads = layout.sessions * layout.streams, layout.threads
-        self.streams, self.host_cores = streams, streams * threads
         self.source = "model bytes" if isinstance(model, bytes) else str(model)
         opts = session_options(threads, optimisation)
         if shared_arena:
@@ -116,8 +113,8 @@ class OnnxRuntimeRunner(Runner):
         self.input = inputs[0]
         self.output_names = [o.name for o in self.session.get_outputs()]
         batch, _, height, width = (d if isinstance(d, int) and d > 0 else None for d in self.input.shape)
-        self.fixed_batch = batch
-        self.input_size = (height, width) if height and width else None
+        self.info = RunnerInfo(NCHW_F32, (height, width) if height and width else None,
+                               (batch, batch) if batch else (1, None), streams, streams * threads)
 
     def _infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         try:

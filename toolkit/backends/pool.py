@@ -11,15 +11,13 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from toolkit.backends.base import Runner
+from toolkit.backends.base import Runner, RunnerInfo
 from toolkit.errors import InputError
 
-if TYPE_CHECKING:
-    from toolkit.targets import Target
+from toolkit.target import Target
 
 
 def chosen_devices(target: Target, default: int, every: Callable[[], list[int]], kind: str) -> list[int]:
@@ -62,13 +60,11 @@ class DevicePool(Runner):
             raise ValueError("a device pool needs one label per runner, and at least one runner")
         self.runners, self.labels = runners, labels
         first = runners[0]
-        self.name, self.source, self.layout = first.name, first.source, first.layout
-        self.max_batch, self.fixed_batch, self.input_size = first.max_batch, first.fixed_batch, first.input_size
-        self.streams = sum(r.streams for r in runners)
-        self.host_cores = sum(r.host_cores for r in runners)
+        self.name, self.source = first.name, first.source
+        self.info = RunnerInfo.of_children(runners, each_stream=True)
         self._free: queue.Queue[int] = queue.Queue()
         for i, runner in enumerate(runners):
-            for _ in range(runner.streams):
+            for _ in range(runner.info.streams):
                 self._free.put(i)
         self._images = [0] * len(runners)
         self._busy = [0.0] * len(runners)

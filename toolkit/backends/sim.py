@@ -15,19 +15,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from toolkit import fileio, schema
-from toolkit.backends.base import Backend, Runner, batch_hw
+from toolkit.backends.base import Backend, Runner, RunnerInfo, Simulation, batch_hw
 from toolkit.backends.pool import chosen_devices, pool_over
 from toolkit.data.preprocess import NCHW_F32, NHWC_U8
 from toolkit.errors import InputError
 from toolkit.model.signature import OUTPUT_NAMES, OUTPUT_STRIDE
 
-if TYPE_CHECKING:
-    from toolkit.targets import Target
+from toolkit.target import Target
 
 REFERENCE_IMAGES = 4  # real images whose outputs every simulated batch reuses
 LABEL = "SIMULATED"
@@ -86,14 +84,12 @@ def reference_images() -> list[Path]:
     """Real WIDER images beside the project, spread over its events, else the sample portrait every
     install has."""
     from toolkit.data.wider import list_val_images
-    from toolkit.paths import default_dataset
+    from toolkit.paths import default_dataset, sample_image
 
     root = default_dataset()
     if root is not None:
         return [path for _, path in spread(list_val_images(root))]
-    import matplotlib
-
-    return [Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"]
+    return [sample_image()]
 
 
 def reference_outputs(onnx_path: Path, images: list[np.ndarray]) -> dict[str, np.ndarray]:
@@ -113,15 +109,15 @@ class SimDevice(Runner):
 
     def __init__(self, outputs: dict[tuple[int, int], Outputs], latency: Callable[[int], float], layout: str,
                  name: str) -> None:
-        self.outputs, self.latency, self.layout, self.name = outputs, latency, layout, name  # by (height, width)
+        self.outputs, self.latency, self.name = outputs, latency, name  # by (height, width)
         self.source = name
-        self.input_size = next(iter(outputs)) if len(outputs) == 1 else None
+        self.info = RunnerInfo(layout, next(iter(outputs)) if len(outputs) == 1 else None)
         self._batches: dict[tuple[int, int, int], Outputs] = {}
 
     def check_input(self, batch: np.ndarray) -> None:
         super().check_input(batch)
-        if batch_hw(batch, self.layout) not in self.outputs:
-            raise InputError(f"{self.name}: input {batch_hw(batch, self.layout)} (HxW) is none of its sizes")
+        if batch_hw(batch, self.info.layout) not in self.outputs:
+            raise InputError(f"{self.name}: input {batch_hw(batch, self.info.layout)} (HxW) is none of its sizes")
 
     def _batch_outputs(self, n: int, hw: tuple[int, int]) -> Outputs:
         """The reference outputs repeated to `n` (made once per batch size; read-only, shared)."""
@@ -138,7 +134,7 @@ class SimDevice(Runner):
         wait = self.latency(len(batch))
         if wait > 0:
             time.sleep(wait)
-        return self._batch_outputs(len(batch), batch_hw(batch, self.layout))
+        return self._batch_outputs(len(batch), batch_hw(batch, self.info.layout))
 
 
 def instant(outputs: dict[tuple[int, int], Outputs], layout: str, streams: int) -> Runner:
@@ -180,13 +176,19 @@ class SimBackend(Backend):
                                                                      f"{LABEL} {settings.device}"),
                          "simulated")
 
-    def simulation(self, target: Target) -> dict | None:
-        settings = SimSettings.of(target)
-        return settings.as_dict(len(_ids(target, settings)))
+    @property
+    def simulation(self) -> Simulation:
+        return Simulation(_described, _rate)
 
-    def simulated_rate(self, target: Target, batch: int) -> float | None:
-        settings = SimSettings.of(target)
-        return round(len(_ids(target, settings)) * settings.rate(batch), 2)
+
+def _described(target: Target) -> dict:
+    settings = SimSettings.of(target)
+    return settings.as_dict(len(_ids(target, settings)))
+
+
+def _rate(target: Target, batch: int) -> float:
+    settings = SimSettings.of(target)
+    return round(len(_ids(target, settings)) * settings.rate(batch), 2)
 
 
 def _ids(target: Target, settings: SimSettings) -> list[int]:

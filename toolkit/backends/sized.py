@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from toolkit.backends.base import Runner, batch_hw
+from toolkit.backends.base import Runner, RunnerInfo, batch_hw
 from toolkit.errors import InputError
 
 
@@ -24,22 +24,18 @@ class SizedRunner(Runner):
 
     def __init__(self, runners: dict[tuple[int, int], Runner], name: str) -> None:
         self.runners, self.name = runners, name  # (height, width) -> runner
-        layouts = {r.layout for r in runners.values()}
-        if len(layouts) != 1:
-            raise InputError(f"{name}: its per-size runners take different layouts ({', '.join(sorted(layouts))})")
-        (self.layout,) = layouts
-        self.streams = max(r.streams for r in runners.values())
+        self.info = RunnerInfo.of_children(list(runners.values()), each_stream=False)
         self.source = ", ".join(r.source for r in runners.values())
 
     def check_input(self, batch: np.ndarray) -> None:
         super().check_input(batch)
-        if batch_hw(batch, self.layout) not in self.runners:
-            height, width = batch_hw(batch, self.layout)
+        if batch_hw(batch, self.info.layout) not in self.runners:
+            height, width = batch_hw(batch, self.info.layout)
             raise InputError(f"{self.name}: input {height}x{width} (HxW) is none of its sizes "
                              f"({', '.join(f'{h}x{w}' for h, w in self.runners)})")
 
     def _infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        return self.runners[batch_hw(batch, self.layout)].infer(batch)
+        return self.runners[batch_hw(batch, self.info.layout)].infer(batch)
 
     def _release(self) -> None:
         for runner in getattr(self, "runners", {}).values():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from toolkit import __version__, runfolder, targets
+from toolkit import __version__, backends, runfolder, targets
 from toolkit.cli import bench, calibrate, containers, doctor, evaluate, infer, model, report
 from toolkit.cli.common import handle_errors, out
 
@@ -26,11 +26,15 @@ def targets_cmd() -> None:
         t = targets.load(name)
         pre = t.preprocess
         shape = f"{len(pre.buckets)} buckets" if pre.mode == "buckets" else pre.describe().replace("letterbox ", "")
-        rows.append((t.name, t.backend, t.precision, shape, t.runs_in, t.description))
-    table = Table(title="targets", box=None, pad_edge=False)  # one line a target: only the description gives way
-    for i, col in enumerate(("name", "backend", "precision", "input", "runs in")):
-        table.add_column(col, no_wrap=True, min_width=max(len(col), *(len(r[i]) for r in rows)))
-    table.add_column("description", no_wrap=True, overflow="ellipsis")
+        here = "no" if backends.get(t.backend).unavailable_for(t) else "yes"
+        rows.append((t.name, t.precision, shape, t.runs_in, here, t.description))
+    table = Table(title="targets (here: whether it can run on this machine; doctor says why)", box=None, pad_edge=False)
+    widths = [max(len(col), *(len(r[i]) for r in rows)) for i, col in enumerate(("name", "precision", "input", "runs in", "here"))]
+    for col, width in zip(("name", "precision", "input", "runs in", "here"), widths):
+        table.add_column(col, no_wrap=True, min_width=width)
+    # one line a target: the description gives way, to the width the other columns leave
+    table.add_column("description", no_wrap=True, overflow="ellipsis",
+                     max_width=max(11, out.width - sum(widths) - 2 * len(widths)))
     for row in rows:
         table.add_row(*row)
     out.print(table)

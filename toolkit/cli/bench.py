@@ -14,8 +14,9 @@ from toolkit.cli.containers import AddressOpt, DeviceIdsOpt, EngineOpt, ModeOpt,
 from toolkit.containers.launch import resolve_mode
 from toolkit.data.preprocess import Preprocess, describe_preprocess
 from toolkit.errors import InputError
-from toolkit.flows.bench import BenchOptions, benchmark
+from toolkit.flows.bench import BATCHES_PER_STREAM, BenchOptions, benchmark
 from toolkit.paths import default_dataset, runs_dir
+from toolkit.target import Target
 
 
 def _batch_sizes(text: str) -> list[int]:
@@ -25,7 +26,7 @@ def _batch_sizes(text: str) -> list[int]:
         raise InputError(f"batch sizes {text!r}: expected a list such as 1,16") from None
 
 
-def _input(spec: targets.Target, preprocess: str | None, size: str | None) -> Preprocess:
+def _input(spec: Target, preprocess: str | None, size: str | None) -> Preprocess:
     """The benchmark's input: as given, else the target's fixed-shape input, else letterbox 800x800
     (native sizes differ from image to image, so they cannot fill a batch)."""
     if preprocess is None and size is None:
@@ -37,7 +38,7 @@ def _input(spec: targets.Target, preprocess: str | None, size: str | None) -> Pr
 def bench_cmd(
     target: Annotated[str, typer.Option(help="Target name (a file in targets/).")] = "cpu",
     batch_sizes: Annotated[str, typer.Option(help="Comma-separated batch sizes.")] = "1,16",
-    images: Annotated[int, typer.Option(help="Real images per measurement (end to end runs over all of them).")] = 64,
+    images: Annotated[Optional[int], typer.Option(help=f"Real images per measurement (end to end runs over all of them; default: {BATCHES_PER_STREAM} batches a stream at the largest batch size).")] = None,
     warmup: Annotated[int, typer.Option(help="Warm-up runs before timing pure inference.")] = 3,
     iters: Annotated[int, typer.Option(help="Timed pure-inference runs per batch size (shared by the runner's streams).")] = 40,
     preprocess: Annotated[Optional[str], typer.Option(help="letterbox, buckets or native (default: the target's input when it is letterbox or buckets, else letterbox 800x800).")] = None,

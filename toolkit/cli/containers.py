@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from toolkit import targets
+from toolkit import backends, targets
 from toolkit.cli.common import console, handle_errors, out
 from toolkit.containers import base_image, images
 from toolkit.containers.config import ContainerConfig
@@ -30,8 +30,11 @@ def build_cmd(
     no_cache: Annotated[bool, typer.Option(help="Rebuild every layer.")] = False,
 ) -> None:
     """Build the target's image (docker/<family>.Dockerfile) through the Docker SDK, tagged centerface-toolkit/<target>:<version>."""
-    config = ContainerConfig.of(targets.load(target))
-    options = images.BuildOptions(base, extra_ca_cert, index_url, no_cache)
+    chosen = targets.load(target)
+    config = ContainerConfig.of(chosen)
+    emulable = backends.get(chosen.backend).emulation is not None
+    options = images.BuildOptions(base, extra_ca_cert, index_url, no_cache, without_image=(
+        f"`make target={target} MODE=emulate` gives its emulated AP on this host, with no image" if emulable else None))
     console.print(f"building {config.image} from {config.dockerfile_in_context} "
                   f"(base {images.base_image_for(config, options)})")
     built = images.build(config, options, lambda line: console.out(line, highlight=False))

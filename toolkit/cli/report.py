@@ -7,19 +7,31 @@ from typing import Annotated, Optional
 
 import typer
 from rich.markup import escape
+from rich import box
 from rich.table import Table
 
 from toolkit.cli.common import console, handle_errors, in_range, out
-from toolkit.errors import Exited
+from toolkit.errors import Exited, InputError
 from toolkit.flows.report import compare_runs, write_report
 from toolkit.paths import runs_dir
 
 STATUS_STYLE = {"passed": "green", "ran-but-failed-accuracy": "yellow", "failed": "red", "emulated": "cyan",
-                "unavailable": "magenta", "published": "dim", "simulated": "blue"}
-# The terminal shows these; Markdown and JSON carry every column (device, SDK, all deltas).
-SHOWN = {"target": "target", "precision": "prec", "preprocess": "preprocess", "batch": "bs", "status": "status", "size_mb": "MB",
-         "easy": "easy", "medium": "medium", "hard": "hard", "delta_hard": "Δhard", "e2e_images_per_s": "e2e/s",
-         "infer_images_per_s": "infer/s", "tool_images_per_s": "tool/s", "p50_ms": "p50 ms", "p99_ms": "p99 ms", "devices": "devices", "runs_in": "runs in"}
+                "published": "dim", "simulated": "blue"}
+STATUS_SHOWN = {"ran-but-failed-accuracy": "AP below"}  # the terminal's shorter words; JSON keeps the full ones
+# The terminal's columns (header), the core first; --wide adds the rest. Markdown and JSON carry every column.
+CORE = {"target": "target", "precision": "prec", "preprocess": "input", "batch": "bs", "status": "status",
+        "easy": "easy", "medium": "medium", "hard": "hard", "delta_hard": "Δhard", "e2e_images_per_s": "e2e/s",
+        "infer_images_per_s": "infer/s", "devices": "dev"}
+WIDE = {"size_mb": "MB", "delta_easy": "Δeasy", "delta_medium": "Δmedium", "tool_images_per_s": "tool/s",
+        "p50_ms": "p50 ms", "p99_ms": "p99 ms", "runs_in": "runs in", "device": "device"}
+TEXT = ("target", "preprocess", "runs_in", "device")  # these give way (fold) when the terminal is narrow
+# One block per kind of row, in this order; `target` rows (cannot run here) are one line each below. Where a
+# block's title says its rows' status, the status column is left out.
+BLOCKS = {"measured": "measured here", "calibration": "INT8 calibration configurations (measured here)",
+          "emulated": "EMULATED on this CPU: the device's numerics, never its speed",
+          "simulated": "SIMULATED devices: host-side speed only, never an AP", "published": "published figures"}
+AP_COLUMNS = ("easy", "medium", "hard")
+STATUS_IN_TITLE = ("emulated", "simulated", "published")
 
 
 @handle_errors
@@ -29,22 +41,66 @@ def report_cmd(
     reference: Annotated[Optional[str], typer.Option(help="Run folder every AP delta is measured against (default: the run of the target whose file says ap_reference = true, CPU FP32).")] = None,
     json_path: Annotated[Optional[Path], typer.Option("--json", help="Write the table as JSON (default <runs>/report.json).")] = None,
     markdown_path: Annotated[Optional[Path], typer.Option("--markdown", help="Write the table as Markdown (default <runs>/report.md).")] = None,
+    target: Annotated[Optional[str], typer.Option(help="Show only this target's rows (the files keep every row).")] = None,
+    wide: Annotated[bool, typer.Option(help="Every column (size, all deltas, the vendor tool, latency, where it ran).")] = False,
 ) -> None:
     """One table over every run's result.json (plus published references), as rich, Markdown, JSON and PNG plots."""
     root = runs or runs_dir()
     in_range("--tolerance", tolerance, 0)
     table, written = write_report(root, tolerance, reference, json_path, markdown_path)
-    rich_table = Table(title=f"CenterFace across targets ({root}); deltas in AP points vs {reference or 'CPU FP32'}")
-    for col, header in SHOWN.items():
-        rich_table.add_column(header, justify="left" if col in ("target", "status") else "right")
-    for row in table:
-        style = STATUS_STYLE.get(row["status"], "")
-        rich_table.add_row(*("" if row.get(c) is None else escape(str(row[c])) for c in SHOWN), style=style)
-    out.print(rich_table)
-    for row in table:
-        if row["reason"]:
-            console.print(escape(f"{row['target']}: {row['status']}: {row['reason']}"))
-    out.print(f"wrote {', '.join(map(str, written))}")
+    shown = [r for r in table if target is None or r["target"].split(" [")[0] == target]
+    if target is not None and not shown:
+        raise InputError(f"--target {target}: no row of that target in {root}",
+                         f"run it first: python -m toolkit run --target {target}")
+    columns = {**CORE, **WIDE} if wide else CORE
+    out.print(f"CenterFace across targets ({root}); AP deltas in points vs {reference or 'CPU FP32'}")
+    for kind, title in BLOCKS.items():
+        block = [r for r in shown if r["source"] == kind and r["status"] != "unavailable"]
+        if block:
+            shown_columns = {c: h for c, h in columns.items() if c != "status" or kind not in STATUS_IN_TITLE}
+            out.print(f"\n[bold]{escape(title)}[/]")
+            out.print(_block(block, shown_columns))
+    for row in shown:
+        if row["status"] == "unavailable" or (row["reason"] and row["status"] in ("failed", "ran-but-failed-accuracy")):
+            out.print(escape(f"{row['target']}: {row['status']}: {row['reason']}"), no_wrap=True, overflow="ellipsis",
+                      crop=True)
+    out.print(escape(f"wrote {', '.join(map(str, written))}"))
+
+
+def _block(rows: list[dict], columns: dict[str, str]) -> Table:
+    """One kind of row as a table of the columns some row of it fills (AP whole, 4 decimals)."""
+    filled = [c for c in columns if any(r.get(c) is not None for r in rows)]
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1), collapse_padding=True)
+    for col in filled:
+        table.add_column(columns[col], justify="left" if col in TEXT or col == "precision" else "right",
+                         no_wrap=col not in TEXT, overflow="fold")
+    for row in rows:
+        table.add_row(*(escape(_cell(row, c)) for c in filled), style=STATUS_STYLE.get(row["status"], ""))
+    return table
+
+
+def _cell(row: dict, column: str) -> str:
+    value = row.get(column)
+    if value is None:
+        return ""
+    if column in AP_COLUMNS:
+        return f"{value:.4f}"
+    if column == "status":
+        return STATUS_SHOWN.get(value, value)
+    if column == "preprocess":
+        return _short_input(str(value))
+    return str(value)
+
+
+def _short_input(label: str) -> str:
+    """The input in a few characters (the Markdown and JSON keep the whole label): letterbox WxH as WxH,
+    buckets as their count, AP and speed at different inputs as `AP's / speed's`."""
+    if " (AP) / " in label:
+        ap, speed = label.removesuffix(" (speed)").split(" (AP) / ")
+        return f"{_short_input(ap)} / {_short_input(speed)}"
+    if label.startswith("buckets ") and "," in label:
+        return f"{label.count(',') + 1} buckets"
+    return label.removeprefix("letterbox ")
 
 
 @handle_errors

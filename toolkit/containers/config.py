@@ -8,7 +8,7 @@ from pathlib import Path
 from toolkit import PROJECT, __version__
 from toolkit.errors import InputError
 from toolkit.paths import REPO_ROOT
-from toolkit.targets import Target
+from toolkit.target import Target
 
 DEVICE_KINDS = ("none", "ascend", "nvidia")
 USERS = ("host", "root")  # host: the invoking user's uid:gid, so run folders stay theirs

@@ -25,6 +25,7 @@ class BuildOptions:
     extra_ca_cert: Path | None = None
     index_url: str | None = None  # a PyPI mirror or index
     no_cache: bool = False
+    without_image: str | None = None  # what gives a result on this host with no image (emulation), for hints
 
 
 def base_image_for(config: ContainerConfig, options: BuildOptions) -> str:
@@ -51,7 +52,7 @@ def build(config: ContainerConfig, options: BuildOptions, log: Callable[[str], N
     client = engine.client()
     args = build_args(config, options)
     context = build_context(options.extra_ca_cert)  # checks the certificate before any pull
-    ensure_base(client, args["BASE_IMAGE"], log)
+    ensure_base(client, args["BASE_IMAGE"], options.without_image, log)
     tail: deque[str] = deque(maxlen=LOG_TAIL)
     step = ""
     stream = client.api.build(
@@ -82,8 +83,9 @@ class BuildFailed(ToolkitError):
                          f"the step's last lines:\n{shown}" if tail else None)
 
 
-def ensure_base(client, base: str, log: Callable[[str], None]) -> None:
-    """The base image is here, or pulled now; if neither, say which image and how to give another."""
+def ensure_base(client, base: str, without_image: str | None, log: Callable[[str], None]) -> None:
+    """The base image is here, or pulled now; if neither, say which image, how to give another, and what
+    gives a result with no image at all."""
     from docker.errors import APIError, ImageNotFound
 
     try:
@@ -98,7 +100,8 @@ def ensure_base(client, base: str, log: Callable[[str], None]) -> None:
         reason = (exc.explanation or str(exc)).splitlines()[0]
         raise InputError(f"base image {base} is not on this host and cannot be pulled ({reason})",
                          f"pass --base-image IMAGE; with no registry, `python -m toolkit base-image` makes "
-                         f"{OFFLINE_BASE} (Debian's Python, for the CPU targets)") from None
+                         f"{OFFLINE_BASE} (Debian's Python, for the CPU targets)"
+                         + (f"; {without_image}" if without_image else "")) from None
 
 
 def require_image(config: ContainerConfig):

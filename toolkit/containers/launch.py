@@ -3,15 +3,14 @@ own CLI in the target's image on the (staged) run folder, and note which image r
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from toolkit import fileio, runfolder
+from toolkit import result_file, runfolder
 from toolkit.containers import engine, images, runspec
 from toolkit.containers.config import ContainerConfig
 from toolkit.errors import Exited, InputError
 from toolkit.paths import cache_dir
-from toolkit.targets import Target
+from toolkit.target import Target
 
 MODES = ("auto", "host", "container", "emulate")
 
@@ -72,16 +71,15 @@ def in_container(config: ContainerConfig, cli_args: list[str], run_dir: Path, da
     return image_id
 
 
-def record_image(result_path: Path, config: ContainerConfig, image_id: str, data: Path | None,
+def record_image(run_dir: Path, config: ContainerConfig, image_id: str, data: Path | None,
                  device_ids: list[int] | str | None = None) -> None:
     """Note in result.json which image (tag, id, size) the run came from, the dataset's host path, and the
     host's ids of the chips the container numbered 0, 1, ... (its own ids are those)."""
-    result = json.loads(result_path.read_text())
     image = engine.client().images.get(image_id)
-    result["container"] = {"image": config.image, "id": image_id, "size_bytes": image.attrs.get("Size")}
+    record = {"container": {"image": config.image, "id": image_id, "size_bytes": image.attrs.get("Size")}}
     host_device_ids = runspec.host_chips() if device_ids == "all" and config.devices == "ascend" else device_ids
     if isinstance(host_device_ids, list):
-        result["container"]["devices"] = [{"host_id": h, "container_id": i} for i, h in enumerate(host_device_ids)]
+        record["container"]["devices"] = [{"host_id": h, "container_id": i} for i, h in enumerate(host_device_ids)]
     if data is not None:
-        result["dataset"] = str(data)
-    fileio.write_json(result_path, result)
+        record["dataset"] = str(data)
+    result_file.write(run_dir, record)

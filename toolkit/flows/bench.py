@@ -9,20 +9,22 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from toolkit import backends, bench, fileio, machine, runfolder
+from toolkit import backends, bench, fileio, machine, result_file, runfolder
 from toolkit.backends.base import Backend, Runner
 from toolkit.chain import ChainOptions, converted, dataset_items, run_chain, sample_images
-from toolkit.cluster import RayEngine
+from toolkit.cluster import RayEngine, check_engine_mode
 from toolkit.containers import launch
 from toolkit.data.images import read_rgb
 from toolkit.data.preprocess import NCHW_F32, Preprocess
 from toolkit.errors import InputError
 from toolkit.model import weights
 from toolkit.pipeline import check_batch_size
-from toolkit.targets import Target
+from toolkit.progress import counter
+from toolkit.target import Target
 
 RESULT = "bench.json"
 EXPORTED = "centerface.onnx"  # the run folder's export (every target has one)
+BATCHES_PER_STREAM = 6
 
 
 @dataclass(frozen=True)
@@ -32,7 +34,7 @@ class BenchOptions:
     data: Path | None  # WIDER root; None: the sample image, repeated
     pre: Preprocess
     batch_sizes: list[int]
-    images: int = 64
+    images: int | None = None  # None: BATCHES_PER_STREAM batches a stream at the largest batch size
     warmup: int = 3
     iters: int = 40
     compare: bool = False
@@ -43,7 +45,7 @@ class BenchOptions:
         """The same bench as `python -m toolkit` arguments (what the target's image runs)."""
         sizes = ",".join(f"{w}x{h}" for w, h in self.pre.sizes()) if self.pre.mode != "native" else None
         return ["bench", "--target", self.target.name, "--batch-sizes", ",".join(map(str, self.batch_sizes)),
-                "--images", str(self.images), "--warmup", str(self.warmup), "--iters", str(self.iters),
+                *(["--images", str(self.images)] if self.images else []), "--warmup", str(self.warmup), "--iters", str(self.iters),
                 "--preprocess", self.pre.mode, *(["--size", sizes] if sizes else []),
                 *(["--compare"] if self.compare else []), *(["--capacity"] if self.capacity else []),
                 *launch.device_flags(self.target)]
@@ -55,7 +57,7 @@ def check(opts: BenchOptions) -> None:
                          "each once, such as 1,16")
     for bs in opts.batch_sizes:
         check_batch_size(bs, opts.target.preprocess.sizes())
-    if opts.images < 1 or opts.iters < 1 or opts.warmup < 0:
+    if (opts.images is not None and opts.images < 1) or opts.iters < 1 or opts.warmup < 0:
         raise InputError("--images and --iters must be 1 or more, --warmup 0 or more")
 
 
@@ -69,8 +71,7 @@ def benchmark(opts: BenchOptions, where: str, json_path: Path | None, log: Calla
         raise InputError(f"target {spec.name}: bench measures speed, and an emulation's speed is this CPU's, not the "
                          "device's", "run --mode emulate gives the emulated AP; bench --target cpu-buckets the CPU's speed")
     device_ids = spec.device_ids
-    if opts.cluster is not None and where != "host":
-        raise InputError(f"--engine ray with --mode {where}: the driver runs on the host", "pass --mode host")
+    check_engine_mode(opts.cluster, where)
     if where == "container":
         config = launch.built_image(spec, device_ids)
         with runfolder.transaction(opts.run_dir, f"bench --target {spec.name}", reads=opts.data) as staged:
@@ -79,12 +80,12 @@ def benchmark(opts: BenchOptions, where: str, json_path: Path | None, log: Calla
             if json_path:
                 fileio.write_json(json_path, result)
         return result
-    backend = backends.require(spec.backend, spec.name)
-    items = dataset_items(opts.data, opts.images) if opts.data else sample_images() * opts.images
+    backend = backends.require(spec)
     with runfolder.transaction(opts.run_dir, f"bench --target {spec.name}", reads=opts.data) as staged:
-        result = _measure(opts, backend, staged, items, log, progress)
+        result = _measure(opts, backend, staged, log, progress)
         fileio.write_json(staged / RESULT, result)
-        _merge_into_result(staged / "result.json", result)
+        result_file.write(staged, {"bench": {k: v for k, v in result.items() if k not in ("machine", "versions")}},
+                          defaults={"target": result["target"]})
         if json_path:
             fileio.write_json(json_path, result)
     return result
@@ -101,33 +102,38 @@ def _model(opts: BenchOptions, run_dir: Path, log: Callable[[str], None]) -> Pat
     return artefact
 
 
-def _measure(opts: BenchOptions, backend: Backend, run_dir: Path, items: list, log: Callable[[str], None],
-             progress) -> dict:
+def bench_images(opts: BenchOptions, runner: Runner) -> list[tuple[str, Path]]:
+    """--images real images, else enough for BATCHES_PER_STREAM batches a stream at the largest batch size
+    (fewer batches make the end-to-end figure swing with the first and last batch)."""
+    count = opts.images or BATCHES_PER_STREAM * max(opts.batch_sizes) * runner.info.streams
+    return dataset_items(opts.data, count) if opts.data else sample_images() * count
+
+
+def _measure(opts: BenchOptions, backend: Backend, run_dir: Path, log: Callable[[str], None], progress) -> dict:
     spec = opts.target
     artefact = _model(opts, run_dir, log)
     log(f"benchmarking {artefact.name}")
-    result: dict = {"target": spec.name, "backend": backend.name, "preprocess": opts.pre.as_dict(), "images": len(items),
-                    "threshold": spec.threshold, "batch_sizes": {}, "machine": machine.describe(),
-                    "versions": {**machine.versions(), "backend": backend.version()}}
-    simulation = backend.simulation(spec)
-    if simulation:
-        result["simulation"] = simulation
     with backend.runner(artefact, spec) as runner, contextlib.ExitStack() as closing:
+        items = bench_images(opts, runner)
+        result: dict = {"target": spec.name, "backend": backend.name, "preprocess": opts.pre.as_dict(),
+                        "images": len(items), "threshold": spec.threshold, "batch_sizes": {}, "machine": machine.describe(),
+                        "versions": {**machine.versions(), "backend": backend.version()},
+                        "runtime": runner.reported() or None}
+        if backend.simulation is not None:
+            result["simulation"] = backend.simulation.describe(spec)
         probe = closing.enter_context(_instant_devices(run_dir, runner, items, opts.pre)) if opts.capacity else None
         for bs in opts.batch_sizes:
-            task = progress.add_task(f"batch {bs}", total=len(items)) if progress else None
             figures = bench.bench_batch(runner, items, opts.pre, bs, spec.threshold, opts.warmup, opts.iters,
-                                        (lambda n, t=task: progress.advance(t, n)) if progress else None)
-            rate = backend.simulated_rate(spec, bs)
-            if rate:
+                                        counter(progress, f"batch {bs}", len(items)))
+            if backend.simulation is not None:
+                rate = backend.simulation.rate(spec, bs)
                 figures["simulated_rate"] = rate
                 figures["e2e_over_simulated"] = round(figures["e2e"]["throughput"] / rate, 3)
             if opts.cluster is not None:
                 figures["ray"] = _on_cluster(opts, artefact, items, bs, figures["e2e"]["throughput"], progress)
             if probe is not None:
-                task = progress.add_task(f"capacity, batch {bs}", total=len(items)) if progress else None
                 figures["capacity"] = bench.capacity(probe, items, opts.pre, bs, spec.threshold,
-                                                     (lambda n, t=task: progress.advance(t, n)) if progress else None)
+                                                     counter(progress, f"capacity, batch {bs}", len(items)))
             result["batch_sizes"][str(bs)] = figures
         if opts.compare:
             result["compare"] = _compare(runner, weights.fetch(), items, opts)
@@ -137,9 +143,9 @@ def _measure(opts: BenchOptions, backend: Backend, run_dir: Path, items: list, l
 def _on_cluster(opts: BenchOptions, artefact: Path, items: list, batch_size: int, local_rate: float,
                 progress) -> dict:
     """End to end over the same images sharded over Ray workers, and its ratio to the local run."""
-    task = progress.add_task(f"ray, {opts.cluster.workers} workers, batch {batch_size}", total=len(items)) if progress else None
+    advance = counter(progress, f"ray, {opts.cluster.workers} workers, batch {batch_size}", len(items))
     times = opts.cluster.run(items, opts.target.overridden(None, batch_size), artefact, batch_size,
-                             lambda *a: None, set(), (lambda n: progress.advance(task, n)) if progress else None)
+                             lambda *a: None, set(), advance)
     found = times.summary(opts.cluster)
     return {"throughput": found["images_per_s"], "over_local": round(found["images_per_s"] / local_rate, 3), **found}
 
@@ -153,27 +159,20 @@ def _instant_devices(run_dir: Path, runner: Runner, items: list, pre: Preprocess
     outputs = {(h, w): sim.reference_outputs(run_dir / EXPORTED,
                                              [Preprocess("letterbox", w, h).image_u8(rgb)[0] for rgb in images])
                for w, h in pre.sizes()}
-    return sim.instant(outputs, runner.layout, runner.streams)
+    return sim.instant(outputs, runner.info.layout, runner.info.streams)
 
 
 def _compare(ours: Runner, official_onnx: Path, items: list, opts: BenchOptions) -> dict:
     """Pure inference at batch 1 on the same real image for our runner and each peer, each labelled
     by its runtime's own name."""
-    from toolkit.peers import PEERS
+    from toolkit.peers import peers
 
     image = opts.pre.image_u8(read_rgb(items[0][1]))[0]
     batch = bench.real_batch([image], 1, NCHW_F32)  # what the peers take
     mine = f"toolkit ({ours.name})"
-    figures = {mine: bench.pure_inference(ours, bench.real_batch([image], 1, ours.layout), opts.warmup, opts.iters)}
-    for peer_cls in PEERS:
+    figures = {mine: bench.pure_inference(ours, bench.real_batch([image], 1, ours.info.layout), opts.warmup, opts.iters)}
+    for peer_cls in peers():
         with peer_cls(official_onnx) as peer:
             figures[peer.name] = bench.pure_inference(peer, batch, opts.warmup, opts.iters)
     ours_rate = figures[mine]["throughput"]
     return {name: {**f, "ours_over_this": round(ours_rate / f["throughput"], 3)} for name, f in figures.items()}
-
-
-def _merge_into_result(path: Path, bench_result: dict) -> None:
-    """Add the figures to the run's result.json (created if the run has none yet)."""
-    result = json.loads(path.read_text()) if path.is_file() else {"target": bench_result["target"]}
-    result["bench"] = {k: v for k, v in bench_result.items() if k not in ("machine", "versions")}
-    fileio.write_json(path, result)

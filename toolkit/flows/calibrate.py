@@ -10,7 +10,7 @@ from toolkit import backends, calibration, quantization, runfolder
 from toolkit.chain import Stages, check_limit, export_model
 from toolkit.data import wider
 from toolkit.errors import InputError, Unavailable
-from toolkit.targets import Target
+from toolkit.target import Target
 
 
 def calibrate_target(target: Target, data_root: Path | None, run_dir: Path, methods: list[str] | None,

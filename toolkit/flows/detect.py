@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 from toolkit import fileio, pipeline, runfolder
@@ -12,6 +11,7 @@ from toolkit.draw import draw, save
 from toolkit.errors import InputError
 from toolkit.model.signature import check_onnx_file
 from toolkit.postprocess import Detections
+from toolkit.progress import counter
 
 RESULT = "detections.json"
 PICTURES = "pictures"
@@ -34,10 +34,9 @@ def detect(files: list[Path], out_dir: Path, model: Path | None, pre: Preprocess
     source = model if model else official.dynamic_model_bytes(weights.fetch())
     with runfolder.transaction(out_dir, "detect", fresh=(PICTURES, RESULT)) as staged:
         with OnnxRuntimeRunner(source) as runner:
-            task = progress.add_task("detect", total=len(files)) if progress else None
-            advance: Callable[[int], None] | None = (lambda n: progress.advance(task, n)) if progress else None
             pipeline.run([(str(i), f) for i, f in enumerate(files)], runner, pre,
-                         lambda key, det, _o: found.__setitem__(key, det), threshold=threshold, on_progress=advance)
+                         lambda key, det, _o: found.__setitem__(key, det), threshold=threshold,
+                         on_progress=counter(progress, "detect", len(files)))
         by_file = {str(f): found[str(i)] for i, f in enumerate(files)}
         if pictures:
             for i, f in enumerate(files):

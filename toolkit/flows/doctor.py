@@ -26,6 +26,7 @@ def checks() -> list[Check]:
     for name in backends.names():
         found += backends.get(name).checks()
     for name in targets.available():
-        reason = backends.get(targets.load(name).backend).unavailable()
+        target = targets.load(name)
+        reason = backends.get(target.backend).unavailable_for(target)
         found.append(Check(f"target: {name}", reason is None, reason or "can run here"))
     return found

@@ -9,11 +9,11 @@ from pathlib import Path
 
 from toolkit import backends, fileio, runfolder
 from toolkit.chain import ChainOptions, run_chain
+from toolkit.cluster import check_engine_mode
 from toolkit.containers import launch, runspec
 from toolkit.containers.config import ContainerConfig
-from toolkit.errors import InputError, Unavailable
 from toolkit.model.signature import check_onnx_file
-from toolkit.targets import Target
+from toolkit.target import Target
 
 
 def container_args(opts: ChainOptions, passed: list[tuple[str, object]]) -> list[str]:
@@ -27,13 +27,8 @@ def run_target(opts: ChainOptions, where: str, passed: list[tuple[str, object]],
     """The chain into `opts.out_dir`, which changes only if all of it succeeds. Returns the result of a
     host run that inferred (a container run shows its own). The target's device ids pick the chips."""
     device_ids = opts.target.device_ids
-    if opts.cluster is not None and where != "host":
-        raise InputError(f"--engine ray with --mode {where}: the driver runs on the host; the target's image joins "
-                         "the cluster as a worker (see the README)", "pass --mode host")
+    check_engine_mode(opts.cluster, where)
     config = launch.built_image(opts.target, device_ids) if where == "container" else None  # before any work
-    if where == "emulate" and not backends.get(opts.target.backend).can_emulate:
-        raise Unavailable(f"target {opts.target.name}: backend {opts.target.backend} runs on this machine as it is; "
-                          "there is nothing to emulate (use --mode host)")
     with runfolder.transaction(opts.out_dir, f"run --target {opts.target.name} --mode {where}",
                                reads=opts.data) as staged:
         here = replace(opts, out_dir=staged, emulate=where == "emulate")
@@ -45,7 +40,7 @@ def run_target(opts: ChainOptions, where: str, passed: list[tuple[str, object]],
         if set(opts.stages) - {"export"}:
             image_id = launch.in_container(config, container_args(opts, passed), staged, opts.data, device_ids, log)
             if "infer" in opts.stages:
-                launch.record_image(staged / "result.json", config, image_id, opts.data, device_ids)
+                launch.record_image(staged, config, image_id, opts.data, device_ids)
     return None
 
 
@@ -62,7 +57,7 @@ def plan(opts: ChainOptions, where: str, passed: list[tuple[str, object]]) -> di
     with runfolder.transaction(shown_dir, "run --dry-run", reads=opts.data) as staged:
         steps = backend.dry_run(target, staged, shown)
         made = {"target": target.name, "backend": target.backend, "precision": target.precision,
-                "run_folder": str(shown_dir), "runs_in": where, "unavailable": backend.unavailable(),
+                "run_folder": str(shown_dir), "runs_in": where, "unavailable": backend.unavailable_for(target),
                 "container": container,
                 "steps": [{"title": s.title, "command": s.command, "shell": s.shell() if s.command else None,
                            "writes": s.writes} for s in steps]}
@@ -72,7 +67,7 @@ def plan(opts: ChainOptions, where: str, passed: list[tuple[str, object]]) -> di
 
 def convert_model(target: Target, onnx_path: Path, out_dir: Path) -> Path:
     """The target's artefact from an exported ONNX, into the run folder `out_dir`."""
-    backend = backends.require(target.backend, target.name)
+    backend = backends.require(target)
     check_onnx_file(onnx_path)
     with runfolder.transaction(out_dir, f"convert --target {target.name}") as staged:
         made = backend.convert(onnx_path.resolve(), target, staged)

@@ -151,11 +151,24 @@ def _published_beside(runs: list[dict]) -> dict[str, str]:
             and (published := targets.load(r["target"]).published)}
 
 
+FLOAT_NAMES = {"f32": "fp32", "f16": "fp16", "bf16": "bf16"}  # a runtime's type names, as target files say them
+
+
+def precision_in_force(r: dict) -> str | None:
+    """The precision the runtime reported it computes in (result.json `runtime`, from the run or its bench),
+    else the target file's: INT8 with its float parts, such as int8/bf16."""
+    runtime = r.get("runtime") or (r.get("bench") or {}).get("runtime") or {}
+    floats = FLOAT_NAMES.get(runtime.get("precision_in_force"), runtime.get("precision_in_force"))
+    if floats is None:
+        return r.get("precision")
+    return f"int8/{floats}" if r.get("precision") == "int8" else floats
+
+
 def _measured_rows(r: dict, ref: dict | None, tolerance: float) -> list[dict]:
     st, reason = status(r, ref, tolerance)
     ap = r.get("ap") or {}
     base = {
-        "source": "measured", "target": r["_run"], "precision": r.get("precision"), "status": st,
+        "source": "measured", "target": r["_run"], "precision": precision_in_force(r), "status": st,
         "reason": reason,
         "size_mb": round(r["artefacts"]["converted_bytes"] / 2**20, 2) if r.get("artefacts") else None,
         **{s: ap.get(s) for s in SETTINGS}, **ap_deltas(ap, ref),
@@ -246,7 +259,7 @@ def unavailable_rows(runs: list[dict]) -> list[dict]:
         if name in seen:
             continue
         target = targets.load(name)
-        reason = backends.get(target.backend).unavailable()
+        reason = backends.get(target.backend).unavailable_for(target)
         if reason:
             found.append({**dict.fromkeys(COLUMNS), "source": "target", "target": name, "precision": target.precision,
                           "preprocess": target.preprocess.describe(), "status": "unavailable", "reason": reason})
@@ -281,7 +294,14 @@ def calibration_rows(run: dict, tolerance: float) -> list[dict]:
 
 
 def markdown(table: list[dict]) -> str:
+    """Every column; AP with 4 decimals (the JSON keeps it whole)."""
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for row in table:
-        lines.append("| " + " | ".join("" if row.get(c) is None else str(row.get(c)) for c in COLUMNS) + " |")
+        lines.append("| " + " | ".join(_markdown_cell(row.get(c), c) for c in COLUMNS) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _markdown_cell(value: object, column: str) -> str:
+    if value is None:
+        return ""
+    return f"{value:.4f}" if column in SETTINGS and isinstance(value, float) else str(value)

@@ -6,7 +6,6 @@ import glob
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -15,7 +14,7 @@ from toolkit.backends.ascend import aipp, bins, commands, perf, plan, toolflow
 from toolkit.backends.ascend.cann import SET_ENV, Cann
 from toolkit.backends.ascend.settings import SOCS, AscendSettings
 from toolkit.backends import emulation
-from toolkit.backends.base import Backend, Check, Runner, Step, ToolFigures, batch_hw
+from toolkit.backends.base import Backend, Check, Emulation, Runner, RunnerInfo, Step, ToolFigures, batch_hw
 from toolkit.backends.pool import chosen_devices, pool_over
 from toolkit.data.preprocess import NCHW_F32, NHWC_U8
 from toolkit.backends.emulation import Int8Scheme
@@ -24,9 +23,8 @@ from toolkit.errors import InputError, ToolkitError, Unavailable
 from toolkit.model.signature import OUTPUT_NAMES
 from toolkit.model.static import make_static
 
-if TYPE_CHECKING:
-    from toolkit.calibration import CalibrationSet
-    from toolkit.targets import Target
+from toolkit.calibration import CalibrationSet
+from toolkit.target import Target
 
 # AMCT's default post-training scheme: activations with an offset (asymmetric), per tensor, clipped by IFMR's
 # search; weights symmetric per channel (ARQ); atc runs the rest in FP16. Without AMCT, ONNX Runtime's twin.
@@ -134,8 +132,12 @@ class AscendBackend(Backend):
                           "excluded_from_evaluation": True,
                           "onnx_twin": str(plan.fake_quant_model(out).relative_to(out))}
 
-    def emulate(self, onnx_path: Path, target: Target, calib: CalibrationSet | None, out: Path,
-                log: Callable[[str], None]) -> tuple[list[Path], dict]:
+    @property
+    def emulation(self) -> Emulation:
+        return Emulation(self._emulate, _emulated_input)
+
+    def _emulate(self, onnx_path: Path, target: Target, calib: CalibrationSet | None, out: Path,
+                 log: Callable[[str], None]) -> tuple[list[Path], dict]:
         """FP16 as atc stores it; INT8 from AMCT's own fake-quant model where AMCT is here, else its twin.
         An AIPP target's input goes through the generated AIPP config's emulation (emulation_runner)."""
         s = AscendSettings.of(target)
@@ -155,12 +157,6 @@ class AscendBackend(Backend):
         differs = (FP16_DIFFERS if scheme is None else ()) + (
             ("AIPP runs on the CPU in numpy (the parsed config), before the FP16 network",) if s.aipp else ())
         return models, emulation.record(target.precision, scheme, sizes, device, differs)
-
-    def emulated_input(self, out: Path, target: Target) -> Callable[[Runner], Runner] | None:
-        if not AscendSettings.of(target).aipp:
-            return None
-        config = aipp.parse((out / plan.AIPP_FILE).read_text(), plan.AIPP_FILE)
-        return lambda inner: AippEmulation(inner, config)
 
     def dry_run(self, target: Target, out: Path, shown: Path | None = None) -> list[Step]:
         s = AscendSettings.of(target)
@@ -219,32 +215,32 @@ class AisBenchRunner(Runner):
                               "install the current ais_bench wheels (Ascend msit benchmark)")
         chip = settings.device_id if chip is None else chip
         self.settings, self.source, self.session = settings, f"{om} (chip {chip})", None
-        self.layout = NHWC_U8 if settings.aipp else NCHW_F32
-        self.input_size = None if settings.gears else (settings.height, settings.width)
         try:  # a session opened before a failure is freed
             self.session = InferSession(chip, str(om))
-            self.max_batch = int(self.session.get_inputs()[0].shape[0])
+            self.padded_to = int(self.session.get_inputs()[0].shape[0])  # the .om's batch: smaller ones are padded
+            self.info = RunnerInfo(NHWC_U8 if settings.aipp else NCHW_F32,
+                                   None if settings.gears else (settings.height, settings.width), (1, self.padded_to))
         except BaseException:
             self.close()
             raise
 
     def check_input(self, batch: np.ndarray) -> None:
         super().check_input(batch)
-        height, width = batch_hw(batch, self.layout)
+        height, width = batch_hw(batch, self.info.layout)
         if (width, height) not in self.settings.sizes:
             raise InputError(f"{self.source}: input {height}x{width} (HxW) is not one of its gears")
 
     def _infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         n = batch.shape[0]
-        if n < self.max_batch:
-            batch = np.concatenate([batch, np.zeros((self.max_batch - n, *batch.shape[1:]), batch.dtype)])
+        if n < self.padded_to:
+            batch = np.concatenate([batch, np.zeros((self.padded_to - n, *batch.shape[1:]), batch.dtype)])
         feed = np.ascontiguousarray(batch)
         if self.settings.gears:
             # the gear is set before execution, from the batch's height and width in either layout (an AIPP
             # model's input reads back NHWC, which infer(mode="dymhw") refuses: "not a dymhw model!"). Height
             # first, whatever its parameters' names (w, h): ais_bench's own dymhw path passes NCHW's shape[2],
             # shape[3] there, and aclruntime checks the first against each gear's height.
-            self.session.set_dynamic_hw(*batch_hw(batch, self.layout))
+            self.session.set_dynamic_hw(*batch_hw(batch, self.info.layout))
             outputs = self.session.run([feed], out_array=True)
         else:
             outputs = self.session.infer([feed], mode="static")
@@ -260,12 +256,12 @@ class AippEmulation(Runner):
     """The chip's input path on the CPU: the uint8 NHWC images an AIPP .om takes, through the AIPP config
     (parsed, emulated in numpy), into the emulated network."""
 
-    layout = NHWC_U8
-
     def __init__(self, inner: Runner, config: dict) -> None:
+        if inner.info.layout != NCHW_F32:
+            raise InputError(f"{inner.source or inner.name}: AIPP's output is float NCHW, which this runner does not take")
         self.inner, self.config = inner, config
-        self.name, self.source, self.streams = f"AIPP emulation + {inner.name}", inner.source, inner.streams
-        self.host_cores = inner.host_cores
+        self.name, self.source = f"AIPP emulation + {inner.name}", inner.source
+        self.info = RunnerInfo.of_children([inner], each_stream=True, layout=NHWC_U8)
 
     def _infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         return self.inner.infer(np.stack([aipp.emulate(self.config, image) for image in batch]))
@@ -273,3 +269,10 @@ class AippEmulation(Runner):
     def _release(self) -> None:
         self.inner.close()
 
+
+def _emulated_input(out: Path, target: Target) -> Callable[[Runner], Runner] | None:
+    """An AIPP target's emulation takes uint8 HWC through the generated AIPP config, as the chip does."""
+    if not AscendSettings.of(target).aipp:
+        return None
+    config = aipp.parse((out / plan.AIPP_FILE).read_text(), plan.AIPP_FILE)
+    return lambda inner: AippEmulation(inner, config)

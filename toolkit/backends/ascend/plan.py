@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from toolkit import calibration
 from toolkit.backends.ascend import commands
@@ -12,8 +11,7 @@ from toolkit.backends.base import Step
 from toolkit.errors import InputError
 from toolkit.backends.ascend.settings import AscendSettings
 
-if TYPE_CHECKING:
-    from toolkit.targets import Target
+from toolkit.target import Target
 
 AIPP_FILE = "aipp_centerface.aippconfig"
 CALIBRATION_DIR = "calibration_bin"

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from toolkit import schema
 from toolkit.errors import InputError
 
-if TYPE_CHECKING:
-    from toolkit.targets import Target
+from toolkit.target import Target
 
 SOCS = ("Ascend310", "Ascend310P3")
 # The CANN releases each chip's targets take, [from, before): what the toolkit was checked against (CANN 8.0),

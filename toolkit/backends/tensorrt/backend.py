@@ -9,11 +9,10 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from toolkit import machine
 from toolkit.backends import emulation
-from toolkit.backends.base import Backend, Check, Runner, Step, ToolFigures
+from toolkit.backends.base import Backend, Check, Emulation, Runner, Step, ToolFigures
 from toolkit.backends.emulation import Int8Scheme
 from toolkit.backends.pool import chosen_devices, pool_over
 from toolkit.backends.sized import static_per_size
@@ -22,9 +21,8 @@ from toolkit.backends.tensorrt.settings import TensorRTSettings
 from toolkit.errors import ToolkitError, Unavailable
 from toolkit.model.weights import sha256
 
-if TYPE_CHECKING:
-    from toolkit.calibration import CalibrationSet
-    from toolkit.targets import Target
+from toolkit.calibration import CalibrationSet
+from toolkit.target import Target
 
 # TensorRT's explicit quantization as its placement rules want it (typed.qdq_placement checks them): Q/DQ
 # on the inputs of the weighted layers only (Conv, ConvTranspose: each pair fuses into its layer), INT8
@@ -128,8 +126,12 @@ class TensorRTBackend(Backend):
         ids = chosen_devices(target, s.device_id, lambda: list(range(cuda.device_count())), "GPU")
         return pool_over(ids, lambda i: TensorRTRunner(artefact, s, i), "GPU")
 
-    def emulate(self, onnx_path: Path, target: Target, calib: CalibrationSet | None, out: Path,
-                log: Callable[[str], None]) -> tuple[list[Path], dict]:
+    @property
+    def emulation(self) -> Emulation:
+        return Emulation(self._emulate)
+
+    def _emulate(self, onnx_path: Path, target: Target, calib: CalibrationSet | None, out: Path,
+                 log: Callable[[str], None]) -> tuple[list[Path], dict]:
         """The deployed typed ONNX, made exactly as `convert` / `quantise` make it, upcast for the CPU."""
         s = TensorRTSettings.of(target)
         log(f"emulating {target.name}: the {s.precision} typed ONNX TensorRT builds, in ONNX Runtime on the CPU")

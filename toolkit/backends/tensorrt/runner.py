@@ -9,9 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
-from toolkit.backends.base import Runner
+from toolkit.backends.base import Runner, RunnerInfo
 from toolkit.backends.tensorrt import cuda, engine
 from toolkit.backends.tensorrt.settings import TensorRTSettings
+from toolkit.data.preprocess import NCHW_F32
 from toolkit.errors import InputError, ToolkitError
 from toolkit.model.signature import INPUT_NAME, OUTPUT_CHANNELS, OUTPUT_NAMES, OUTPUT_STRIDE
 
@@ -25,8 +26,8 @@ class TensorRTRunner(Runner):
         self.device_id = settings.device_id if device_id is None else device_id
         engine.check(engine_path, engine.current(self.device_id))
         self.settings, self.source = settings, f"{engine_path} (GPU {self.device_id})"
-        self.max_batch = settings.max_batch
-        self.input_size = (settings.height, settings.width) if len(settings.sizes) == 1 else None  # else: per profile
+        self.info = RunnerInfo(NCHW_F32, (settings.height, settings.width) if len(settings.sizes) == 1 else None,
+                               (1, settings.max_batch))  # several sizes: per profile
         self.host, self.device, self.stream, self.offered = {}, {}, None, []
         try:  # whatever was allocated before a failure is released
             cuda.set_device(self.device_id)

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from toolkit import schema
 from toolkit.errors import InputError
 
-if TYPE_CHECKING:
-    from toolkit.targets import Target
+from toolkit.target import Target
 
 PRECISIONS = ("fp16", "int8")
 
