@@ -103,10 +103,3 @@ def test_the_report_over_every_kind_of_run_fits_100_columns(matrix_runs: Path, d
     wide_code, wide, _ = run_cli("report", "--runs", matrix_runs, "--wide", env={"COLUMNS": "200"})
     assert wide_code == 0 and "runs in" in wide and "runs in" not in out
 
-
-def test_targets_fit_80_columns_at_one_line_a_target() -> None:
-    code, out, err = run_cli("targets", env={"COLUMNS": "80"})
-    assert code == 0, err
-    lines = out.splitlines()
-    assert max(map(len, lines)) <= 80
-    assert len(lines) <= len(targets.available()) + 3  # a title, a header, one line a target

@@ -28,7 +28,7 @@ def targets_cmd() -> None:
         shape = f"{len(pre.buckets)} buckets" if pre.mode == "buckets" else pre.describe().replace("letterbox ", "")
         here = "no" if backends.get(t.backend).unavailable_for(t) else "yes"
         rows.append((t.name, t.precision, shape, t.runs_in, here, t.description))
-    table = Table(title="targets (here: whether it can run on this machine; doctor says why)", box=None, pad_edge=False)
+    table = Table(title="targets (here: can run on this machine)", box=None, pad_edge=False)
     widths = [max(len(col), *(len(r[i]) for r in rows)) for i, col in enumerate(("name", "precision", "input", "runs in", "here"))]
     for col, width in zip(("name", "precision", "input", "runs in", "here"), widths):
         table.add_column(col, no_wrap=True, min_width=width)
