@@ -18,7 +18,6 @@ from toolkit.data.preprocess import Preprocess
 from toolkit.data.wider import IMAGES_DIR, image_key
 from toolkit.errors import InputError
 from toolkit.paths import REPO_ROOT
-
 from toolkit.target import Target
 
 RECIPES_DIR = REPO_ROOT / "calibration"

@@ -18,7 +18,6 @@ from toolkit.data.preprocess import NCHW_F32, NHWC_U8, batch_dtype
 from toolkit.errors import InputError, Unavailable
 from toolkit.model.signature import check_outputs
 from toolkit.schema import Field
-
 from toolkit.calibration import CalibrationSet
 from toolkit.target import Target
 

@@ -22,7 +22,6 @@ from toolkit import fileio
 from toolkit.backends.base import Runner
 from toolkit.backends.sized import SizedRunner, static_per_size
 from toolkit.errors import InputError
-
 from toolkit.calibration import CalibrationSet
 
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")

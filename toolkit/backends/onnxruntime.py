@@ -16,7 +16,6 @@ from toolkit.data.preprocess import NCHW_F32
 from toolkit.machine import usable_cores
 from toolkit.errors import InputError
 from toolkit.model.signature import OUTPUT_NAMES
-
 from toolkit.calibration import CalibrationSet
 from toolkit.target import Target
 

@@ -16,7 +16,6 @@ import numpy as np
 
 from toolkit.backends.base import Runner, RunnerInfo
 from toolkit.errors import InputError
-
 from toolkit.target import Target
 
 

@@ -24,7 +24,6 @@ from toolkit.backends.pool import chosen_devices, pool_over
 from toolkit.data.preprocess import NCHW_F32, NHWC_U8
 from toolkit.errors import InputError
 from toolkit.model.signature import OUTPUT_NAMES, OUTPUT_STRIDE
-
 from toolkit.target import Target
 
 REFERENCE_IMAGES = 4  # real images whose outputs every simulated batch reuses

@@ -22,7 +22,6 @@ from toolkit.backends.sized import static_per_size
 from toolkit.errors import InputError, ToolkitError, Unavailable
 from toolkit.model.signature import OUTPUT_NAMES
 from toolkit.model.static import make_static
-
 from toolkit.calibration import CalibrationSet
 from toolkit.target import Target
 

@@ -10,7 +10,6 @@ from toolkit.backends.ascend import commands
 from toolkit.backends.base import Step
 from toolkit.errors import InputError
 from toolkit.backends.ascend.settings import AscendSettings
-
 from toolkit.target import Target
 
 AIPP_FILE = "aipp_centerface.aippconfig"

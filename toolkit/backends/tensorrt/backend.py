@@ -20,7 +20,6 @@ from toolkit.backends.tensorrt import majors, trtexec, typed
 from toolkit.backends.tensorrt.settings import TensorRTSettings
 from toolkit.errors import ToolkitError, Unavailable
 from toolkit.model.weights import sha256
-
 from toolkit.calibration import CalibrationSet
 from toolkit.target import Target
 

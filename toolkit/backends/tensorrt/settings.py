@@ -6,7 +6,6 @@ from dataclasses import dataclass
 
 from toolkit import schema
 from toolkit.errors import InputError
-
 from toolkit.target import Target
 
 PRECISIONS = ("fp16", "int8")
