@@ -5,6 +5,7 @@ as many streams as the compiled model's optimal infer requests."""
 
 from __future__ import annotations
 
+import functools
 import os
 import queue
 import tempfile
@@ -35,10 +36,12 @@ def float_precision(target: Target, cpu_has_bf16: bool) -> str:
     return "f32"
 
 
-def _cpu_capabilities() -> list[str]:
+@functools.cache
+def _cpu_capabilities() -> tuple[str, ...]:
+    """The CPU plugin's OPTIMIZATION_CAPABILITIES (asked once: `targets` and `doctor` ask for every target)."""
     import openvino as ov
 
-    return list(ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
+    return tuple(ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
 
 
 class OpenVinoBackend(Backend):

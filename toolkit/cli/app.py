@@ -29,8 +29,9 @@ def targets_cmd() -> None:
         here = "no" if backends.get(t.backend).unavailable_for(t) else "yes"
         rows.append((t.name, t.precision, shape, t.runs_in, here, t.description))
     table = Table(title="targets (here: can run on this machine)", box=None, pad_edge=False)
-    widths = [max(len(col), *(len(r[i]) for r in rows)) for i, col in enumerate(("name", "precision", "input", "runs in", "here"))]
-    for col, width in zip(("name", "precision", "input", "runs in", "here"), widths):
+    fixed = ("name", "precision", "input", "runs in", "here")
+    widths = [max(len(col), *(len(r[i]) for r in rows)) for i, col in enumerate(fixed)]
+    for col, width in zip(fixed, widths):
         table.add_column(col, no_wrap=True, min_width=width)
     # one line a target: the description gives way, to the width the other columns leave
     table.add_column("description", no_wrap=True, overflow="ellipsis",
