@@ -15,6 +15,7 @@ from toolkit.pipeline import Span
 from toolkit.backends.base import Runner
 from toolkit.data.images import read_rgb
 from toolkit.data.preprocess import Preprocess, into_batch
+from toolkit.data.tta import TtaPlan
 
 STAGES = ("read", "preprocess", "infer", "postprocess", "e2e")
 
@@ -86,36 +87,40 @@ def real_batch(images: list[np.ndarray], batch_size: int, layout: str) -> np.nda
 
 
 def bench_batch(runner: Runner, items: list[tuple[str, Path]], pre: Preprocess, batch_size: int,
-                threshold: float, warmup: int, iters: int, on_progress: Callable[[int], None] | None = None) -> dict:
+                threshold: float, warmup: int, iters: int, on_progress: Callable[[int], None] | None = None,
+                tta: TtaPlan | None = None) -> dict:
     """Every stage at one batch size: pure inference on a batch of real images, then one pipelined
     run over all of them, whose read / preprocess / post-process times are the stage figures
     (measured where they really run: beside inference, as the guide's benchmark tool reports them).
-    With shape buckets, pure inference per bucket and the image mix, combined by that mix."""
+    With shape buckets, pure inference per bucket and the image mix, combined by that mix. With `tta`, end to
+    end runs every image's passes (pure inference stays one single-scale batch)."""
     if pre.mode == "buckets":
         infer, per_bucket = _bucketed_inference(runner, items, pre, batch_size, warmup, iters)
     else:
         first = [pre.image_u8(read_rgb(path))[0] for _, path in items[:batch_size]]
         infer, per_bucket = pure_inference(runner, real_batch(first, batch_size, runner.info.layout), warmup, iters), None
-    stages = pipelined(runner, items, pre, batch_size, threshold, on_progress)
+    stages = pipelined(runner, items, pre, batch_size, threshold, on_progress, tta)
     stages["infer"] = infer
-    stages["e2e_over_infer"] = round(stages["e2e"]["throughput"] / infer["throughput"], 3)
+    if tta is None:  # TTA's end to end runs several passes an image: no ratio to one pass
+        stages["e2e_over_infer"] = round(stages["e2e"]["throughput"] / infer["throughput"], 3)
     if per_bucket:
         stages["buckets"] = per_bucket
     return stages
 
 
 def pipelined(runner: Runner, items: list[tuple[str, Path]], pre: Preprocess, batch_size: int, threshold: float,
-              on_progress: Callable[[int], None] | None = None) -> dict:
-    """One warm pipelined run over `items`: the read / preprocess / post-process stage figures, end to end,
-    the pipeline's threads, and each device's share."""
+              on_progress: Callable[[int], None] | None = None, tta: TtaPlan | None = None) -> dict:
+    """One warm pipelined run over `items` (with `tta`'s passes): the read / preprocess / post-process stage
+    figures, end to end, the pipeline's threads, and each device's share."""
+    batch_size = pipeline.twins_batch(batch_size, runner, tta)
     buffers = pipeline.BatchBuffers(runner, batch_size)
     if pre.mode == "letterbox":  # one input size: every batch buffer made before the clock starts
         width, height = pre.sizes()[0]
         buffers.warm((height, width))
     pipeline.run(items[: 2 * batch_size], runner, pre, lambda *a: None, batch_size=batch_size,
-                 threshold=threshold, buffers=buffers)  # warm the pipeline's threads and buffers
+                 threshold=threshold, buffers=buffers, tta=tta)  # warm the pipeline's threads and buffers
     times = pipeline.run(items, runner, pre, lambda *a: None, batch_size=batch_size, threshold=threshold,
-                         on_progress=on_progress, buffers=buffers)
+                         on_progress=on_progress, buffers=buffers, tta=tta)
     e2e = stats(times.latency)
     e2e["throughput"] = round(times.images / times.wall, 2)  # the pipeline's real rate, not 1/latency
     found = {"read": stage_stats(times.read), "preprocess": stage_stats(times.preprocess),
@@ -123,6 +128,8 @@ def pipelined(runner: Runner, items: list[tuple[str, Path]], pre: Preprocess, ba
              "workers": {"preprocess": times.workers, "postprocess": times.post_workers, "infer": runner.info.streams}}
     if times.devices:
         found["devices"] = times.per_device()
+    if times.tta:
+        found["tta"] = times.tta
     return found
 
 

@@ -319,7 +319,8 @@ def infer(opts: ChainOptions, backend: Backend, artefact: Path, items: list[tupl
     with backend.runner(artefact, opts.target) as runner:
         ran.times = stages.run("inference", pipeline.run, items, runner, opts.target.preprocess, on_result,
                                batch_size=opts.target.batch_sizes[0], threshold=opts.target.threshold,
-                               on_progress=counter(progress, "infer", len(items)), on_bad=on_bad)
+                               on_progress=counter(progress, "infer", len(items)), on_bad=on_bad,
+                               tta=opts.target.passes)
         ran.runtime = runner.reported() or None
     ran.engine = {"engine": "local", "workers": 1}
     return ran
@@ -373,6 +374,7 @@ def result_of(opts: ChainOptions, backend: Backend, state: dict, images: Images,
         "throughput": None if emulated else ran.engine if opts.cluster else ran.times.summary(),
         "engine": ran.engine,
         "runtime": ran.runtime,
+        "tta": ran.times.tta if ran.times else None,
         "tool_throughput": {bs: f.as_dict() for bs, f in tool_figures.items()} if tool_figures else None,
         "artefacts": {  # relative to the run folder, which may be mounted elsewhere (a container)
             "weights": exported["weights"], "pth": exported["pth"], "onnx": exported["onnx"],
@@ -392,20 +394,22 @@ def result_of(opts: ChainOptions, backend: Backend, state: dict, images: Images,
         result["emulated"] = True
         result["emulation"] = {**EmulatedBackend.record(artefact), "cpu_wall_s": round(ran.times.wall, 2)}
         if scored is not None:
-            result["reference"] = _fp32_reference(out / exported["onnx"], items, target.preprocess, target.threshold,
-                                                  images.gt, log)
+            result["reference"] = _fp32_reference(out / exported["onnx"], items, target, images.gt, log)
     return result
 
 
-def _fp32_reference(onnx_path: Path, items: list[tuple[str, Path]], pre: Preprocess, threshold: float,
-                    gt: GroundTruth, log: Callable[[str], None]) -> dict:
-    """CPU FP32 on the same images at the same input: what an emulated run's AP deltas are against."""
+def _fp32_reference(onnx_path: Path, items: list[tuple[str, Path]], target: Target, gt: GroundTruth,
+                    log: Callable[[str], None]) -> dict:
+    """CPU FP32 on the same images at the same input (and the same TTA passes): what an emulated run's AP deltas
+    are against."""
     from toolkit.backends.onnxruntime import OnnxRuntimeRunner
 
+    pre = target.preprocess
     with OnnxRuntimeRunner(onnx_path) as runner:
-        ap, _ = quantization.evaluate_model(runner, items, pre, threshold, gt)
+        ap, _ = quantization.evaluate_model(runner, items, pre, target.threshold, gt, tta=target.passes)
     log(f"CPU FP32 on the same {len(items)} images at {pre.describe()}: AP {ap}")
-    return {"ap": ap, "what": "CPU FP32 (onnxruntime), the same images at the same input", "preprocess": pre.as_dict()}
+    return {"ap": ap, "what": "CPU FP32 (onnxruntime), the same images at the same input"
+            + (" and TTA passes" if target.tta else ""), "preprocess": pre.as_dict()}
 
 
 def check_stages(stages: tuple[str, ...]) -> tuple[str, ...]:

@@ -202,9 +202,11 @@ class _Driver:
             raise ToolkitError("every Ray worker died; no restarts left", "see `ray status` and the workers' logs")
 
 
-def check_engine_mode(cluster: RayEngine | None, where: str) -> None:
+def check_engine_mode(cluster: RayEngine | None, where: str, tta: bool = False) -> None:
     """The Ray engine drives the run from the host: with --mode container the target's image joins the
-    cluster as a worker instead; an emulation runs in this process."""
+    cluster as a worker instead; an emulation runs in this process. Its workers run single-scale passes."""
+    if cluster is not None and tta:
+        raise InputError("--engine ray with --tta: the Ray workers run single-scale passes", "leave out --engine ray")
     if cluster is not None and where != "host":
         raise InputError(f"--engine ray with --mode {where}: the driver runs on the host; the target's image joins "
                          "the cluster as a worker (see the README)", "pass --mode host")

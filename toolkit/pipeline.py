@@ -10,6 +10,9 @@ assembled batches wait ahead of the streams, so a device that finishes starts it
 instead of waiting for its batch to be copied. At batch size 1 the workers make the one-image batch
 themselves.
 
+With test-time augmentation each image is several inputs (its passes: passes.py), merged once its last is
+post-processed; the upscaled passes run in a second round, on the images that need them.
+
 OpenCV and ONNX Runtime release the GIL, so threads overlap for real. Results are keyed, so their
 order does not matter; any error (or Ctrl-C) stops every stage and is re-raised, and since every
 file is written atomically nothing half-written is left behind.
@@ -32,7 +35,9 @@ from toolkit import machine
 from toolkit.backends.base import Runner
 from toolkit.data.images import read_rgb
 from toolkit.data.preprocess import Preprocess, Transform, batch_shape, into_batch
+from toolkit.data.tta import TtaPlan, View
 from toolkit.errors import InputError
+from toolkit.passes import PassCollector
 from toolkit.postprocess import Detections, decode
 
 _DONE = object()
@@ -66,6 +71,8 @@ class Prepared:
     read: Span
     preprocess: Span
     started: float  # perf_counter when reading began (for end-to-end latency)
+    views: tuple[View, ...] = ()  # TTA: the image's passes, this item being pass `index` of them
+    index: int = 0
 
 
 @dataclass
@@ -96,10 +103,22 @@ class StageTimes:
     postprocess: list[Span] = field(default_factory=list)
     latency: list[float] = field(default_factory=list)  # per image, read start -> result written
     wall: float = 0.0
-    images: int = 0
+    images: int = 0  # whole images handed on
+    passes: int = 0  # inputs inferred (TTA: several an image)
+    tta: dict | None = None  # TTA: what the passes were (PassCollector.summary)
     workers: int = 0  # preprocessing threads
     post_workers: int = 0
     devices: list[dict] = field(default_factory=list)  # per device: images, busy seconds (runner.devices())
+
+    def then(self, later: StageTimes) -> StageTimes:
+        """This run's times followed by a later run's (TTA's second round): spans joined, counts and wall added."""
+        joined = {name: getattr(self, name) + getattr(later, name)
+                  for name in ("read", "preprocess", "infer", "postprocess", "latency")}
+        devices = [{**d, "images": d["images"] + e["images"], "busy_s": round(d["busy_s"] + e["busy_s"], 3)}
+                   for d, e in zip(self.devices, later.devices)]
+        return StageTimes(**joined, wall=self.wall + later.wall, images=self.images + later.images,
+                          passes=self.passes + later.passes, workers=self.workers, post_workers=self.post_workers,
+                          devices=devices)
 
     def summary(self) -> dict:
         infer_s = sum(s for _, s in self.infer)
@@ -140,6 +159,15 @@ def check_batch_size(batch_size: int, sizes: list[tuple[int, int]] | None = None
         raise InputError(f"batch size {batch_size}: its batches need about {need / 2**30:.1f} GiB at {width}x{height} "
                          f"(three float32 batches of {batch_size} x 3 x {height} x {width}), more than the "
                          f"{available / 2**30:.1f} GiB available here", "a smaller --batch-size")
+
+
+def twins_batch(batch_size: int, runner: Runner, plan: TtaPlan | None) -> int:
+    """The batch size a run uses: TTA's mirrored twins share a batch with their originals (at least 2), where
+    the runner takes batches of 2."""
+    low, high = runner.info.batch
+    if plan is None or not plan.flip or batch_size >= 2 or low > 2 or (high is not None and high < 2):
+        return batch_size
+    return 2
 
 
 MAX_WORKERS = 6  # past this, threads contend for the GIL: `bench --target sim-310 --device-ids all --capacity`
@@ -193,8 +221,10 @@ class Pipeline:
     def __init__(self, runner: Runner, pre: Preprocess, on_result: Callable[[str, Detections, dict], None],
                  batch_size: int = 1, threshold: float = 0.05, workers: int | None = None,
                  on_progress: Callable[[int], None] | None = None, on_bad: Callable[[str, str], None] | None = None,
-                 buffers: BatchBuffers | None = None) -> None:
+                 buffers: BatchBuffers | None = None, passes: PassCollector | None = None) -> None:
         check_batch_size(batch_size)
+        self.passes = passes
+        batch_size = twins_batch(batch_size, runner, passes.plan if passes else None)
         self.runner, self.pre, self.on_result, self.batch_size, self.threshold = runner, pre, on_result, batch_size, threshold
         self.on_progress, self.on_bad = on_progress, on_bad
         self.streams = max(1, runner.info.streams)
@@ -213,16 +243,24 @@ class Pipeline:
         self.errors: list[BaseException] = []
 
     # 1. read + preprocess, in the worker pool
-    def _prepare(self, key: str, path: Path) -> Prepared:
-        """Read and preprocess one image; at batch size 1, as the one-image batch the runner takes."""
+    def _prepare(self, key: str, path: Path) -> list[Prepared]:
+        """Read and preprocess one image (TTA: each of its passes); at batch size 1, as the one-image batch the
+        runner takes."""
         watch = Stopwatch()
         started = watch.wall
         rgb = read_rgb(path)
         read = watch.lap()
-        image, transform = self.pre.image_u8(rgb)
+        if self.passes is None:
+            made = [(*self.pre.image_u8(rgb), ())]
+        else:
+            seen = self.passes.views(rgb.shape[1], rgb.shape[0])
+            if self.passes.upscaled:
+                self.passes.expect(key, len(seen))
+            made = [(view.image(rgb), view.transform, seen) for view in seen]
         if self.batch_size == 1:
-            image = into_batch([image], self.runner.info.layout)
-        return Prepared(key, image, transform, read, watch.lap(), started)
+            made = [(into_batch([image], self.runner.info.layout), t, seen) for image, t, seen in made]
+        preprocess = watch.lap()
+        return [Prepared(key, image, t, read, preprocess, started, seen, i) for i, (image, t, seen) in enumerate(made)]
 
     def _prefetched(self, items: Iterable[tuple[str, Path]], pool: ThreadPoolExecutor) -> Iterator[Prepared]:
         """Up to `prefetch` images submitted ahead, yielded in order as they complete (an unreadable image
@@ -236,7 +274,7 @@ class Pipeline:
                 return
             key, future = pending.popleft()
             try:
-                yield future.result()
+                yield from future.result()
             except InputError as exc:
                 if self.on_bad is None:
                     raise
@@ -268,9 +306,9 @@ class Pipeline:
     def _assemble(self, items: Iterable[tuple[str, Path]], pool: ThreadPoolExecutor) -> None:
         try:
             for batch in self._batched(self._prefetched(items, pool)):
-                with self.times_lock:
-                    self.times.read.extend(item.read for item in batch)
-                    self.times.preprocess.extend(item.preprocess for item in batch)
+                with self.times_lock:  # per image: its first pass carries the image's times
+                    self.times.read.extend(item.read for item in batch if item.index == 0)
+                    self.times.preprocess.extend(item.preprocess for item in batch if item.index == 0)
                 if not _put(self.ready, self._tensor_of(batch), self.stop):
                     return
             for _ in range(self.streams):
@@ -296,7 +334,7 @@ class Pipeline:
                     self.buffers.give(*job.buffer)
             with self.times_lock:
                 self.times.infer.append((len(job.items), time.perf_counter() - t0))
-                self.times.images += len(job.items)
+                self.times.passes += len(job.items)
             _put(self.inferred, Inferred(job.items, outputs), self.stop)
 
     def _stream(self) -> None:
@@ -311,19 +349,29 @@ class Pipeline:
             if self.stop.is_set():
                 continue
             try:
-                for i, item in enumerate(job.items):
-                    watch = Stopwatch()
-                    one = {name: out[i] for name, out in job.outputs.items()}
-                    dets = decode(one["heatmap"], one["scale"], one["offset"], one["landmarks"], item.transform,
-                                  self.threshold)
-                    self.on_result(item.key, dets, one)
-                    span = watch.lap()
-                    with self.times_lock:
-                        self.times.postprocess.append(span)
-                        self.times.latency.append(watch.wall - item.started)
-                self._advance(len(job.items))
+                done = sum(self._postprocess_one(item, {name: out[i] for name, out in job.outputs.items()})
+                           for i, item in enumerate(job.items))
+                self._advance(done)
             except BaseException as exc:
                 self._failed(exc)
+
+    def _postprocess_one(self, item: Prepared, outputs: dict[str, np.ndarray]) -> bool:
+        """Decode one pass; hand on the image's detections once it is whole (True then: TTA waits for its
+        last pass)."""
+        watch = Stopwatch()
+        found = decode(outputs["heatmap"], outputs["scale"], outputs["offset"], outputs["landmarks"], item.transform,
+                       self.threshold)
+        whole = (found, outputs) if self.passes is None else self.passes.add(item.key, item.index, item.views,
+                                                                              found, outputs)
+        if whole is not None:
+            self.on_result(item.key, *whole)
+        span = watch.lap()
+        with self.times_lock:
+            self.times.postprocess.append(span)
+            if whole is not None:
+                self.times.latency.append(watch.wall - item.started)
+                self.times.images += 1
+        return whole is not None
 
     def _advance(self, images: int) -> None:
         if self.on_progress:
@@ -367,12 +415,24 @@ class Pipeline:
 
 
 def run(items: Iterable[tuple[str, Path]], runner: Runner, pre: Preprocess,
-        on_result: Callable[[str, Detections, dict[str, np.ndarray]], None], **options) -> StageTimes:
+        on_result: Callable[[str, Detections, dict[str, np.ndarray]], None], tta: TtaPlan | None = None,
+        **options) -> StageTimes:
     """Run every (key, image path) through the pipeline (options: those of `Pipeline`). An image that cannot
     be read stops the run, unless `on_bad(key, reason)` is given: then it is reported and skipped.
     `workers`: preprocessing threads (default: from cores). `buffers`: batch buffers of `runner` at
-    `batch_size` kept from an earlier run (default: made as needed)."""
-    return Pipeline(runner, pre, on_result, **options).run(items)
+    `batch_size` kept from an earlier run (default: made as needed). With `tta`, two rounds through the
+    stages: every image's first passes, then the upscaled passes of the images that need them."""
+    if tta is None:
+        return Pipeline(runner, pre, on_result, **options).run(items)
+    items = list(items)
+    passes = PassCollector(tta, pre)
+    times = Pipeline(runner, pre, on_result, passes=passes, **options).run(items)
+    passes.start_upscaled()
+    second = [(key, path) for key, path in items if key in passes.second]
+    if second:
+        times = times.then(Pipeline(runner, pre, on_result, passes=passes, **options).run(second))
+    times.tta = passes.summary(times.images)
+    return times
 
 
 def _since(now: list[dict], before: dict[str, dict]) -> list[dict]:

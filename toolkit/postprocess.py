@@ -14,6 +14,8 @@ from toolkit.data.preprocess import Transform
 NMS_IOU = 0.3
 EVAL_THRESHOLD = 0.05
 STRIDE = 4
+VOTE_CHUNK = 1024  # boxes a vote matches at once (crowds: thousands kept, memory bounded)
+MIRRORED_LANDMARKS = [2, 3, 0, 1, 4, 5, 8, 9, 6, 7]  # eyes and mouth corners swap sides; the nose stays
 
 
 @dataclass
@@ -32,6 +34,14 @@ class Detections:
         order = np.argsort(-self.scores, kind="stable")
         b = self.boxes[order].astype(np.float64)
         return np.column_stack([b[:, :2], b[:, 2:] - b[:, :2], self.scores[order].astype(np.float64)])
+
+    def where(self, keep: np.ndarray) -> Detections:
+        return Detections(self.boxes[keep], self.scores[keep], self.landmarks[keep])
+
+    @staticmethod
+    def joined(parts: list[Detections]) -> Detections:
+        return Detections(*(np.concatenate([getattr(d, f) for d in parts]) for f in ("boxes", "scores", "landmarks"))) \
+            if parts else Detections()
 
     def as_json(self) -> list[dict]:
         return [
@@ -63,10 +73,48 @@ def decode(heatmap: np.ndarray, scale: np.ndarray, offset: np.ndarray, landmarks
     lms[:, 1::2] = lm[:, 0::2] * s0[:, None] + y1[:, None]
     keep = nms(boxes, score, nms_iou)
     boxes = transform.to_original(boxes[keep])
+    if transform.sx < 0:  # a mirrored input: its left is the image's right, its left eye the face's right
+        boxes, lms = boxes[:, [2, 1, 0, 3]], lms[:, MIRRORED_LANDMARKS]
     np.clip(boxes[:, 0::2], 0, transform.width, out=boxes[:, 0::2])
     np.clip(boxes[:, 1::2], 0, transform.height, out=boxes[:, 1::2])
     return Detections(boxes.astype(np.float32), score[keep].astype(np.float32),
                       transform.to_original(lms[keep]).astype(np.float32))
+
+
+def merged(parts: list[Detections], how: str, iou: float) -> Detections:
+    """Several passes' detections of one image as one set: NMS keeps the best box of each cluster (boxes above
+    `iou` with it); voting (`vote`) keeps its score but averages the cluster's boxes and landmarks, weighted by
+    their scores. Each box joins the cluster of the best kept box it overlaps."""
+    found = Detections.joined(parts)
+    keep = nms(found.boxes, found.scores, iou)
+    if how == "nms" or len(keep) == 0:
+        return found.where(keep)
+    kept = found.boxes[keep]
+    cluster = np.full(len(found), -1)
+    for i in range(0, len(found), VOTE_CHUNK):  # each box's best kept box above `iou`, if any
+        matched = _iou(kept, found.boxes[i:i + VOTE_CHUNK]) > iou
+        cluster[i:i + VOTE_CHUNK] = np.where(matched.any(axis=0), matched.argmax(axis=0), -1)
+    cluster[keep] = np.arange(len(keep))  # a kept box is its own cluster's (also one of no area)
+    voting = cluster >= 0
+    cluster, weights = cluster[voting], found.scores[voting].astype(np.float64)
+    totals = np.zeros(len(keep))
+    np.add.at(totals, cluster, weights)
+    voted = []
+    for values in (found.boxes[voting], found.landmarks[voting]):
+        summed = np.zeros((len(keep), values.shape[1]))
+        np.add.at(summed, cluster, values * weights[:, None])
+        voted.append((summed / totals[:, None]).astype(np.float32))
+    return Detections(voted[0], found.scores[keep], voted[1])
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of every box in `a` with every box in `b` (x1 y1 x2 y2)."""
+    a64, b64 = a.astype(np.float64)[:, None], b.astype(np.float64)[None]
+    w = np.clip(np.minimum(a64[..., 2], b64[..., 2]) - np.maximum(a64[..., 0], b64[..., 0]), 0, None)
+    h = np.clip(np.minimum(a64[..., 3], b64[..., 3]) - np.maximum(a64[..., 1], b64[..., 1]), 0, None)
+    area = lambda x: (x[..., 2] - x[..., 0]) * (x[..., 3] - x[..., 1])  # noqa: E731
+    inter = w * h
+    return inter / np.maximum(area(a64) + area(b64) - inter, 1e-9)
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:

@@ -17,6 +17,7 @@ from toolkit import bench, calibration, fileio, pipeline
 from toolkit.backends.base import Backend
 from toolkit.data.images import read_rgb
 from toolkit.data.preprocess import Preprocess
+from toolkit.data.tta import TtaPlan
 from toolkit.data.wider import GroundTruth, list_val_images
 from toolkit.errors import InputError, Unavailable
 from toolkit.evaluate.deltas import ap_deltas, worst_drop
@@ -32,11 +33,12 @@ SPEED_ITERS = 16
 
 
 def evaluate_model(runner, items: list[tuple[str, Path]], pre: Preprocess, threshold: float,
-                   gt: GroundTruth, on_progress: Callable[[int], None] | None = None) -> tuple[dict, float]:
-    """AP (in memory, no files) and end-to-end images/s of one model over `items`."""
+                   gt: GroundTruth, on_progress: Callable[[int], None] | None = None,
+                   tta: TtaPlan | None = None) -> tuple[dict, float]:
+    """AP (in memory, no files) and end-to-end images/s of one model over `items` (with `tta`'s passes)."""
     preds: dict[str, np.ndarray] = {}
     times = pipeline.run(items, runner, pre, lambda key, det, _o: preds.__setitem__(key, det.xywhs()),
-                         threshold=threshold, on_progress=on_progress)
+                         threshold=threshold, on_progress=on_progress, tta=tta)
     return evaluate(preds, gt).aps(), round(times.images / times.wall, 2)
 
 

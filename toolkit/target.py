@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from toolkit.data.preprocess import Preprocess
+from toolkit.data.tta import TtaPlan
 from toolkit.errors import InputError
 
 
@@ -25,6 +26,21 @@ class Target:
     published: str | None = None  # the published row (report/published.py) `report` shows beside this target
     extra: dict = field(default_factory=dict)  # backend-specific keys
     device_ids: tuple[int, ...] | str | None = None  # --device-ids: chips / GPUs, "all", or None (the file's)
+    tta_plan: TtaPlan = field(default_factory=TtaPlan)  # the file's [tta] (else the defaults): what --tta runs
+    tta: bool = False  # --tta: every image through the plan's passes
+
+    @property
+    def passes(self) -> TtaPlan | None:
+        """The TTA plan in force, None for a single-scale run."""
+        return self.tta_plan if self.tta else None
+
+    @property
+    def folder(self) -> str:
+        """Its run folder's name under runs/: a TTA run's beside the single-scale one's."""
+        return f"{self.name}-tta" if self.tta else self.name
+
+    def with_tta(self, on: bool) -> Target:
+        return replace(self, tta=on) if on else self
 
     def input_sizes(self, why: str) -> list[tuple[int, int]]:
         """The (width, height) inputs of a fixed-shape model (one, or one per bucket); fixed-shape

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from toolkit import backends, schema, toml
 from toolkit.data.preprocess import Preprocess
+from toolkit.data.tta import TtaPlan
 from toolkit.errors import InputError
 from toolkit.model.signature import OPSETS
 from toolkit.paths import TARGETS_DIR
@@ -21,6 +22,10 @@ SECTIONS = {
     "input": {"preprocess": schema.TEXT, "size": schema.SIZE, "buckets": schema.SIZES, "batch_sizes": schema.BATCHES},
     "calibration": {"recipe": schema.TEXT, "methods": schema.TEXTS, "keep_float": schema.TEXT_LISTS,
                     "keep_fp16": schema.TEXTS},
+    "tta": {"scales": schema.SCALES, "flip": schema.SCALES_OR_NONE, "merge": schema.TEXT, "iou": schema.UNIT,
+            "max_side": schema.whole(32), "overlap": schema.whole(0), "upscaled_below": schema.POSITIVE,
+            "downscaled_from": schema.NON_NEGATIVE, "upscale_where_below": schema.NON_NEGATIVE,
+            "upscale_where_score": schema.UNIT},
     "container": {"dockerfile": schema.TEXT, "base_image": schema.TEXT, "devices": schema.TEXT, "user": schema.TEXT,
                   "build_args": schema.TEXT_TABLE},
 }
@@ -101,5 +106,13 @@ def load(name_or_path: str) -> Target:
         export_opset=raw.pop("export_opset", 17),
         ap_reference=bool(raw.pop("ap_reference", False)),
         published=raw.pop("published", None),
+        tta_plan=_tta_plan(path, raw.pop("tta", {})),
         extra=raw,
     )
+
+
+def _tta_plan(path: Path, table: dict) -> TtaPlan:
+    try:
+        return TtaPlan.of_table(table)
+    except InputError as exc:
+        raise InputError(f"{path} [tta]: {exc.message}") from None

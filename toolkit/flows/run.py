@@ -19,7 +19,8 @@ from toolkit.target import Target
 def container_args(opts: ChainOptions, passed: list[tuple[str, object]]) -> list[str]:
     """The `run` the target's image runs: every stage but export, with the options the user gave."""
     return ["run", "--target", opts.target.name, "--stages", ",".join(s for s in opts.stages if s != "export"),
-            *launch.flags(passed), *launch.device_flags(opts.target), *(["--skip-bad"] if opts.skip_bad else [])]
+            *launch.flags(passed), *launch.device_flags(opts.target), *(["--skip-bad"] if opts.skip_bad else []),
+            *(["--tta"] if opts.target.tta else [])]
 
 
 def run_target(opts: ChainOptions, where: str, passed: list[tuple[str, object]], log: Callable[[str], None],
@@ -27,7 +28,7 @@ def run_target(opts: ChainOptions, where: str, passed: list[tuple[str, object]],
     """The chain into `opts.out_dir`, which changes only if all of it succeeds. Returns the result of a
     host run that inferred (a container run shows its own). The target's device ids pick the chips."""
     device_ids = opts.target.device_ids
-    check_engine_mode(opts.cluster, where)
+    check_engine_mode(opts.cluster, where, opts.target.tta)
     config = launch.built_image(opts.target, device_ids) if where == "container" else None  # before any work
     with runfolder.transaction(opts.out_dir, f"run --target {opts.target.name} --mode {where}",
                                reads=opts.data) as staged:

@@ -12,7 +12,7 @@ from toolkit.errors import InputError
 from toolkit.evaluate.deltas import ap_deltas, worst_drop
 from toolkit.report.published import PUBLISHED
 
-COLUMNS = ("source", "target", "precision", "preprocess", "batch", "status", "reason", "size_mb", "easy", "medium", "hard",
+COLUMNS = ("source", "target", "precision", "preprocess", "tta", "batch", "status", "reason", "size_mb", "easy", "medium", "hard",
            "delta_easy", "delta_medium", "delta_hard", "e2e_images_per_s", "infer_images_per_s", "tool_images_per_s", "tool",
            "p50_ms", "p99_ms", "devices", "device", "runs_in", "sdk")
 
@@ -164,12 +164,20 @@ def precision_in_force(r: dict) -> str | None:
     return f"int8/{floats}" if r.get("precision") == "int8" else floats
 
 
+def tta_label(r: dict) -> str | None:
+    """A TTA run's passes in short, such as 0.5/1/2+f vote; None for a single-scale run."""
+    tta = r.get("tta")
+    if not tta:
+        return None
+    return "/".join(f"{s:g}" for s in tta["scales"]) + ("+f" if tta["flip"] else "") + f" {tta['merge']}"
+
+
 def _measured_rows(r: dict, ref: dict | None, tolerance: float) -> list[dict]:
     st, reason = status(r, ref, tolerance)
     ap = r.get("ap") or {}
     base = {
         "source": "measured", "target": r["_run"], "precision": precision_in_force(r), "status": st,
-        "reason": reason,
+        "reason": reason, "tta": tta_label(r),
         "size_mb": round(r["artefacts"]["converted_bytes"] / 2**20, 2) if r.get("artefacts") else None,
         **{s: ap.get(s) for s in SETTINGS}, **ap_deltas(ap, ref),
         "device": (r.get("machine") or {}).get("cpu"), "runs_in": (r.get("machine") or {}).get("runs_in"),
@@ -202,7 +210,8 @@ def _emulated_row(r: dict, tolerance: float) -> list[dict]:
             f"AP {worst:.2f} points below CPU FP32 at the same input "
             f"({'beyond' if worst > tolerance else 'within'} tolerance {tolerance})")
     return [{**dict.fromkeys(COLUMNS), "source": "emulated", "target": r["_run"], "precision": r.get("precision"),
-             "preprocess": _describe(r.get("preprocess")), "batch": r.get("batch_size"), "status": "emulated",
+             "preprocess": _describe(r.get("preprocess")), "tta": tta_label(r), "batch": r.get("batch_size"),
+             "status": "emulated",
              "reason": f"{emulation['numerics']}; {gate}".rstrip("; "), **{s: ap.get(s) for s in SETTINGS}, **deltas,
              "device": f"{emulation['device']}, emulated on {(r.get('machine') or {}).get('cpu')}",
              "runs_in": f"emulated ({emulation['runtime']})", "sdk": f"onnxruntime {(r.get('versions') or {}).get('onnxruntime')}"}]
