@@ -20,10 +20,16 @@ from toolkit.postprocess import Detections, merged
 GEARS = Preprocess("buckets", buckets=((1024, 576), (1024, 768), (1024, 1024), (1024, 1568)))
 
 
-def test_the_1x_pass_is_the_targets_own_input_and_each_mirror_follows_its_original() -> None:
+@pytest.mark.parametrize("width, height", [(1024, 683), (1024, 1060), (1193, 1024), (1024, 1600)])  # 800 / 1060 * 1060 > 800
+def test_the_1x_pass_is_the_targets_own_input_untiled(width: int, height: int) -> None:
+    for pre in (Preprocess("native"), Preprocess("letterbox", 800, 800), GEARS):
+        first = views(pre, TtaPlan(), width, height)[0]
+        assert first.scale == 1.0 and not first.tiled and first.transform == pre.transform(width, height)
+
+
+def test_each_mirror_follows_its_original() -> None:
     for pre in (Preprocess("native"), Preprocess("letterbox", 800, 800), GEARS):
         seen = views(pre, TtaPlan(flip=(0.5, 1.0, 2.0)), 1024, 683)
-        assert seen[0].scale == 1.0 and not seen[0].mirrored and seen[0].transform == pre.transform(1024, 683)
         assert [(v.scale, v.mirrored) for v in seen[:2]] == [(1.0, False), (1.0, True)]
         assert [v.scale for v in views(pre, TtaPlan(), 1024, 683, upscaled=False)] == [1.0, 1.0, 0.5]  # 1x mirrored
         assert {v.scale for v in views(pre, TtaPlan(), 1024, 683, upscaled=True)} == {2.0}

@@ -23,6 +23,7 @@ from toolkit.errors import InputError
 
 MERGES = ("vote", "nms")  # box voting (score-weighted averaging of each cluster), or plain NMS
 CUT_MARGIN = 2.0  # input pixels: a box this close to a tile's cut edge is a cut face
+FIT_SLACK = 1e-6  # input pixels: a scaled side this far over the input still fits (800 / 1366 * 1366 > 800)
 
 
 @dataclass(frozen=True)
@@ -152,6 +153,8 @@ def views(pre: Preprocess, plan: TtaPlan, width: int, height: int, upscaled: boo
 
 def _scaled(pre: Preprocess, plan: TtaPlan, scale: float, width: int, height: int) -> list[View]:
     """The passes of one scale: none where `max_side` caps an upscaling pass down to the 1x pass's size."""
+    if scale == 1.0:  # the target's own single-scale input
+        return [View(scale, False, (0, 0), pre.transform(width, height), resized=pre.mode == "native")]
     single = 1.0 if pre.mode == "native" else pre.transform(width, height).sx  # native: the image's own size
     cap = plan.max_side / max(width, height)
     if scale > 1 and cap <= single:
@@ -183,7 +186,7 @@ def _input_for(pre: Preprocess, scaled_w: float, scaled_h: float) -> tuple[int, 
 def _offsets(length: float, window: int, overlap: int) -> list[tuple[float, bool, bool]]:
     """Along one axis: each window's shift (input = original * k + shift) and whether its low and high edges
     cut the scaled image. One centred window where the image fits, else evenly spread overlapping ones."""
-    if length <= window:
+    if length <= window + FIT_SLACK:
         return [(window / 2 - length / 2, False, False)]
     if overlap >= window:
         raise InputError(f"tta overlap {overlap}: must be below the input's side ({window}) it tiles")
