@@ -25,7 +25,7 @@ CORE = {"target": "target", "precision": "prec", "preprocess": "input", "tta": "
 WIDE = {"size_mb": "MB", "delta_easy": "Δeasy", "delta_medium": "Δmedium", "tool_images_per_s": "tool/s",
         "p50_ms": "p50 ms", "p99_ms": "p99 ms", "runs_in": "runs in", "device": "device"}
 TEXT = ("target", "preprocess", "tta", "runs_in", "device")  # these give way (fold) when the terminal is narrow
-# One block per kind of row, in this order; `target` rows (cannot run here) are one line each below. Where a
+# One block per kind of row, in this order (a block without TTA rows leaves out the tta column); `target` rows (cannot run here) are one line each below. Where a
 # block's title says its rows' status, the status column is left out.
 BLOCKS = {"measured": "measured here", "calibration": "INT8 calibration configurations (measured here)",
           "emulated": "EMULATED on this CPU: the device's numerics, never its speed",
@@ -57,7 +57,8 @@ def report_cmd(
     for kind, title in BLOCKS.items():
         block = [r for r in shown if r["source"] == kind and r["status"] != "unavailable"]
         if block:
-            shown_columns = {c: h for c, h in columns.items() if c != "status" or kind not in STATUS_IN_TITLE}
+            shown_columns = {c: h for c, h in columns.items() if (c != "status" or kind not in STATUS_IN_TITLE)
+                             and (c != "tta" or any(r.get("tta") for r in block))}  # the tta column where TTA rows are
             out.print(f"\n[bold]{escape(title)}[/]")
             out.print(_block(block, shown_columns))
     for row in shown:

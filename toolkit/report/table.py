@@ -165,11 +165,12 @@ def precision_in_force(r: dict) -> str | None:
 
 
 def tta_label(r: dict) -> str | None:
-    """A TTA run's passes in short, such as 0.5/1/2+f vote; None for a single-scale run."""
+    """A TTA run's passes in short: its scales' span, +f where some are mirrored (0.5-2x+f); None for a
+    single-scale run (result.json's `tta` says the rest)."""
     tta = r.get("tta")
     if not tta:
         return None
-    return "/".join(f"{s:g}" for s in tta["scales"]) + ("+f" if tta["flip"] else "") + f" {tta['merge']}"
+    return f"{min(tta['scales']):g}-{max(tta['scales']):g}x" + ("+f" if tta["flip"] else "")
 
 
 def _measured_rows(r: dict, ref: dict | None, tolerance: float) -> list[dict]:
