@@ -135,3 +135,6 @@ def test_tta_with_the_ray_engine_is_refused_before_any_work(data_root: Path, tmp
     result = invoke("run", "--target", "cpu", "--tta", "--engine", "ray", "--data", data_root, "--limit", 2,
                     "--out", tmp_path / "ray")
     assert result.exit_code != 0 and "--tta" in result.output and not (tmp_path / "ray").exists()
+    bench = invoke("bench", "--target", "cpu", "--tta", "--engine", "ray", "--batch-sizes", 1, "--images", 2,
+                   "--data", data_root, "--out", tmp_path / "ray-bench")
+    assert bench.exit_code != 0 and "--tta" in bench.output and not (tmp_path / "ray-bench").exists()

@@ -44,8 +44,7 @@ class PassCollector:
         """One pass's detections (original pixels); the image's merged detections and its 1x outputs once its
         last pass is in, else None. Passes merge in their plan order: the same run twice gives the same bytes."""
         view = seen[index]
-        sides = np.sqrt(np.prod(np.clip(found.boxes[:, 2:] - found.boxes[:, :2], 0, None), axis=1))
-        kept = found.where(view.uncut(found.boxes) & self.plan.keeps(view.scale, sides))
+        kept = found.where(view.uncut(found.boxes) & self.plan.keeps(view.scale, found.sides()))
         with self.lock:
             image = self.pending.setdefault(key, _Image([None] * len(seen)))
             image.parts[index] = kept
@@ -80,8 +79,8 @@ class PassCollector:
         if self.plan.upscale_where_below <= 0:
             return True
         first = parts[0] if seen[0].scale == 1.0 and not seen[0].mirrored else Detections.joined(parts)
-        sides = np.sqrt(np.prod(np.clip(first.boxes[:, 2:] - first.boxes[:, :2], 0, None), axis=1))
-        return bool(np.any((sides < self.plan.upscale_where_below) & (first.scores > self.plan.upscale_where_score)))
+        small = first.sides() < self.plan.upscale_where_below
+        return bool(np.any(small & (first.scores > self.plan.upscale_where_score)))
 
     def _count(self, seen: tuple[View, ...]) -> None:
         for view in seen:

@@ -35,6 +35,10 @@ class Detections:
         b = self.boxes[order].astype(np.float64)
         return np.column_stack([b[:, :2], b[:, 2:] - b[:, :2], self.scores[order].astype(np.float64)])
 
+    def sides(self) -> np.ndarray:
+        """Each face's size in pixels: the square root of its box's area."""
+        return np.sqrt(np.prod(np.clip(self.boxes[:, 2:] - self.boxes[:, :2], 0, None), axis=1))
+
     def where(self, keep: np.ndarray) -> Detections:
         return Detections(self.boxes[keep], self.scores[keep], self.landmarks[keep])
 

@@ -23,7 +23,7 @@ from toolkit.paths import default_dataset, runs_dir
 
 PreprocessOpt = Annotated[Optional[str], typer.Option(help="native (size rounded up to 32) or letterbox (fixed size, see --size).")]
 SizeOpt = Annotated[Optional[str], typer.Option(help="Letterbox size WxH, e.g. 800x800 or 1024x1024.")]
-TtaOpt = Annotated[bool, typer.Option(help="Test-time augmentation: each image at several scales, each mirrored too, the passes' detections merged (the target file's [tta], else 0.5/1/2 +flip, box voting).")]
+TtaOpt = Annotated[bool, typer.Option(help="Test-time augmentation: each image at several scales, some mirrored, the passes' detections merged (the target file's [tta], else 1x and its mirror, 0.5x, and 2x where the 1x pass found small faces; box voting).")]
 
 
 def _preprocess(mode: str | None, size: str | None, default: Preprocess | None = None) -> Preprocess | None:

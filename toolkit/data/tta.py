@@ -97,7 +97,7 @@ class View:
     def image(self, rgb: np.ndarray) -> np.ndarray:
         """The pass's uint8 HWC input from the original RGB image: resized (native) or warped (fixed shapes),
         as the target's own preprocessing makes its input, then mirrored where the pass is."""
-        t = unmirrored(self.transform) if self.mirrored else self.transform
+        t = mirrored(self.transform) if self.mirrored else self.transform  # mirroring twice: the unmirrored map
         if not self.resized:
             out = cv2.warpAffine(rgb, t.matrix(), (t.in_width, t.in_height), flags=cv2.INTER_LINEAR,
                                  borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
@@ -132,9 +132,6 @@ class View:
 def mirrored(t: Transform) -> Transform:
     """The map onto the mirrored input: x' = in_width - x."""
     return replace(t, sx=-t.sx, tx=t.in_width - t.tx)
-
-
-unmirrored = mirrored  # mirroring twice is the identity
 
 
 def views(pre: Preprocess, plan: TtaPlan, width: int, height: int, upscaled: bool | None = None) -> list[View]:

@@ -71,7 +71,7 @@ def benchmark(opts: BenchOptions, where: str, json_path: Path | None, log: Calla
         raise InputError(f"target {spec.name}: bench measures speed, and an emulation's speed is this CPU's, not the "
                          "device's", "run --mode emulate gives the emulated AP; bench --target cpu-buckets the CPU's speed")
     device_ids = spec.device_ids
-    check_engine_mode(opts.cluster, where)
+    check_engine_mode(opts.cluster, where, spec.tta)
     if where == "container":
         config = launch.built_image(spec, device_ids)
         with runfolder.transaction(opts.run_dir, f"bench --target {spec.name}", reads=opts.data) as staged:
