@@ -2,7 +2,9 @@
 # Ubuntu 22.04, Python 3.10), which carries atc and AMCT. ais_bench is not part of CANN: give its wheels
 # (aclruntime, ais_bench) through EXTRA_PACKAGES or a mirror with --index-url.
 # `run` mounts the chips (/dev/davinci<N>), the management nodes, the host's driver, npu-smi and DCMI.
-# Runs as root: the driver's device nodes belong to root and HwHiAiUser.
+# Runs as the invoking user (--user uid:gid), not root: the driver's nodes are crw-rw---- for HwHiAiUser's
+# group, so `run` adds that group (--group-add, the gid read off /dev/davinci_manager). Only a host whose driver
+# refuses anyone but root needs `user = "root"` in the target's [container], and the plan then says so.
 # CANN releases: 310P3 targets from CANN 8.0; 310 targets CANN 8.0 up to 8.3 (8.5 dropped the Ascend310
 # from atc's default operator packages).
 ARG BASE_IMAGE=swr.cn-south-1.myhuaweicloud.com/ascendhub/cann:8.0.0-310p-ubuntu22.04-py3.10

@@ -22,5 +22,6 @@ echo "docker import -> $image"
 tar -C "$root" --numeric-owner -c . | docker import \
     --change 'ENV LANG=C.UTF-8' \
     --change 'CMD ["/bin/bash"]' \
+    --change 'LABEL io.centerface-toolkit.base=1' \
     --message "debootstrap --variant=minbase $suite ($mirror) + $packages" \
     - "$image"

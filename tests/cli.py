@@ -22,18 +22,26 @@ def _default_signals() -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
-def spawn(*args: object, **kwargs):
-    """`python -m toolkit ARGS` as a user would start it: a real process, real signals."""
+def spawn(*args: object, memory: int | None = None, wrap: list[str] = (), **kwargs):
+    """`python -m toolkit ARGS` as a user would start it: a real process, real signals; `memory`: its address
+    space in bytes (`ulimit -v`); `wrap`: a command it runs under (setpriv, to lose root's powers)."""
     import os
     import subprocess
     import sys
     from pathlib import Path
 
+    def start() -> None:
+        _default_signals()
+        if memory is not None:
+            import resource
+
+            resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+
     root = Path(__file__).resolve().parents[1]
     env = {**os.environ, "PYTHONPATH": str(root), **kwargs.pop("env", {})}
-    return subprocess.Popen([sys.executable, "-m", "toolkit", *map(str, args)], cwd=kwargs.pop("cwd", root),
+    return subprocess.Popen([*wrap, sys.executable, "-m", "toolkit", *map(str, args)], cwd=kwargs.pop("cwd", root),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                            preexec_fn=_default_signals, **kwargs)
+                            preexec_fn=start, **kwargs)
 
 
 def run_cli(*args: object, timeout: float = 600, **kwargs):

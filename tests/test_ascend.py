@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import os
 from pathlib import Path
 
 import numpy as np
@@ -222,7 +223,10 @@ def test_dry_run_prints_every_command_and_writes_the_aipp(name: str, soc: str, a
     assert all(("--insert_op_conf=/runs/" in line) == aipp_expected for line in atc_lines)
     assert "python3 -m ais_bench --model /runs/" in text and "--loop 20" in text
     assert ("amct_onnx calibration --model" in text) == (name == "310p")
-    assert "docker run --rm --network none --user 0:0 --device /dev/davinci0:/dev/davinci0:rwm" in text
+    # as the invoking user with the driver nodes' group, not root; exactly the run folder, the cache and the data
+    user = f"--user {os.getuid()}:{os.getgid()} --group-add"
+    assert f"docker run --rm --network none {user} " in text and "--device /dev/davinci0:/dev/davinci0:rwm" in text
+    assert f"-v {out}:/runs/{name} " in text and f"-v {out.parent}:" not in text
     plan = json.loads((out / "plan.json").read_text())
     assert plan["runs_in"] == "container" and plan["unavailable"] is None or "CANN" in plan["unavailable"]
     if aipp_expected:
@@ -346,10 +350,13 @@ def test_report_shows_chip_and_card_throughput_and_the_fake_quant_ap(tmp_path: P
     path = tmp_path / "perf_vision_batchsize_1_device_0.txt"
     path.write_text(GUIDE_PERF_BS1)
     ap = {"easy": 0.93, "medium": 0.92, "hard": 0.79}
-    cpu = {"_run": "cpu", "target": "cpu", "precision": "fp32", "ap": ap}
+    for run in ("cpu", "310p"):  # both evaluated the same image: their deltas are their APs'
+        (tmp_path / run / "predictions" / "0--Parade").mkdir(parents=True)
+        (tmp_path / run / "predictions" / "0--Parade" / "a.txt").write_text("a\n0\n")
+    cpu = {"_run": "cpu", "_dir": str(tmp_path / "cpu"), "target": "cpu", "precision": "fp32", "ap": ap}
     on_310 = {"_run": "310", "target": "310", "precision": "fp16", "ap": ap, "batch_size": 1,
               "throughput": {"images_per_s": 30.0}, "tool_throughput": {"1": perf.from_benchmark(path, 4).as_dict()}}
-    on_310p = {"_run": "310p", "target": "310p", "precision": "int8", "ap": ap,
+    on_310p = {"_run": "310p", "_dir": str(tmp_path / "310p"), "target": "310p", "precision": "int8", "ap": ap,
                "calibration": {"method": "amct", "onnx_twin_ap": {"easy": 0.925, "medium": 0.915, "hard": 0.785}}}
     table = rows([cpu, on_310, on_310p])
     (row,) = [r for r in table if r["target"] == "310" and r["source"] == "measured"]

@@ -62,10 +62,10 @@ def test_bench_rejects_bad_batch_sizes() -> None:
 def test_report_table_gate_and_files(cpu_run: Path, tmp_path: Path) -> None:
     runs = tmp_path / "runs"
     shutil.copytree(cpu_run, runs / "cpu")
+    shutil.copytree(cpu_run, runs / "cpu-int8")  # the same images: its deltas are its own AP's
     worse = json.loads((cpu_run / "result.json").read_text())
     worse["ap"] = {k: v - 0.02 for k, v in worse["ap"].items()}
     worse["target"] = "cpu-int8"
-    (runs / "cpu-int8").mkdir()
     (runs / "cpu-int8" / "result.json").write_text(json.dumps(worse))
     (runs / "310p").mkdir()
     (runs / "310p" / "result.json").write_text(json.dumps(
@@ -137,3 +137,32 @@ def test_calibration_configurations_become_report_rows(tmp_path: Path) -> None:
     found = {r["target"]: r for r in rows([run]) if r["source"] == "calibration"}
     assert found["cpu-int8 [minmax]"]["status"] == "ran-but-failed-accuracy"
     assert found["cpu-int8 [entropy]"]["status"] == "passed" and found["cpu-int8 [entropy]"]["delta_hard"] == -0.34
+
+
+def test_report_compares_runs_on_the_images_both_evaluated_and_never_passes_a_run_without_ap(
+        cpu_run: Path, data_root: Path, tmp_path: Path) -> None:
+    """Two runs of one model on 12 and 3 images: Δ 0 on the 3 both evaluated, and the row says so. A folder
+    that was only benchmarked has no AP and is not passed; a writer's staging leftover is no run; a published
+    figure (its own images) has no Δ."""
+    from cli import run_cli
+
+    runs = tmp_path / "runs"
+    shutil.copytree(cpu_run, runs / "cpu")
+    code, _, err = run_cli("run", "--data", data_root, "--limit", 3, "--out", runs / "three")
+    assert code == 0, err
+    code, _, err = run_cli("bench", "--data", data_root, "--batch-sizes", 1, "--images", 2, "--iters", 2,
+                           "--warmup", 0, "--out", runs / "benched")
+    assert code == 0, err
+    shutil.copytree(cpu_run, runs / ".cpu.staging-99999")  # what a writer killed outright leaves
+    code, out, err = run_cli("report", "--runs", runs, env={"COLUMNS": "200"})
+    assert code == 0, err
+    rows = {(r["target"], r["batch"]): r for r in json.loads((runs / "report.json").read_text())["rows"]}
+    three, cpu = rows["three", 1], rows["cpu", 1]
+    assert three["status"] == "passed" and three["delta_images"] == 3 and cpu["delta_images"] == 12
+    assert [three[f"delta_{s}"] for s in ("easy", "medium", "hard")] == [0.0, 0.0, 0.0]
+    assert three["hard"] != cpu["hard"]  # its own AP is over its 3 images: no delta compares it with the 12's
+    assert "three: Δ on the 3 images both evaluated (3 here, 12 in cpu)" in out
+    assert rows["benched", 1]["status"] == "not-evaluated" and rows["benched", 1]["reason"].startswith("no AP")
+    assert not any(name.startswith(".") for name, _ in rows)
+    guide = rows["310 (guide)", 1]
+    assert guide["delta_hard"] is None and "published over its own images" in guide["delta_note"]

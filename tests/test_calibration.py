@@ -131,3 +131,13 @@ def test_unknown_method_is_refused_before_any_work(small_target: Path, data_root
     assert result.exit_code == 2
     assert "calibration method 'kl': onnxruntime offers minmax, entropy, percentile" in result.output
     assert not (tmp_path / "run" / "calibration_report.json").exists()
+
+
+def test_a_sweep_whose_images_lack_a_setting_prints_dashes(small_target: Path, data_root: Path, tmp_path: Path) -> None:
+    """One evaluation image with no easy face: that AP is None, shown as '-', and the folder is whole."""
+    out = tmp_path / "run"
+    result = invoke("calibrate", "--target", small_target, "--data", data_root, "--limit", 1, "--out", out)
+    assert result.exit_code == 0, result.output
+    rows = json.loads((out / "calibration_report.json").read_text())["rows"]
+    assert all(r["easy"] is None and r["delta_easy"] is None for r in rows) and all(r["hard"] is not None for r in rows)
+    assert "│    - │" in result.output and (out / "centerface.int8.onnx").is_file()

@@ -33,8 +33,11 @@ def test_run_writes_result_json(cpu_run: Path) -> None:
     pictures = result["artefacts"]["pictures"]  # relative to the run folder
     assert len(pictures) == 4 and all((cpu_run / p).is_file() for p in pictures)
     assert (cpu_run / result["artefacts"]["onnx"]).is_file() and (cpu_run / result["artefacts"]["converted"]).is_file()
-    hidden = [p.relative_to(cpu_run) for p in cpu_run.rglob(".*") if p.is_file()]
-    assert hidden == [Path(".lock")] and (cpu_run / ".lock").read_bytes() == b""  # the run folder's lock, at rest
+    hidden = sorted(p.relative_to(cpu_run) for p in cpu_run.rglob(".*") if p.is_file())
+    assert hidden == [Path(".centerface-toolkit.json"), Path(".lock")]  # what the toolkit made, and its lock
+    assert (cpu_run / ".lock").read_bytes() == b""  # at rest
+    made = json.loads((cpu_run / ".centerface-toolkit.json").read_text())
+    assert made["kind"] == "run" and set(made["entries"]) == {p.name for p in cpu_run.iterdir()} - {".lock", ".centerface-toolkit.json"}
 
 
 def test_run_without_a_dataset_detects_on_the_sample(tmp_path: Path, monkeypatch) -> None:

@@ -55,7 +55,8 @@ def test_cpu_run_spec_mounts_runs_cache_and_data(tmp_path: Path) -> None:
     data.mkdir()
     spec = runspec.make(config, ["run", "--target", "cpu"], tmp_path / "runs" / "cpu", tmp_path / "cache", data)
     mounts = {m.target: m for m in spec.mounts}
-    assert mounts["/runs"].source == str((tmp_path / "runs").resolve()) and not mounts["/runs"].read_only
+    assert set(mounts) == {"/runs/cpu", "/cache", "/data"}  # exactly the run folder, never its parent
+    assert mounts["/runs/cpu"].source == str((tmp_path / "runs" / "cpu").resolve()) and not mounts["/runs/cpu"].read_only
     assert mounts["/cache"].source == str((tmp_path / "cache").resolve()) and not mounts["/cache"].read_only
     assert mounts["/data"].source == str(data.resolve()) and mounts["/data"].read_only
     assert spec.user == f"{os.getuid()}:{os.getgid()}" and spec.devices == [] and spec.gpus is None
@@ -63,7 +64,7 @@ def test_cpu_run_spec_mounts_runs_cache_and_data(tmp_path: Path) -> None:
     assert spec.network == "none" and spec.command == ["run", "--target", "cpu"]
     kwargs = docker_kwargs(spec, tty=False)
     assert "device_requests" not in kwargs and kwargs["devices"] is None
-    assert {m["Target"]: m["ReadOnly"] for m in kwargs["mounts"]} == {"/runs": False, "/cache": False, "/data": True}
+    assert {m["Target"]: m["ReadOnly"] for m in kwargs["mounts"]} == {"/runs/cpu": False, "/cache": False, "/data": True}
 
 
 def test_ascend_run_spec_passes_chips_driver_and_npu_smi(tmp_path: Path) -> None:
@@ -80,13 +81,16 @@ def test_ascend_run_spec_passes_chips_driver_and_npu_smi(tmp_path: Path) -> None
     assert runspec.make(ContainerConfig.of(target), [], tmp_path / "r", tmp_path, None).devices[0] == "/dev/davinci0:/dev/davinci0:rwm"
 
 
-def test_nvidia_run_spec_requests_gpus(tmp_path: Path) -> None:
-    target = targets.load(str(write_target(tmp_path, "gpu", 'dockerfile = "tensorrt"\ndevices = "nvidia"')))
-    config = ContainerConfig.of(target)
-    every = docker_kwargs(runspec.make(config, [], tmp_path / "r", tmp_path, None), tty=False)["device_requests"][0]
-    assert every["Count"] == -1 and every["Capabilities"] == [["gpu"]] and not every.get("DeviceIDs")
+def test_nvidia_run_spec_requests_only_the_gpus_named(tmp_path: Path) -> None:
+    """The target file's device (t4: device_id = 0), --device-ids' ones, or every GPU only for --device-ids all."""
+    config = ContainerConfig.of(targets.load("t4"))
+    named = docker_kwargs(runspec.make(config, [], tmp_path / "r", tmp_path, None), tty=False)["device_requests"][0]
+    assert named["DeviceIDs"] == ["0"] and named["Capabilities"] == [["gpu"]]
     one = docker_kwargs(runspec.make(config, [], tmp_path / "r", tmp_path, None, [1]), tty=False)["device_requests"][0]
     assert one["DeviceIDs"] == ["1"] and one["Capabilities"] == [["gpu"]]
+    every = docker_kwargs(runspec.make(config, [], tmp_path / "r", tmp_path, None, "all"), tty=False)["device_requests"][0]
+    assert every["Count"] == -1 and not every.get("DeviceIDs")
+    assert "--gpus device=0 " in " ".join(runspec.make(config, [], tmp_path / "r", tmp_path, None).docker_cli())
 
 
 @pytest.mark.parametrize("name", targets.available())
@@ -97,7 +101,8 @@ def test_every_target_has_a_run_spec_for_its_hardware(name: str, tmp_path: Path)
     kind = {"cpu": "none", "ascend": "ascend", "tensorrt": "nvidia"}[config.dockerfile]
     assert config.devices == kind
     assert bool(spec.devices) == (kind == "ascend") and (spec.gpus is not None) == (kind == "nvidia")
-    assert spec.user == ("0:0" if kind == "ascend" else f"{os.getuid()}:{os.getgid()}")
+    # as the invoking user everywhere; on Ascend with the driver nodes' group (they are 660 for HwHiAiUser's group)
+    assert spec.user == f"{os.getuid()}:{os.getgid()}" and bool(spec.groups) == (kind == "ascend")
 
 
 def test_container_settings_are_checked(tmp_path: Path) -> None:
@@ -407,3 +412,33 @@ def test_a_container_run_records_each_devices_host_id(cpu_image: str, docker_cli
     assert json.loads(result.read_text())["target"] == "cpu"  # what the container record does not own stays
     assert saved["devices"] == [{"host_id": 2, "container_id": 0}, {"host_id": 3, "container_id": 1}]
     assert saved["image"] == config.image
+
+
+def test_a_container_sees_only_its_run_folder_the_cache_and_the_data(cpu_image: str, docker_client, data_root: Path,
+                                                                     tmp_path: Path) -> None:
+    """Inside the real image, with the mounts the toolkit gives it: /runs holds only the run folder, /data is
+    read-only, and the container runs as the invoking user."""
+    from toolkit.containers import launch
+
+    (tmp_path / "runs" / "neighbour").mkdir(parents=True)
+    (tmp_path / "runs" / "neighbour" / "theirs.txt").write_text("another run's")
+    spec = launch.container_spec(ContainerConfig.of(targets.load("cpu")), [], tmp_path / "runs" / "cpu", data_root, None)
+    (tmp_path / "runs" / "cpu").mkdir()
+    kwargs = {**docker_kwargs(spec, tty=False), "detach": False, "remove": True,
+              "entrypoint": ["sh", "-c", "ls -A /runs; id -u; touch /data/x 2>/dev/null && echo data-writable; true"]}
+    seen = docker_client.containers.run(**kwargs).decode().split()
+    assert seen == ["cpu", str(os.getuid())], seen
+
+
+def test_build_refuses_a_tag_of_an_image_it_did_not_build(cpu_image: str, docker_client, tmp_path: Path) -> None:
+    """A build moves its tag only off an image the toolkit built (its target label)."""
+    target = tmp_path / "tagged.toml"
+    target.write_text('name = "tagged"\nbackend = "onnxruntime"\n[container]\ndockerfile = "cpu"\n')
+    tag = ContainerConfig.of(targets.load(str(target))).image
+    docker_client.images.get(images.OFFLINE_BASE).tag(tag)  # an image of that name the toolkit did not build
+    try:
+        built = invoke("build", "--target", target, "--base-image", images.OFFLINE_BASE)
+        assert built.exit_code == 2 and f"image {tag}: exists and the toolkit did not build it" in built.output
+        assert docker_client.images.get(tag).id == docker_client.images.get(images.OFFLINE_BASE).id
+    finally:
+        docker_client.images.remove(tag)

@@ -82,3 +82,48 @@ def test_jpegs_decode_straight_to_the_same_rgb(wider_images, tmp_path) -> None:
     for path in [*wider_images[:20], grey]:
         slow = to_rgb8(cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_UNCHANGED))
         np.testing.assert_array_equal(read_rgb(path), slow)
+
+
+@pytest.mark.parametrize("fmt, suffix", [("JPEG", "jpg"), ("PNG", "png"), ("WEBP", "webp"), ("TIFF", "tif")])
+def test_exif_orientation_is_applied_for_every_format_that_carries_it(photo: Path, tmp_path: Path, fmt: str,
+                                                                      suffix: str) -> None:
+    """A phone stores the pixels as the sensor saw them and says how to turn them: every orientation, every
+    format, equals Pillow's own reading (ImageOps.exif_transpose) of the same file, pixel for pixel."""
+    from PIL import Image, ImageOps
+
+    stored = np.asarray(Image.open(photo).convert("RGB"))[:120, :160]
+    for orientation in range(1, 9):
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        path = tmp_path / f"o{orientation}.{suffix}"
+        Image.fromarray(stored).save(path, fmt, exif=exif.tobytes(), **({"lossless": True} if fmt == "WEBP" else {}))
+        upright = np.asarray(ImageOps.exif_transpose(Image.open(path)).convert("RGB"))
+        got = read_rgb(path)
+        assert got.shape == upright.shape, (orientation, got.shape)
+        if fmt == "JPEG":  # two JPEG decoders: the same geometry, pixels within rounding
+            assert np.abs(got.astype(int) - upright).mean() < 2, orientation
+        else:
+            np.testing.assert_array_equal(got, upright, err_msg=f"orientation {orientation}")
+
+
+def test_a_complete_jpeg_with_bytes_after_its_end_is_read(photo: Path, tmp_path: Path) -> None:
+    """A phone's motion photo: the video follows the JPEG's end-of-image marker. Cut inside the scan data, the
+    same file is refused."""
+    from toolkit.data.images import jpeg_end
+
+    data = photo.read_bytes()
+    motion = tmp_path / "motion.jpg"
+    motion.write_bytes(data + b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 64)
+    np.testing.assert_array_equal(read_rgb(motion), read_rgb(photo))
+    assert jpeg_end(motion.read_bytes()) == len(data)
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes(motion.read_bytes()[: len(data) - 100] + b"\xff\xd9"[:1])
+    with pytest.raises(InputError, match="cut.jpg: truncated JPEG"):
+        read_rgb(cut)
+
+
+def test_every_wider_jpeg_ends_where_its_structure_says(wider_images) -> None:
+    from toolkit.data.images import jpeg_end
+
+    for path in wider_images:
+        assert jpeg_end(path.read_bytes()) == path.stat().st_size

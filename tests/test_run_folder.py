@@ -48,10 +48,16 @@ def evaluated(folder: Path, data_root: Path) -> dict:
 
 # --- the transaction itself -------------------------------------------------------------------------
 
+def made(folder: Path, files: dict[str, str], kind: str = "run") -> Path:
+    """A folder the toolkit made: `files` written by a transaction."""
+    with runfolder.transaction(folder, "setup", kind=kind) as staged:
+        for name, text in files.items():
+            fileio.write_text(staged / name, text)
+    return folder
+
+
 def test_a_transaction_swaps_in_whole_or_not_at_all(tmp_path: Path) -> None:
-    folder = tmp_path / "run"
-    folder.mkdir()
-    (folder / "kept.txt").write_text("earlier")
+    folder = made(tmp_path / "run", {"kept.txt": "earlier"})
     with runfolder.transaction(folder, "test") as staged:
         assert staged != folder and (staged / "kept.txt").read_text() == "earlier"
         (staged / "new.txt").write_text("new")
@@ -67,11 +73,8 @@ def test_a_transaction_swaps_in_whole_or_not_at_all(tmp_path: Path) -> None:
 
 
 def test_fresh_entries_start_empty_and_links_never_touch_the_kept_state(tmp_path: Path) -> None:
-    folder = tmp_path / "detect"
-    (folder / "pictures").mkdir(parents=True)
-    (folder / "pictures" / "old.jpg").write_bytes(b"old")
-    (folder / "notes.txt").write_text("v1")
-    with runfolder.transaction(folder, "test", fresh=("pictures",)) as staged:
+    folder = made(tmp_path / "detect", {"pictures/old.jpg": "old", "notes.txt": "v1"}, kind="detect")
+    with runfolder.transaction(folder, "test", fresh=("pictures",), kind="detect") as staged:
         assert not (staged / "pictures").exists()
         assert os.stat(staged / "notes.txt").st_ino == os.stat(folder / "notes.txt").st_ino  # a hard link
         fileio.write_text(staged / "notes.txt", "v2")  # writers replace files, so the kept one stays
@@ -250,18 +253,56 @@ def tree_state(folder: Path) -> dict[str, str]:
     return state
 
 
-def test_links_inside_a_run_folder_stay_links(tmp_path: Path) -> None:
-    folder = tmp_path / "run"
+def test_a_folder_holding_anything_the_toolkit_did_not_make_is_refused_untouched(tmp_path: Path) -> None:
+    """Its own files, links to them, a folder of another kind: refused before the lock file, nothing written."""
     (tmp_path / "elsewhere").mkdir()
     (tmp_path / "elsewhere" / "notes.txt").write_text("the user's")
-    folder.mkdir()
-    (folder / "shared").symlink_to(tmp_path / "elsewhere")
-    (folder / "notes.txt").symlink_to(tmp_path / "elsewhere" / "notes.txt")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "family.jpg").write_bytes(b"a photo")
+    (photos / "shared").symlink_to(tmp_path / "elsewhere")
+    before = tree_state(photos)
+    with pytest.raises(InputError, match=r"photos: holds 2 entries the toolkit did not make \(family.jpg, shared\)"):
+        with runfolder.transaction(photos, "test"):
+            pass
+    assert tree_state(photos) == before and not leftovers(tmp_path)
+    run = made(tmp_path / "run", {"x.txt": "x"})
+    with pytest.raises(InputError, match="a folder `run` wrote; detect writes its own"):
+        with runfolder.transaction(run, "test", kind="detect"):
+            pass
+
+
+def test_links_in_place_of_the_toolkits_entries_are_replaced_never_written_through(tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "keep.txt").write_text("the user's")
+    (elsewhere / "lockfile").write_text("the user's lock-like file")
+    before = tree_state(elsewhere)
+    folder = made(tmp_path / "run", {"predictions/a.txt": "a", "pictures/b.txt": "b"})
+    fileio.remove(folder / "predictions")
+    (folder / "predictions").symlink_to(elsewhere)  # a link where the toolkit's folder was
+    fileio.remove(folder / ".lock")
+    (folder / ".lock").symlink_to(elsewhere / "lockfile")
+    with pytest.raises(RuntimeError), runfolder.transaction(folder, "test") as staged:
+        fileio.write_text(staged / "predictions" / "keep.txt", "overwritten?")
+        raise RuntimeError("fails after writing")
+    assert tree_state(elsewhere) == before and (folder / "predictions").is_symlink()  # kept as it was
     with runfolder.transaction(folder, "test") as staged:
-        assert (staged / "shared").is_symlink() and (staged / "notes.txt").is_symlink()
-        fileio.write_text(staged / "new.txt", "new")
-    assert (folder / "shared").is_symlink() and os.readlink(folder / "shared") == str(tmp_path / "elsewhere")
-    assert (tmp_path / "elsewhere" / "notes.txt").read_text() == "the user's" and not leftovers(tmp_path)
+        fileio.write_text(staged / "predictions" / "keep.txt", "the toolkit's")
+    assert tree_state(elsewhere) == before and not leftovers(tmp_path)
+    assert not (folder / "predictions").is_symlink() and (folder / "predictions" / "keep.txt").read_text() == "the toolkit's"
+    assert not (folder / ".lock").is_symlink() and (folder / "pictures" / "b.txt").read_text() == "b"
+
+
+def test_a_rerun_keeps_the_folders_mode_and_group(tmp_path: Path) -> None:
+    import grp
+
+    folder = made(tmp_path / "run", {"x.txt": "x"})
+    group = grp.getgrnam("nogroup").gr_gid if os.geteuid() == 0 else os.getgid()
+    os.chown(folder, -1, group)
+    os.chmod(folder, 0o2770)
+    made(folder, {"y.txt": "y"})
+    assert (os.stat(folder).st_mode & 0o7777, os.stat(folder).st_gid) == (0o2770, group)
 
 
 def test_out_as_a_link_updates_its_target_and_stays_a_link(cpu_run: Path, data_root: Path, tmp_path: Path) -> None:

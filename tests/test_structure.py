@@ -90,7 +90,7 @@ def test_the_target_record_is_a_leaf_and_the_loader_imports_backends_at_the_top(
     assert graph["toolkit.target"] <= {"toolkit.data.preprocess", "toolkit.data.tta", "toolkit.errors"}
     tree = ast.parse((PACKAGE / "targets.py").read_text())
     top = {ast.unparse(node) for node in tree.body if isinstance(node, (ast.Import, ast.ImportFrom))}
-    assert "from toolkit import backends, schema, toml" in top
+    assert "from toolkit import backends, reading, schema" in top
     lazy = [ast.unparse(n) for f in ast.walk(tree) if isinstance(f, ast.FunctionDef) for n in ast.walk(f)
             if isinstance(n, (ast.Import, ast.ImportFrom))]
     assert lazy == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from toolkit import fileio, toml
+from toolkit import fileio, reading, schema
 from toolkit.data.images import read_rgb
 from toolkit.data.preprocess import Preprocess
 from toolkit.data.wider import IMAGES_DIR, image_key
@@ -22,6 +23,8 @@ from toolkit.target import Target
 
 RECIPES_DIR = REPO_ROOT / "calibration"
 MANIFEST = "manifest.json"
+RECIPE_KEYS = {"images": schema.TEXT, "count": schema.whole(1), "preprocess": schema.TEXT, "size": schema.SIZE,
+               "batch_size": schema.whole(1)}
 
 
 @dataclass(frozen=True)
@@ -37,10 +40,12 @@ class Recipe:
         return Preprocess(self.preprocess, *(self.size or (None, None)))
 
     def image_names(self) -> list[str]:
-        listing = RECIPES_DIR / self.images
-        if not listing.is_file():
+        listing = reading.inside(RECIPES_DIR, self.images, RECIPES_DIR / f"{self.name}.toml")
+        if not os.path.lexists(listing):
             raise InputError(f"{listing}: no such calibration image list")
-        names = [line.strip() for line in listing.read_text().splitlines() if line.strip()]
+        names = [line.strip() for line in reading.read_text(listing, what="image list").splitlines() if line.strip()]
+        for name in names:
+            reading.inside(Path("."), name, listing)  # a WIDER_val/images/<event>/<name> path, never elsewhere
         if len(names) < self.count:
             raise InputError(f"{listing}: lists {len(names)} images, the recipe asks for {self.count}")
         return names[: self.count]
@@ -64,15 +69,16 @@ def load_recipe(name: str, count: int | None = None, batch_size: int | None = No
     """A recipe by name (calibration/<name>.toml) or by path to a .toml file."""
     path = Path(name) if name.endswith(".toml") else RECIPES_DIR / f"{name}.toml"
     name = path.stem
-    if not path.is_file():
+    if not os.path.lexists(path):
         known = ", ".join(sorted(p.stem for p in RECIPES_DIR.glob("*.toml")))
         raise InputError(f"calibration recipe {name!r}: no {path}", f"known recipes: {known}")
-    raw = toml.loads(path.read_text())
-    try:
-        recipe = Recipe(name, raw["images"], int(raw["count"]), raw.get("preprocess", "native"),
-                        tuple(raw["size"]) if raw.get("size") else None, int(raw.get("batch_size", 1)))
-    except KeyError as exc:
-        raise InputError(f"{path}: missing key {exc.args[0]!r}") from None
+    raw = reading.read_toml(path)
+    for key in ("images", "count"):
+        if key not in raw:
+            raise InputError(f"{path}: missing key {key!r}")
+    schema.check_table(path, None, raw, RECIPE_KEYS)
+    recipe = Recipe(name, raw["images"], raw["count"], raw.get("preprocess", "native"),
+                    tuple(raw["size"]) if raw.get("size") else None, raw.get("batch_size", 1))
     if count is not None and count < 1:
         raise InputError(f"--count {count}: calibration takes 1 image or more (leave it out for the recipe's {recipe.count})")
     recipe = replace(recipe, count=recipe.count if count is None else count,
@@ -96,7 +102,7 @@ class CalibrationSet:
 
     def batches(self) -> Iterator[np.ndarray]:
         for name in self.manifest["batches"]:
-            yield np.load(self.folder / name)
+            yield reading.npy(reading.inside(self.folder, name, self.folder / MANIFEST), "calibration batch")
 
     def __len__(self) -> int:
         return len(self.manifest["batches"])
@@ -107,7 +113,7 @@ def build(recipe: Recipe, data_root: Path, cache: Path) -> tuple[CalibrationSet,
     folder = cache / f"{recipe.name}-{recipe.key()}"
     manifest_path = folder / MANIFEST
     if manifest_path.is_file():
-        manifest = json.loads(manifest_path.read_text())
+        manifest = reading.read_json(manifest_path, {"batches": list, "images": list, "sha256": str})
         if all((folder / b).is_file() for b in manifest["batches"]):
             return CalibrationSet(folder, manifest), True
     pre = recipe.pre()

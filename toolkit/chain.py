@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -12,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from toolkit import backends, calibration, fileio, machine, pipeline, quantization, result_file, runfolder
+from toolkit import backends, calibration, fileio, machine, pipeline, quantization, reading, result_file, runfolder
 from toolkit.backends.base import Backend
 from toolkit.backends.emulated import EmulatedBackend
 from toolkit.cluster import RayEngine
@@ -38,6 +37,15 @@ DRAW_THRESHOLD = 0.5  # pictures show confident detections only
 PREDICTIONS = "predictions"  # the WIDER-format prediction files, in the run folder
 STAGES = ("export", "convert", "infer")  # weights -> .pth -> ONNX | artefact (INT8: calibrated) | inference -> AP
 STATE_FILE = "stages.json"
+# What the infer stage writes anew each time (result.json's run keys too): a re-run never leaves an earlier
+# run's pictures or curves beside its result.
+INFER_ENTRIES = (PREDICTIONS, "pictures", saved_outputs.FILE, "pr_curves.npz")
+# stages.json as the stages write it: what a later stage reads of it
+STATE_SHAPE = {"target": str,
+               "export": (reading.OPTIONAL, {"weights": str, "pth": str, "onnx": str, "timings_s": dict,
+                                             "parity": (reading.OPTIONAL, dict)}),
+               "convert": (reading.OPTIONAL, {"artefact": str, "timings_s": dict, "emulated": bool,
+                                              "calibration": (reading.OPTIONAL, dict)})}
 
 
 @dataclass
@@ -75,11 +83,15 @@ def parse_part(text: str | None) -> tuple[int, int] | None:
 
 
 def dataset_items(root: Path, limit: int | None, part: tuple[int, int] | None = None,
-                  dangling: bool = False) -> list[tuple[str, Path]]:
+                  unreadable: bool = False) -> list[tuple[str, Path]]:
+    """The data set's (key, path) images, one part of them and the first `limit`; a part that selects no image
+    is refused."""
     check_limit(limit)
-    items = wider.list_val_images(root, dangling)
-    if part:
-        items = items[part[0] - 1::part[1]]
+    every = wider.list_val_images(root, unreadable)
+    items = every[part[0] - 1::part[1]] if part else every
+    if not items:
+        raise InputError(f"--part {part[0]}/{part[1]}: selects no image ({root} has {len(every)})",
+                         f"pass a part of at most {len(every)}")
     return items[:limit] if limit else items
 
 
@@ -94,7 +106,7 @@ class Stages:
         t0 = time.perf_counter()
         out = fn(*args, **kwargs)
         self.seconds[name] = round(time.perf_counter() - t0, 3)
-        self.log(f"[green]✓[/] {name} ({self.seconds[name]:.1f} s)")
+        self.log(f"✓ {name} ({self.seconds[name]:.1f} s)")
         return out
 
 
@@ -179,13 +191,13 @@ def chosen_images(opts: ChainOptions, stages: Stages, log: Callable[[str], None]
     """The data set's images (the sample image without one); an INT8 target's calibration images left out."""
     target, pre, batch_size = opts.target, opts.target.preprocess, opts.target.batch_sizes[0]
     if opts.data is None:
-        log("[yellow]no WIDER FACE dataset[/]: detecting on the sample image instead (pass DATA=<WIDER root>)")
+        log("no WIDER FACE dataset: detecting on the sample image instead (pass DATA=<WIDER root>)")
         images = Images(sample_images(), None, {})
     else:
-        items = dataset_items(opts.data, opts.limit, opts.part, dangling=True)
-        skipped = {k: why for k, p in items if (why := wider.missing_target(p))}
+        items = dataset_items(opts.data, opts.limit, opts.part, unreadable=True)
+        skipped = {k: why for k, p in items if (why := wider.not_a_file(p))}
         for why in skipped.values():
-            log(f"[yellow]skipped[/] {why}")
+            log(f"skipped {why}")
         gt = stages.run("ground truth", wider.load_ground_truth, opts.data)
         images = Images([(k, p) for k, p in items if k not in skipped], gt, skipped)
     if not pre.sizes() and batch_size > 1:  # native sizes: the first readable image's stands for the rest
@@ -196,8 +208,14 @@ def chosen_images(opts: ChainOptions, stages: Stages, log: Callable[[str], None]
             raise InputError(f"target {target.name}: INT8 calibration needs the WIDER FACE images",
                              "pass --data <WIDER root>")
         recipe = calibration.recipe_for(target)
+        chosen = len(images.items)
         images.items = recipe.left_out(images.items)
         log(f"{len(recipe.keys())} calibration images left out of the evaluation")
+        if not images.items:
+            raise InputError(f"target {target.name}: the {chosen} images chosen are all calibration images "
+                             f"({recipe.images}), which an INT8 evaluation leaves out", "choose more images")
+    if not images.items:
+        raise InputError(f"{opts.data}: no image to run (every one was skipped: {next(iter(images.skipped.values()))})")
     return images
 
 
@@ -279,10 +297,13 @@ def _infer_stage(opts: ChainOptions, backend: Backend, images: Images, state: di
                  log: Callable[[str], None], progress) -> dict:
     """Inference, evaluation and result.json, from the artefacts the earlier stages recorded."""
     out = opts.out_dir
-    ran = infer(opts, backend, out / state["convert"]["artefact"], images.items, stages, progress)
+    ran = infer(opts, backend, artefact_path(out, state), images.items, stages, progress)
     if ran.bad:
-        log(f"[yellow]skipped {len(ran.bad)} unreadable images[/] (listed in result.json), e.g. {next(iter(ran.bad.values()))}")
+        log(f"skipped {len(ran.bad)} unreadable images (listed in result.json), e.g. {next(iter(ran.bad.values()))}")
     items = [(k, p) for k, p in images.items if k not in ran.bad]
+    if not items:
+        raise InputError(f"every one of the {len(ran.bad)} images was skipped (e.g. {next(iter(ran.bad.values()))}): "
+                         "nothing to evaluate", "see why above; --skip-bad goes on past bad images, not past all")
     evaluation = evaluate_run(out / PREDICTIONS, images.gt, items, backend.simulation is None, stages, log)
     result = result_of(opts, backend, state, Images(items, images.gt, {**images.skipped, **ran.bad}), ran, evaluation,
                        stages, log)
@@ -297,7 +318,7 @@ def infer(opts: ChainOptions, backend: Backend, artefact: Path, items: list[tupl
           progress) -> Inference:
     """Every image through the backend's runner (or the Ray engine), predictions written as WIDER files."""
     pred_dir = opts.out_dir / PREDICTIONS
-    shutil.rmtree(pred_dir, ignore_errors=True)  # a re-run must not evaluate an earlier run's files
+    fileio.remove(pred_dir)  # a re-run must not evaluate an earlier run's files
     to_draw, to_keep = {key for key, _ in items[:PICTURES]}, {key for key, _ in items[:RAW_OUTPUTS]}
     ran = Inference(None, {}, {}, {}, {})
 
@@ -333,17 +354,17 @@ def evaluate_run(pred_dir: Path, gt: GroundTruth | None, items: list[tuple[str, 
     if gt is None or not scored:
         return None
     if not any(k in gt.images for k, _ in items):
-        log(f"[yellow]no AP[/]: none of the {len(items)} images has ground truth in {gt.source}; "
+        log(f"no AP: none of the {len(items)} images has ground truth in {gt.source}; "
             "their predictions are written (predictions/)")
         return f"none of the images has ground truth in {gt.source} (AP needs it)"
     evaluation = stages.run("evaluate", lambda: evaluate(read_predictions(pred_dir), gt))
     if evaluation.restricted:
         log(f"ground truth restricted to the {evaluation.images} processed images (of {evaluation.gt_images} in {gt.source})")
     if evaluation.unmatched_predictions:
-        log(f"[yellow]{len(evaluation.unmatched_predictions)} images have no ground truth[/] and count in no AP "
+        log(f"{len(evaluation.unmatched_predictions)} images have no ground truth and count in no AP "
             f"(listed in result.json), e.g. {evaluation.unmatched_predictions[0]}")
     for reason in evaluation.reasons().values():
-        log(f"[yellow]no AP[/]: {reason}")
+        log(f"no AP: {reason}")
     return evaluation
 
 
@@ -352,7 +373,7 @@ def result_of(opts: ChainOptions, backend: Backend, state: dict, images: Images,
     """result.json's keys for this run: what ran, on what, its AP, speed, artefacts and where it ran."""
     target, out, items = opts.target, opts.out_dir, images.items
     exported, converted_state = state["export"], state["convert"]
-    artefact = out / converted_state["artefact"]
+    artefact = artefact_path(out, state)
     emulated = isinstance(backend, EmulatedBackend)
     tool_figures = backend.measure(target, out, items)  # the vendor tool's own throughput, where it has one
     pictures = [_relative(save(out / "pictures" / f"{key.replace('/', '__')}.jpg",
@@ -436,22 +457,26 @@ def converted(out: Path, target: Target) -> Path | None:
     path = out / STATE_FILE
     if not path.is_file():
         return None
-    record = own_state(out, target, "convert").get("convert")
-    artefact = out / record["artefact"] if record else None
+    state = own_state(out, target, "convert")
+    artefact = artefact_path(out, state) if state.get("convert") else None
     return artefact if artefact and artefact.is_file() else None
 
 
-def _read_state(out: Path, first: str) -> dict:
-    import json
+def artefact_path(out: Path, state: dict) -> Path:
+    """The converted model stages.json names, which must lie inside the run folder."""
+    return reading.inside(out, state["convert"]["artefact"], out / STATE_FILE)
 
+
+def _read_state(out: Path, first: str) -> dict:
     path = out / STATE_FILE
-    if not path.is_file():
+    if not os.path.lexists(path):
         raise InputError(f"{out}: no {STATE_FILE}, so no earlier stage ran here",
                          f"run the stages before {first!r} first (run --stages export)")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{path}: not valid JSON ({exc.msg})") from None
+    state = reading.read_json(path, STATE_SHAPE)
+    for key in ("pth", "onnx"):
+        if "export" in state:
+            reading.inside(out, state["export"][key], path)
+    return state
 
 
 def _write_state(out: Path, state: dict) -> None:

@@ -23,6 +23,11 @@ class InputError(ToolkitError):
     """Bad user input: an unreadable image, a wrong model file, a missing dataset."""
 
 
+class DeviceError(ToolkitError):
+    """A runtime (a device, ONNX Runtime) failed on a batch it had accepted: the images of that batch are named
+    with the whole cause, and --skip-bad skips them."""
+
+
 class Unavailable(ToolkitError):
     """A backend or tool this machine does not have; printed as 'unavailable: <reason>'."""
 

@@ -31,14 +31,43 @@ def usable_cores() -> int:
 
 
 def available_memory() -> int | None:
-    """Bytes of memory available to a new allocation (MemAvailable), or None where the system does not say."""
+    """Bytes a new allocation can have: the least of the system's free memory (MemAvailable), this cgroup's
+    headroom (a container's memory limit) and this process's address space left (`ulimit -v`); None where
+    nothing says."""
+    found = [f for f in (_meminfo("/proc/meminfo", "MemAvailable:"), _cgroup_headroom(), _address_space_left())
+             if f is not None]
+    return max(0, min(found)) if found else None
+
+
+def _meminfo(path: str, key: str) -> int | None:
+    """A `key: N kB` line of a /proc file, in bytes."""
     try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
+        for line in Path(path).read_text().splitlines():
+            if line.startswith(key):
                 return int(line.split()[1]) * 1024
     except (OSError, ValueError, IndexError):
         pass
     return None
+
+
+def _cgroup_headroom() -> int | None:
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit == "max":
+            return None
+        return int(limit) - int(Path("/sys/fs/cgroup/memory.current").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _address_space_left() -> int | None:
+    import resource
+
+    limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+    if limit == resource.RLIM_INFINITY:
+        return None
+    used = _meminfo("/proc/self/status", "VmSize:")
+    return None if used is None else limit - used
 
 
 def cpu_model() -> str:

@@ -15,7 +15,9 @@ post-processed; the upscaled passes run in a second round, on the images that ne
 
 OpenCV and ONNX Runtime release the GIL, so threads overlap for real. Results are keyed, so their
 order does not matter; any error (or Ctrl-C) stops every stage and is re-raised, and since every
-file is written atomically nothing half-written is left behind.
+file is written atomically nothing half-written is left behind. An image is refused before it is inferred
+where its own size would need more memory than is free (a model that takes any size), and a device error is
+put down to the images of its batch, named with the whole cause: with `on_bad` they are skipped.
 """
 
 from __future__ import annotations
@@ -36,11 +38,14 @@ from toolkit.backends.base import Runner
 from toolkit.data.images import read_rgb
 from toolkit.data.preprocess import Preprocess, Transform, batch_shape, into_batch
 from toolkit.data.tta import TtaPlan, View
-from toolkit.errors import InputError
+from toolkit.errors import DeviceError, InputError, ToolkitError
 from toolkit.passes import PassCollector
 from toolkit.postprocess import Detections, decode
 
 _DONE = object()
+# Host memory one inference at an input's own size takes per input pixel: ONNX Runtime FP32, measured as the
+# peak resident growth at 800x800, 1600x1600 and 2400x2400 (186 bytes a pixel each), rounded up.
+INFER_BYTES_PER_PIXEL = 200
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,7 @@ class Stopwatch:
 @dataclass
 class Prepared:
     key: str
+    path: Path
     image: np.ndarray  # HWC uint8 at the network's input size; at batch size 1 the runner's one-image batch
     transform: Transform
     read: Span
@@ -161,6 +167,18 @@ def check_batch_size(batch_size: int, sizes: list[tuple[int, int]] | None = None
                          f"{available / 2**30:.1f} GiB available here", "a smaller --batch-size")
 
 
+def check_fits(path: Path, hw: tuple[int, int], batch_size: int) -> None:
+    """An image inferred at its own size (`hw`, the model's input) fits the memory free now, else one line
+    naming the image and the figures."""
+    available = machine.available_memory()
+    need = INFER_BYTES_PER_PIXEL * hw[0] * hw[1] * batch_size
+    if available is not None and need > available:
+        raise InputError(f"{path}: inference at its own size ({hw[1]} x {hw[0]}"
+                         + (f", in batches of {batch_size}" if batch_size > 1 else "")
+                         + f") needs about {need / 2**30:.1f} GiB, {available / 2**30:.1f} GiB is free here",
+                         "--preprocess letterbox --size 1024x1024 infers every image at one size; --skip-bad skips it")
+
+
 def twins_batch(batch_size: int, runner: Runner, plan: TtaPlan | None) -> int:
     """The batch size a run uses: TTA's mirrored twins share a batch with their originals (at least 2), where
     the runner takes batches of 2."""
@@ -241,6 +259,7 @@ class Pipeline:
         self.inferred: queue.Queue = queue.Queue(maxsize=max(self.post_workers + self.streams, self.prefetch // batch_size))
         self.stop = threading.Event()
         self.errors: list[BaseException] = []
+        self.failed: set[str] = set()  # images a device error was put down to (skipped with on_bad)
 
     # 1. read + preprocess, in the worker pool
     def _prepare(self, key: str, path: Path) -> list[Prepared]:
@@ -248,19 +267,30 @@ class Pipeline:
         runner takes."""
         watch = Stopwatch()
         started = watch.wall
-        rgb = read_rgb(path)
+        rgb = read_rgb(path, self._fits(path) if self.runner.info.input_size is None else None)
         read = watch.lap()
+        seen = () if self.passes is None else self.passes.views(rgb.shape[1], rgb.shape[0])
         if self.passes is None:
             made = [(*self.pre.image_u8(rgb), ())]
         else:
-            seen = self.passes.views(rgb.shape[1], rgb.shape[0])
             if self.passes.upscaled:
                 self.passes.expect(key, len(seen))
             made = [(view.image(rgb), view.transform, seen) for view in seen]
         if self.batch_size == 1:
             made = [(into_batch([image], self.runner.info.layout), t, seen) for image, t, seen in made]
         preprocess = watch.lap()
-        return [Prepared(key, image, t, read, preprocess, started, seen, i) for i, (image, t, seen) in enumerate(made)]
+        return [Prepared(key, path, image, t, read, preprocess, started, seen, i)
+                for i, (image, t, seen) in enumerate(made)]
+
+    def _fits(self, path: Path) -> Callable[[int, int], None]:
+        """For a model that takes any size (this image's own): the image's largest input must fit the memory
+        free, checked from its header before it is decoded."""
+        def check(width: int, height: int) -> None:
+            seen = self.passes.views(width, height) if self.passes is not None else ()
+            inputs = [v.transform for v in seen] or [self.pre.transform(width, height)]
+            largest = max(inputs, key=lambda t: t.in_width * t.in_height)
+            check_fits(path, (largest.in_height, largest.in_width), self.batch_size)
+        return check
 
     def _prefetched(self, items: Iterable[tuple[str, Path]], pool: ThreadPoolExecutor) -> Iterator[Prepared]:
         """Up to `prefetch` images submitted ahead, yielded in order as they complete (an unreadable image
@@ -329,6 +359,14 @@ class Pipeline:
             t0 = time.perf_counter()
             try:
                 outputs = self.runner.infer(job.tensor)
+            except DeviceError as exc:
+                self._batch_failed(job.items, exc.message)
+                continue
+            except ToolkitError:  # the model's own fault (outputs of other shapes), not the images'
+                raise
+            except Exception as exc:  # a runtime's own exception type
+                self._batch_failed(job.items, " ".join(f"{type(exc).__name__}: {exc}".split()))
+                continue
             finally:
                 if job.buffer is not None:
                     self.buffers.give(*job.buffer)
@@ -336,6 +374,22 @@ class Pipeline:
                 self.times.infer.append((len(job.items), time.perf_counter() - t0))
                 self.times.passes += len(job.items)
             _put(self.inferred, Inferred(job.items, outputs), self.stop)
+
+    def _batch_failed(self, items: list[Prepared], cause: str) -> None:
+        """A device error on a batch: its images named with the whole cause; skipped with `on_bad`, else raised."""
+        images = list(dict.fromkeys((item.key, str(item.path)) for item in items))
+        where = "this image" if len(images) == 1 else f"the batch of {len(images)} images holding it"
+        if self.on_bad is None:
+            raise InputError(f"{images[0][1]}: inference failed on {where} ({cause})",
+                             "--skip-bad skips it" + (f"; the others: {', '.join(p for _, p in images[1:])}"
+                                                      if len(images) > 1 else "")) from None
+        for key, path in images:
+            with self.times_lock:
+                first = key not in self.failed
+                self.failed.add(key)
+            if first:
+                self.on_bad(key, f"{path}: inference failed on {where} ({cause})")
+                self._advance(1)
 
     def _stream(self) -> None:
         try:
@@ -357,7 +411,9 @@ class Pipeline:
 
     def _postprocess_one(self, item: Prepared, outputs: dict[str, np.ndarray]) -> bool:
         """Decode one pass; hand on the image's detections once it is whole (True then: TTA waits for its
-        last pass)."""
+        last pass). An image another of whose passes failed is not handed on."""
+        if item.key in self.failed:
+            return False
         watch = Stopwatch()
         found = decode(outputs["heatmap"], outputs["scale"], outputs["offset"], outputs["landmarks"], item.transform,
                        self.threshold)

@@ -164,9 +164,17 @@ def _nms_session():
 
 def wider_lines(name: str, det: Detections) -> str:
     """The WIDER FACE prediction format: name, count, then `x y w h score`, highest score first."""
-    rows = [f"{name}", f"{len(det)}"]
-    rows += [f"{x:.2f} {y:.2f} {w:.2f} {h:.2f} {s:.6f}" for x, y, w, h, s in det.xywhs()]
-    return "\n".join(rows) + "\n"
+    return "\n".join([f"{name}", f"{len(det)}", *_row_lines(det)]) + "\n"
+
+
+def written_rows(det: Detections) -> np.ndarray:
+    """(N, 5) x y w h score as a prediction file holds them (boxes to 2 decimals, scores to 6): an AP computed
+    in memory from these is the AP of the files a run writes, to the last digit."""
+    return np.array([[float(v) for v in line.split()] for line in _row_lines(det)], dtype=np.float64).reshape(-1, 5)
+
+
+def _row_lines(det: Detections) -> list[str]:
+    return [f"{x:.2f} {y:.2f} {w:.2f} {h:.2f} {s:.6f}" for x, y, w, h, s in det.xywhs()]
 
 
 def write_wider(pred_dir: Path, event: str, name: str, det: Detections) -> Path:

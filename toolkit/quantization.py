@@ -4,7 +4,6 @@ vendor's own quantiser (whose ONNX twin, when it writes one, ONNX Runtime evalua
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from collections.abc import Callable
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from toolkit import bench, calibration, fileio, pipeline
+from toolkit import bench, calibration, fileio, pipeline, reading
 from toolkit.backends.base import Backend
 from toolkit.data.images import read_rgb
 from toolkit.data.preprocess import Preprocess
@@ -23,7 +22,8 @@ from toolkit.errors import InputError, Unavailable
 from toolkit.evaluate.deltas import ap_deltas, worst_drop
 from toolkit.evaluate.wider_ap import evaluate
 from toolkit.model.weights import sha256
-from toolkit.paths import runs_dir
+from toolkit.paths import cache_dir
+from toolkit.postprocess import written_rows
 from toolkit.progress import counter
 from toolkit.target import Target
 
@@ -35,9 +35,10 @@ SPEED_ITERS = 16
 def evaluate_model(runner, items: list[tuple[str, Path]], pre: Preprocess, threshold: float,
                    gt: GroundTruth, on_progress: Callable[[int], None] | None = None,
                    tta: TtaPlan | None = None) -> tuple[dict, float]:
-    """AP (in memory, no files) and end-to-end images/s of one model over `items` (with `tta`'s passes)."""
+    """AP (in memory, of the rows a prediction file would hold: the AP a run of the model writes) and end-to-end
+    images/s of one model over `items` (with `tta`'s passes)."""
     preds: dict[str, np.ndarray] = {}
-    times = pipeline.run(items, runner, pre, lambda key, det, _o: preds.__setitem__(key, det.xywhs()),
+    times = pipeline.run(items, runner, pre, lambda key, det, _o: preds.__setitem__(key, written_rows(det)),
                          threshold=threshold, on_progress=on_progress, tta=tta)
     return evaluate(preds, gt).aps(), round(times.images / times.wall, 2)
 
@@ -77,7 +78,7 @@ def sweep(target: Target, backend: Backend, fp32_onnx: Path, data_root: Path, gt
     check_methods(backend, target, methods)
     configs = calibration.configs_for(target, methods)
     recipe = calibration.recipe_for(target, count)
-    calib, reused = calibration.build(recipe, data_root, runs_dir() / "calibration")
+    calib, reused = calibration.build(recipe, data_root, cache_dir() / "calibration")
     log(f"calibration set {calib.folder.name}: {len(calib.manifest['images'])} images, sha256 {calib.sha256[:16]}"
         + (" (reused)" if reused else ""))
     overlap = recipe.keys() & {k for k, _ in items}
@@ -103,7 +104,7 @@ def sweep(target: Target, backend: Backend, fp32_onnx: Path, data_root: Path, gt
                      "model": os.path.relpath(model, out)})  # relative: the run folder moves (staging)
         log(f"{cfg.label}: Δ easy/medium/hard {rows[-1]['delta_easy']} / {rows[-1]['delta_medium']} / "
             f"{rows[-1]['delta_hard']} points, {rows[-1]['speedup']}x")
-    best = min(rows[1:], key=lambda r: (worst_drop(r), -r["infer_images_per_s"]))
+    best = min(rows[1:], key=lambda r: (_unknown_last(worst_drop(r)), -r["infer_images_per_s"]))
     fileio.write_with(out / BEST, lambda tmp: shutil.copyfile(out / best["model"], tmp))
     report = {
         "target": target.name, "fp32_sha256": sha256(fp32_onnx), "recipe": calib.manifest["recipe"],
@@ -116,12 +117,17 @@ def sweep(target: Target, backend: Backend, fp32_onnx: Path, data_root: Path, gt
     return report
 
 
+def _unknown_last(drop: float | None) -> float:
+    """A configuration whose AP drop is unknown (no faces of any setting among the images) ranks last."""
+    return float("inf") if drop is None else drop
+
+
 def best_model(target: Target, backend: Backend, fp32_onnx: Path, data_root: Path, gt: GroundTruth, out: Path,
                items: list[tuple[str, Path]], log: Callable[[str], None], progress=None) -> tuple[Path, dict]:
     """The best INT8 model of the sweep: from an earlier sweep of this same FP32 model and recipe, or now."""
     report_path = out / f"{REPORT}.json"
     if report_path.is_file() and (out / BEST).is_file():
-        report = json.loads(report_path.read_text())
+        report = reading.read_json(report_path, {"best": str, "calibration_set": str, "calibration_sha256": str})
         recipe = calibration.recipe_for(target)
         if report.get("fp32_sha256") == sha256(fp32_onnx) and report.get("recipe", {}).get("count") == recipe.count \
                 and report["calibration_set"].endswith(recipe.key()):
@@ -143,7 +149,7 @@ def quantise(target: Target, backend: Backend, onnx_path: Path, data_root: Path,
                       "report": f"{REPORT}.json"}
     if not backend.own_quantiser:
         raise Unavailable(f"target {target.name}: backend {backend.name} has no INT8 quantisation")
-    calib, _ = calibration.build(calibration.recipe_for(target, count), data_root, runs_dir() / "calibration")
+    calib, _ = calibration.build(calibration.recipe_for(target, count), data_root, cache_dir() / "calibration")
     artefact, summary = backend.quantise(onnx_path, target, calib, out, log)
     if summary.get("onnx_twin"):  # the quantised numerics in ONNX Runtime: INT8 accuracy known on any machine
         from toolkit.backends.onnxruntime import OnnxRuntimeRunner

@@ -4,11 +4,11 @@ container run its `container` record; whatever a command does not own it keeps a
 
 from __future__ import annotations
 
-import json
+import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from toolkit import fileio
+from toolkit import fileio, reading
 from toolkit.errors import InputError
 
 FILE = "result.json"
@@ -18,12 +18,9 @@ KEPT_BY_RUN = ("bench",)  # what `bench` wrote: a re-run of `run` keeps it
 def read(run_dir: Path) -> dict:
     """The run folder's result.json ({} when it has none); a file that is not a JSON object is one line."""
     path = run_dir / FILE
-    if not path.is_file():
+    if not os.path.lexists(path):
         return {}
-    try:
-        found = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    found = reading.read_json(path)
     if not isinstance(found, dict):
         raise InputError(f"{path}: not a result.json the toolkit writes (expected a JSON object)")
     return found

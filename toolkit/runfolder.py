@@ -6,6 +6,11 @@ command write there, and swaps the staging folder in only when the command succe
 `renameat2(RENAME_EXCHANGE)` where the kernel has it). On an error, Ctrl-C or SIGTERM the staging folder
 is deleted and the folder is as it was. A writer killed outright (SIGKILL) leaves a hidden staging
 folder that the next writer removes.
+
+What a transaction may touch is toolkit/ownership.py's rule: a folder holding anything the toolkit did not
+make is refused before the lock file is made; the staging copy holds no link (a link in place of one of the
+toolkit's entries is replaced, never written through); the folder's mode, group and extended attributes (ACLs)
+carry over to the copy that replaces it.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import json
 import os
 import shutil
 import signal
+import stat
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -24,9 +30,10 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
+from toolkit import fileio, ownership
 from toolkit.errors import InputError
 
-LOCK = ".lock"
+LOCK = ownership.LOCK
 # Set for a process that writes into a folder its parent staged (the container side of a host run):
 # the parent holds the lock and swaps the folder in.
 STAGED_ENV = "CENTERFACE_STAGED"
@@ -88,33 +95,40 @@ def staging_path(folder: Path) -> Path:
 
 
 @contextmanager
-def transaction(folder: Path, command: str, fresh: Sequence[str] = (), reads: Path | None = None) -> Iterator[Path]:
+def transaction(folder: Path, command: str, fresh: Sequence[str] = (), reads: Path | None = None,
+                kind: str = "run") -> Iterator[Path]:
     """Yield the staging folder for `folder`: a copy of its current files minus `fresh` (entries this
     command owns and writes anew). It replaces `folder` when the block succeeds. `reads`: the data set the
-    command reads, which `folder` must not be or lie inside."""
+    command reads, which `folder` must not be or lie inside. `kind`: the family of commands that write such
+    a folder (`run`: run, bench, calibrate, convert; `detect`): a folder of another kind is refused."""
     check_apart(folder, reads)
     if os.environ.get(STAGED_ENV):  # our parent staged `folder`, holds its lock and will swap it in
         folder.mkdir(parents=True, exist_ok=True)
-        for name in fresh:
-            _remove(folder / name)
-        yield folder
+        with fileio.writing_into(folder):
+            for name in fresh:
+                fileio.remove(folder / name)
+            yield folder
         return
     folder = Path(os.path.realpath(folder))  # an --out that is a link: its target, staged beside the target
     if os.path.ismount(folder):
         raise InputError(f"{folder}: a mount point, which cannot be swapped for its staged copy by a rename",
                          "pass --out a folder inside it")
+    ownership.check_folder(folder, kind)  # before the lock file: a folder that is not ours gets nothing
     created = _make_folder(folder)
-    new_lock = not (folder / LOCK).exists()
+    new_lock = not os.path.lexists(folder / LOCK)
     lock = _lock(folder, command)
     staging = staging_path(folder)
     staged_lock = None
     _outcome.clear()
     _staged[str(staging)] = str(folder)
     try:
+        ownership.check_folder(folder, kind)  # again under the lock: what another writer did meanwhile
         _sweep(folder)
         _link_copy(folder, staging, skip={LOCK, *fresh})
         staged_lock = _lock(staging, command)  # the lock that holds the path once staging is swapped in
-        yield staging
+        with fileio.writing_into(staging):
+            yield staging
+        fileio.write_text(staging / ownership.RECORD, ownership.sealed(staging, kind))
         _commit(staging, folder)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -173,9 +187,15 @@ def _lock(folder: Path, command: str) -> int:
     path = folder / LOCK
     while True:
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o666)
         except OSError as exc:
+            if exc.errno == errno.ELOOP:  # a link put in the lock file's place: replaced, never written through
+                os.unlink(path)
+                continue
             raise InputError(f"{path}: cannot create the lock file ({exc.strerror})") from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):  # a FIFO or device in its place: not ours to write
+            os.close(fd)
+            raise InputError(f"{path}: not a regular file, so it cannot be the run folder's lock file")
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -224,23 +244,29 @@ def _alive(pid: int) -> bool:
 
 
 def _link_copy(src: Path, dst: Path, skip: set[str]) -> None:
-    """Copy the tree `src` to `dst` with hard links (a plain copy where links are refused)."""
-    dst.mkdir()
+    """Copy the tree `src` to `dst` with hard links (a plain copy where links are refused); folders keep their
+    mode, group and extended attributes. Symbolic links are left out: the toolkit makes none, and a tool
+    writing into the copy (atc, AMCT, TensorRT) must not write through one to files elsewhere; the new state
+    has the toolkit's own entries in their place."""
+    try:
+        dst.mkdir()
+    except OSError as exc:  # the parent's fault, named as such (the message would show `dst` as the run folder)
+        raise InputError(f"{dst.parent}: cannot make the staging copy of {src.name} in it ({exc.strerror})",
+                         "a run folder is staged beside itself: its parent must be writable") from None
     for root, dirs, files in os.walk(src):
         rel = Path(root).relative_to(src)
+        _same_access(Path(root), dst / rel)
         if rel == Path("."):
             dirs[:] = [d for d in dirs if d not in skip]
             files = [f for f in files if f not in skip]
         for d in list(dirs):
-            if (Path(root) / d).is_symlink():  # a linked folder stays a link (os.walk does not enter it)
-                os.symlink(os.readlink(Path(root) / d), dst / rel / d)
+            if (Path(root) / d).is_symlink():  # a link the toolkit did not make: left out, never followed
                 dirs.remove(d)
             else:
                 (dst / rel / d).mkdir()
         for f in files:
             source, target = Path(root) / f, dst / rel / f
             if source.is_symlink():
-                os.symlink(os.readlink(source), target)
                 continue
             try:
                 os.link(source, target)
@@ -248,11 +274,19 @@ def _link_copy(src: Path, dst: Path, skip: set[str]) -> None:
                 shutil.copy2(source, target)
 
 
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path)
-    elif path.exists() or path.is_symlink():
-        path.unlink()
+def _same_access(src: Path, dst: Path) -> None:
+    """`dst` with `src`'s mode bits (setgid too), group and extended attributes (ACLs), as far as this user
+    may set them."""
+    info = os.stat(src)
+    try:
+        os.chown(dst, -1, info.st_gid)
+    except OSError:
+        pass
+    try:
+        shutil.copystat(src, dst, follow_symlinks=False)
+        os.chmod(dst, stat.S_IMODE(info.st_mode))
+    except OSError:
+        pass
 
 
 def _only_lock(folder: Path) -> bool:

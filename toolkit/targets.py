@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-from toolkit import backends, schema, toml
+from toolkit import backends, reading, schema
 from toolkit.data.preprocess import Preprocess
 from toolkit.data.tta import TtaPlan
 from toolkit.errors import InputError
 from toolkit.model.signature import OPSETS
-from toolkit.paths import TARGETS_DIR
+from toolkit.paths import REPO_ROOT, TARGETS_DIR
 from toolkit.target import Target
 
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
@@ -26,7 +27,7 @@ SECTIONS = {
             "max_side": schema.whole(32), "overlap": schema.whole(0), "upscaled_below": schema.POSITIVE,
             "downscaled_from": schema.NON_NEGATIVE, "upscale_where_below": schema.NON_NEGATIVE,
             "upscale_where_score": schema.UNIT},
-    "container": {"dockerfile": schema.TEXT, "base_image": schema.TEXT, "devices": schema.TEXT, "user": schema.TEXT,
+    "container": {"dockerfile": schema.NAME, "base_image": schema.TEXT, "devices": schema.TEXT, "user": schema.TEXT,
                   "build_args": schema.TEXT_TABLE},
 }
 
@@ -40,18 +41,27 @@ def _path(name_or_path: str, relative_to: Path = TARGETS_DIR) -> Path:
     return path if path.suffix == ".toml" else relative_to / f"{name_or_path}.toml"
 
 
+def within(path: Path, key: str, value: str) -> Path:
+    """A file a target file names (`extends`, a calibration recipe), resolved from the target file's folder:
+    it must lie in the repository or in that folder, or it is refused naming the key."""
+    found = Path(os.path.realpath(path.parent / value))
+    roots = [Path(os.path.realpath(r)) for r in (REPO_ROOT, path.parent)]
+    if not any(found == r or r in found.parents for r in roots):
+        raise InputError(f"{path}: {key} {value!r} lies outside the repository and this file's folder")
+    return found
+
+
 def _read(path: Path, seen: tuple[Path, ...] = ()) -> dict:
     """The file's tables, over those of the file it `extends` (a target name or a .toml path)."""
     if path.resolve() in seen:
         raise InputError(f"{path}: extends itself (through {' -> '.join(p.name for p in seen)})")
-    try:
-        raw = toml.loads(path.read_text())
-    except toml.TOMLDecodeError as exc:
-        raise InputError(f"{path}: invalid TOML ({exc})") from None
+    raw = reading.read_toml(path)
     base_name = raw.pop("extends", None)
     if base_name is None:
         return raw
-    base_path = _path(str(base_name), path.parent)
+    if not isinstance(base_name, str):
+        raise InputError(f"{path}: extends must be a target name or a .toml file, not {base_name!r}")
+    base_path = within(path, "extends", str(_path(base_name, path.parent)))
     if not base_path.is_file():
         raise InputError(f"{path}: extends {base_name!r}, but there is no {base_path}")
     merged = _read(base_path, (*seen, path.resolve()))
@@ -93,8 +103,15 @@ def load(name_or_path: str) -> Target:
     size = inp.get("size") if mode == "letterbox" else None  # a file extending a letterbox one may switch mode
     pre = Preprocess(mode, *(size or (None, None)),
                      buckets=tuple(tuple(b) for b in inp.get("buckets", [])) if mode == "buckets" else ())
+    name = raw.pop("name", path.stem)
+    schema.NAME.check(path, "name" if name != path.stem else "name (the file's own, as it has no name key)", name)
+    recipe = (raw.get("calibration") or {}).get("recipe")
+    if recipe is not None and recipe.endswith(".toml"):
+        raw["calibration"]["recipe"] = str(within(path, "[calibration] recipe", recipe))
+    elif recipe is not None:
+        schema.NAME.check(path, "[calibration] recipe", recipe)
     return Target(
-        name=raw.pop("name", path.stem),
+        name=name,
         backend=raw.pop("backend"),
         description=raw.pop("description", ""),
         precision=raw.pop("precision", "fp32"),

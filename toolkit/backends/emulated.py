@@ -4,18 +4,18 @@ ONNX Runtime over what that wrote. The chain runs it as it runs any backend."""
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable
 from pathlib import Path
 
-from toolkit import fileio
+from toolkit import fileio, reading
 from toolkit.backends.base import Backend, Runner
 from toolkit.backends.emulation import emulation_runner
 from toolkit.calibration import CalibrationSet
 from toolkit.target import Target
 
 RECORD = "emulation.json"  # beside the first emulated model: the models and what the emulation stands for
+SHAPE = {"models": list, "emulation": dict}  # the record convert writes beside the models
 
 
 class EmulatedBackend(Backend):
@@ -54,7 +54,7 @@ class EmulatedBackend(Backend):
 
     def runner(self, artefact: Path, target: Target) -> Runner:
         folder = artefact.parent
-        models = [folder / m for m in json.loads((folder / RECORD).read_text())["models"]]
+        models = [reading.inside(folder, m, folder / RECORD) for m in reading.read_json(folder / RECORD, SHAPE)["models"]]
         return emulation_runner(models, target.preprocess.sizes(), self.device.emulation.feed(folder, target))
 
     def deployed_model(self, out: Path, target: Target) -> Path | None:
@@ -63,4 +63,4 @@ class EmulatedBackend(Backend):
     @staticmethod
     def record(artefact: Path) -> dict:
         """What the emulation that made `artefact` stands for (method, device, what differs)."""
-        return json.loads((artefact.parent / RECORD).read_text())["emulation"]
+        return reading.read_json(artefact.parent / RECORD, SHAPE)["emulation"]

@@ -14,7 +14,7 @@ from toolkit.backends.pool import pool_over
 from toolkit.backends.sized import SizedRunner, static_per_size
 from toolkit.data.preprocess import NCHW_F32
 from toolkit.machine import usable_cores
-from toolkit.errors import InputError
+from toolkit.errors import DeviceError, InputError
 from toolkit.model.signature import OUTPUT_NAMES
 from toolkit.calibration import CalibrationSet
 from toolkit.target import Target
@@ -118,9 +118,9 @@ class OnnxRuntimeRunner(Runner):
     def _infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         try:
             return dict(zip(OUTPUT_NAMES, self.session.run(self.output_names, {self.input.name: batch})))
-        except Exception as exc:  # the model's own failure on a checked input: one line naming it
-            raise InputError(f"{self.source}: ONNX Runtime failed on a {tuple(batch.shape)} input "
-                             f"({str(exc).splitlines()[0][:160]})") from None
+        except Exception as exc:  # a failure on a checked input (memory, the model's own limits): the whole cause
+            raise DeviceError(f"{self.source}: ONNX Runtime failed on a {tuple(batch.shape)} input "
+                              f"({' '.join(str(exc).split())})") from None
 
 
 class OnnxRuntimeBackend(Backend):

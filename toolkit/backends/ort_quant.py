@@ -9,9 +9,7 @@ import io
 import hashlib
 from pathlib import Path
 
-import numpy as np
-
-from toolkit import fileio
+from toolkit import fileio, reading
 from toolkit.calibration import CalibrationSet
 
 
@@ -31,7 +29,7 @@ class _Reader:
 
     def get_next(self) -> dict | None:
         path = next(self.pending, None)
-        return None if path is None else {self.input_name: np.load(path)}
+        return None if path is None else {self.input_name: reading.npy(path, "calibration batch")}
 
     def __iter__(self):
         return self

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from toolkit import fileio, schema
+from toolkit import fileio, reading, schema
 from toolkit.backends.base import Backend, Runner, RunnerInfo, Simulation, batch_hw
 from toolkit.backends.pool import chosen_devices, pool_over
 from toolkit.data.preprocess import NCHW_F32, NHWC_U8
@@ -167,8 +167,7 @@ class SimBackend(Backend):
 
     def runner(self, artefact: Path, target: Target) -> Runner:
         settings = SimSettings.of(target)
-        with np.load(artefact) as saved:
-            reference = {name: saved[name] for name in OUTPUT_NAMES}
+        reference = reading.npz(artefact, list(OUTPUT_NAMES), "simulated device's outputs")
         height, width = (d * OUTPUT_STRIDE for d in reference["heatmap"].shape[2:])
         outputs = {(height, width): reference}
         return pool_over(_ids(target, settings), lambda _: SimDevice(outputs, settings.latency, settings.layout,

@@ -15,6 +15,7 @@ app = typer.Typer(
          "WIDER FACE evaluation, benchmarks and reports.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # help texts print as written: "[tta]" is a table's name, not markup
 )
 
 

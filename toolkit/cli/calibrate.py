@@ -46,10 +46,15 @@ def _show_sweep(name: str, report: dict, run_dir: Path) -> None:
     for col in ("config", "easy", "medium", "hard", "Δeasy", "Δmedium", "Δhard", "infer/s", "speed-up", "MB"):
         table.add_column(col, justify="left" if col == "config" else "right")
     for row in report["rows"]:
-        table.add_row(row["config"], *(f"{row[s]:.4f}" for s in SETTINGS),
-                      *(f"{row[f'delta_{s}']:+.2f}" for s in SETTINGS),
+        table.add_row(row["config"], *(_figure(row[s], ".4f") for s in SETTINGS),
+                      *(_figure(row[f"delta_{s}"], "+.2f") for s in SETTINGS),
                       f"{row['infer_images_per_s']}", f"{row['speedup']}x", f"{row['size_mb']}",
                       style="bold" if row["config"] == report["best"] else "")
     out.print(table)
     out.print(f"best: {report['best']} -> {run_dir / quantization.BEST}; report: "
               f"{run_dir / (quantization.REPORT + '.json')}, {run_dir / (quantization.REPORT + '.md')}")
+
+
+def _figure(value: float | None, spec: str) -> str:
+    """A figure as `spec` formats it; "-" where there is none (no face of that setting among the images)."""
+    return "-" if value is None else format(value, spec)

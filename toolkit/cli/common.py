@@ -10,14 +10,15 @@ from typing import Any
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from toolkit import runfolder
 from toolkit.errors import InputError, ToolkitError
 
-console = Console(stderr=True, highlight=False)
-out = Console(highlight=False)
+# Markup off: file names and words in brackets ("x [edited].jpg", "[tta]") print as they are; styles are given
+# as Text or style= where wanted.
+console = Console(stderr=True, highlight=False, markup=False)
+out = Console(highlight=False, markup=False)
 EXIT_ERROR = 2  # a file system error
 
 
@@ -53,7 +54,7 @@ def in_range(option: str, value: float, low: float, high: float | None = None) -
 
 def fail(line: str, code: int) -> None:
     """Print `line` (one line, literally) on stderr and exit with `code`."""
-    console.print(escape(line), soft_wrap=True, style="bold red" if code else None)
+    console.print(line, soft_wrap=True, style="bold red" if code else None)
     raise typer.Exit(code)
 
 
@@ -67,6 +68,6 @@ def _describe(exc: ToolkitError | OSError) -> str:
 
 
 def progress() -> Progress:
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+    return Progress(TextColumn("{task.description}", style="bold", markup=False), BarColumn(), MofNCompleteColumn(),
                     TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn(), TimeRemainingColumn(),
                     console=console, transient=False)

@@ -4,6 +4,7 @@ devices, and every target's availability."""
 from __future__ import annotations
 
 from rich.table import Table
+from rich.text import Text
 
 from toolkit import machine
 from toolkit.cli.common import handle_errors, out
@@ -18,7 +19,7 @@ def doctor_cmd() -> None:
     table.add_column("ok", justify="center")
     table.add_column("detail")
     for check in checks():
-        table.add_row(check.name, "[green]yes[/]" if check.ok else "[red]no[/]", check.detail)
+        table.add_row(check.name, Text("yes", "green") if check.ok else Text("no", "red"), check.detail)
     out.print(table)
     for key, value in machine.describe().items():
         out.print(f"{key}: {value}")

@@ -26,10 +26,10 @@ def evaluate_cmd(
         raise InputError("no ground truth given", "pass --gt <WIDER FACE root>")
     result = evaluate_folder(pred_dir, root, json_path)
     if result.restricted:
-        console.print(f"[yellow]note:[/] ground truth restricted to the {result.images} images with predictions "
+        console.print(f"note: ground truth restricted to the {result.images} images with predictions "
                       f"(of {result.gt_images})")
     if result.unmatched_predictions:
-        console.print(f"[yellow]note:[/] {len(result.unmatched_predictions)} prediction files match no image, "
+        console.print(f"note: {len(result.unmatched_predictions)} prediction files match no image, "
                       f"e.g. {result.unmatched_predictions[0]}")
     table = Table(title=f"WIDER FACE AP, {result.images} images")
     for s in result.settings:
@@ -37,4 +37,4 @@ def evaluate_cmd(
     table.add_row(*("-" if r.ap is None else f"{r.ap:.4f}" for r in result.settings.values()))
     out.print(table)
     for reason in result.reasons().values():
-        console.print(f"[yellow]note:[/] no AP: {reason}")
+        console.print(f"note: no AP: {reason}")

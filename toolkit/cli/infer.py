@@ -118,16 +118,16 @@ def run_cmd(
 def show_plan(plan: dict) -> None:
     reason = plan["unavailable"]
     out.print(f"plan for {plan['target']} ({plan['backend']}, {plan['precision']}), run folder {plan['run_folder']}"
-              + (f"; here: unavailable: {reason}" if reason else ""), soft_wrap=True, markup=False)
+              + (f"; here: unavailable: {reason}" if reason else ""), soft_wrap=True)
     if plan["container"]:
-        out.print("the host runs the export step, then:", soft_wrap=True)
-        out.print(shlex.join(plan["container"]), soft_wrap=True, markup=False)
+        out.print(f"the host runs the export step, then, as {plan['container_user']}:", soft_wrap=True)
+        out.print(shlex.join(plan["container"]), soft_wrap=True)
     for number, step in enumerate(plan["steps"], 1):
-        out.print(f"{number:2d}. {step['title']}", soft_wrap=True, markup=False)
+        out.print(f"{number:2d}. {step['title']}", soft_wrap=True)
         if step["shell"]:
-            out.print(f"    $ {step['shell']}", soft_wrap=True, markup=False)
+            out.print(f"    $ {step['shell']}", soft_wrap=True)
         for path in step["writes"]:
-            out.print(f"    -> {path}", soft_wrap=True, markup=False)
+            out.print(f"    -> {path}", soft_wrap=True)
 
 
 def show_result(result: dict) -> None:
@@ -148,5 +148,6 @@ def show_result(result: dict) -> None:
     )
     if emulated and result.get("reference"):
         ref = result["reference"]["ap"]
-        table.add_row("CPU FP32, same input", *(f"{ref[s]:.4f}" for s in ("easy", "medium", "hard")), "", "")
+        table.add_row("CPU FP32, same input", *(f"{ref[s]:.4f}" if ref.get(s) is not None else "-"
+                                                 for s in ("easy", "medium", "hard")), "", "")
     out.print(table)

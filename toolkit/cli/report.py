@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.markup import escape
 from rich import box
 from rich.table import Table
+from rich.text import Text
 
 from toolkit.cli.common import console, handle_errors, in_range, out
 from toolkit.errors import Exited, InputError
@@ -16,8 +16,9 @@ from toolkit.flows.report import compare_runs, write_report
 from toolkit.paths import runs_dir
 
 STATUS_STYLE = {"passed": "green", "ran-but-failed-accuracy": "yellow", "failed": "red", "emulated": "cyan",
-                "published": "dim", "simulated": "blue"}
-STATUS_SHOWN = {"ran-but-failed-accuracy": "AP below"}  # the terminal's shorter words; JSON keeps the full ones
+                "published": "dim", "simulated": "blue", "not-evaluated": "dim"}
+# the terminal's shorter words; JSON keeps the full ones
+STATUS_SHOWN = {"ran-but-failed-accuracy": "AP below", "not-evaluated": "no AP"}
 # The terminal's columns (header), the core first; --wide adds the rest. Markdown and JSON carry every column.
 CORE = {"target": "target", "precision": "prec", "preprocess": "input", "tta": "tta", "batch": "bs", "status": "status",
         "easy": "easy", "medium": "medium", "hard": "hard", "delta_hard": "Δhard", "e2e_images_per_s": "e2e/s",
@@ -59,13 +60,16 @@ def report_cmd(
         if block:
             shown_columns = {c: h for c, h in columns.items() if (c != "status" or kind not in STATUS_IN_TITLE)
                              and (c != "tta" or any(r.get("tta") for r in block))}  # the tta column where TTA rows are
-            out.print(f"\n[bold]{escape(title)}[/]")
+            out.print(Text(f"\n{title}", style="bold"))
             out.print(_block(block, shown_columns))
+            for row in block:  # deltas over other images than the run's own, or none, say so
+                if row.get("delta_note") and kind != "published":
+                    out.print(f"{row['target']}: {row['delta_note']}", soft_wrap=True)
     for row in shown:
         if row["status"] == "unavailable" or (row["reason"] and row["status"] in ("failed", "ran-but-failed-accuracy")):
-            out.print(escape(f"{row['target']}: {row['status']}: {row['reason']}"), no_wrap=True, overflow="ellipsis",
+            out.print(f"{row['target']}: {row['status']}: {row['reason']}", no_wrap=True, overflow="ellipsis",
                       crop=True)
-    out.print(escape(f"wrote {', '.join(map(str, written))}"))
+    out.print(f"wrote {', '.join(map(str, written))}")
 
 
 def _block(rows: list[dict], columns: dict[str, str]) -> Table:
@@ -76,7 +80,7 @@ def _block(rows: list[dict], columns: dict[str, str]) -> Table:
         table.add_column(columns[col], justify="left" if col in TEXT or col == "precision" else "right",
                          no_wrap=col not in TEXT, overflow="fold")
     for row in rows:
-        table.add_row(*(escape(_cell(row, c)) for c in filled), style=STATUS_STYLE.get(row["status"], ""))
+        table.add_row(*(_cell(row, c) for c in filled), style=STATUS_STYLE.get(row["status"], ""))
     return table
 
 
@@ -118,14 +122,20 @@ def compare_outputs_cmd(
     result, unpaired = compare_runs(run_a, run_b, atol, rtol, json_path)
     for run, only in zip((run_a, run_b), unpaired):
         if only:
-            console.print(escape(f"note: {len(only)} images only in {run}, not compared: {', '.join(only)}"))
+            console.print(f"note: {len(only)} images only in {run}, not compared: {', '.join(only)}")
     table = Table(title=f"{run_b} vs {run_a} (atol {atol}, rtol {rtol})")
     for col in ("output", "images", "max |diff|", "mean |diff|", "max rel", "min atol (rtol 0)", "min rtol (atol 0)", "pass"):
         table.add_column(col, justify="right")
     for name, r in result.items():
         table.add_row(name, str(r["images"]), f"{r['max_abs']:.3e}", f"{r['mean_abs']:.3e}", f"{r['max_rel']:.3e}",
-                      f"{r['min_atol']:.3e}", f"{r['min_rtol']:.3e}", "[green]yes[/]" if r["passed"] else "[red]no[/]")
+                      f"{r['min_atol']:.3e}", f"{r['min_rtol']:.3e}", Text("yes", "green") if r["passed"] else Text("no", "red"))
     out.print(table)
+    for name, r in result.items():
+        for where in r["non_finite"]:
+            console.print(f"{name}: values that are not finite numbers in {where}", soft_wrap=True)
     failed = [name for name, r in result.items() if not r["passed"]]
     if failed:
-        raise Exited(f"{', '.join(failed)}: beyond atol {atol} / rtol {rtol} (the minimum tolerances are in the table)", 1)
+        why = [f"{name}: values that are not finite (listed above)" if result[name]["non_finite"]
+               else f"{name}: beyond atol {atol} / rtol {rtol} (its minimum tolerances are in the table)"
+               for name in failed]
+        raise Exited("; ".join(why), 1)

@@ -14,6 +14,7 @@ from toolkit.errors import InputError, ToolkitError, Unavailable
 from toolkit.paths import REPO_ROOT
 
 SCRIPT = REPO_ROOT / "docker" / "make-base-image.sh"
+BASE_LABEL = "io.centerface-toolkit.base"  # set by the script's docker import
 
 
 def make(name: str = OFFLINE_BASE, suite: str = "bookworm", mirror: str | None = None, force: bool = False,
@@ -22,13 +23,16 @@ def make(name: str = OFFLINE_BASE, suite: str = "bookworm", mirror: str | None =
     from docker.errors import ImageNotFound
 
     client = engine.client()
-    if not force:
-        try:
-            image = client.images.get(name)
-            log(f"{name} exists ({image.short_id}); --force makes it again")
-            return _describe(image, made=False)
-        except ImageNotFound:
-            pass
+    try:
+        image = client.images.get(name)
+    except ImageNotFound:
+        image = None
+    if image is not None and not force:
+        log(f"{name} exists ({image.short_id}); --force makes it again")
+        return _describe(image, made=False)
+    if image is not None and not (image.labels or {}).get(BASE_LABEL):
+        raise InputError(f"image {name}: exists and the toolkit did not make it (no {BASE_LABEL} label); --force "
+                         "would take its name", "pass --name another tag, or remove that image")
     missing = [tool for tool in ("debootstrap", "docker", "tar") if shutil.which(tool) is None]
     if missing:
         raise Unavailable(f"the offline base image needs {', '.join(missing)}",

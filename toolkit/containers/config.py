@@ -11,7 +11,9 @@ from toolkit.paths import REPO_ROOT
 from toolkit.target import Target
 
 DEVICE_KINDS = ("none", "ascend", "nvidia")
-USERS = ("host", "root")  # host: the invoking user's uid:gid, so run folders stay theirs
+# host: the invoking user's uid:gid (with the device nodes' group where a device needs one), so run folders stay
+# theirs; root: only for a host whose driver refuses anyone else, which the plan then says
+USERS = ("host", "root")
 
 
 @dataclass(frozen=True)
@@ -22,12 +24,13 @@ class ContainerConfig:
     devices: str = "none"
     user: str = "host"
     build_args: dict[str, str] = field(default_factory=dict)
+    device: int = 0  # the device the target file names (its backend table's device_id), without --device-ids
 
     @classmethod
     def of(cls, target: Target) -> ContainerConfig:
         raw = dict(target.extra.get("container", {}))  # keys and types checked when the target file was read
         where = f"target {target.name} [container]"
-        config = cls(target.name, **raw)
+        config = cls(target.name, **raw, device=int((target.extra.get(target.backend) or {}).get("device_id", 0)))
         if config.devices not in DEVICE_KINDS:
             raise InputError(f"{where}: devices {config.devices!r} is not one of {', '.join(DEVICE_KINDS)}")
         if config.user not in USERS:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import fnmatch
 import io
+import os
 import tarfile
 from pathlib import Path
 
+from toolkit import reading
 from toolkit.errors import InputError
 from toolkit.paths import REPO_ROOT
 
@@ -44,7 +46,7 @@ def build_context(extra_ca_cert: Path | None = None, root: Path = REPO_ROOT) -> 
 
 
 def _check_certificate(path: Path) -> None:
-    if not path.is_file():
+    if not os.path.lexists(path):
         raise InputError(f"{path}: no such CA certificate file")
-    if b"-----BEGIN CERTIFICATE-----" not in path.read_bytes():
+    if b"-----BEGIN CERTIFICATE-----" not in reading.read_bytes(path, what="CA certificate file"):
         raise InputError(f"{path}: not a PEM certificate (no BEGIN CERTIFICATE line)")

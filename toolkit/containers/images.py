@@ -15,6 +15,7 @@ from toolkit.containers.context import build_context
 from toolkit.errors import InputError, ToolkitError
 
 OFFLINE_BASE = "centerface-toolkit/base:bookworm"
+TARGET_LABEL = "io.centerface-toolkit.target"
 LOG_TAIL = 15  # lines of a failed step's log shown with the error
 _FROM_DEFAULT = re.compile(r"^ARG BASE_IMAGE=(\S+)", re.M)
 
@@ -50,6 +51,7 @@ def build_args(config: ContainerConfig, options: BuildOptions) -> dict[str, str]
 def build(config: ContainerConfig, options: BuildOptions, log: Callable[[str], None]) -> dict:
     """Build and tag `config.image`; return its id, size and build arguments."""
     client = engine.client()
+    _check_tag_is_ours(client, config)
     args = build_args(config, options)
     context = build_context(options.extra_ca_cert)  # checks the certificate before any pull
     ensure_base(client, args["BASE_IMAGE"], options.without_image, log)
@@ -58,7 +60,7 @@ def build(config: ContainerConfig, options: BuildOptions, log: Callable[[str], N
     stream = client.api.build(
         fileobj=context, custom_context=True, dockerfile=config.dockerfile_in_context, tag=config.image,
         buildargs=args, network_mode="host", rm=True, forcerm=True, nocache=options.no_cache, decode=True,
-        labels={"io.centerface-toolkit.target": config.target, "io.centerface-toolkit.version": __version__})
+        labels={TARGET_LABEL: config.target, "io.centerface-toolkit.version": __version__})
     image_id = None
     for chunk in stream:
         if "error" in chunk or "errorDetail" in chunk:
@@ -74,6 +76,20 @@ def build(config: ContainerConfig, options: BuildOptions, log: Callable[[str], N
             log(line)
     image = client.images.get(image_id or config.image)
     return {"image": config.image, "id": image.id, "size_bytes": image.attrs.get("Size"), "build_args": args}
+
+
+def _check_tag_is_ours(client, config: ContainerConfig) -> None:
+    """The tag a build moves may name only an image the toolkit built (its target label): another image of that
+    name is the user's, and is left as it is."""
+    from docker.errors import ImageNotFound
+
+    try:
+        labels = client.images.get(config.image).labels or {}
+    except ImageNotFound:
+        return
+    if labels.get(TARGET_LABEL) != config.target:
+        raise InputError(f"image {config.image}: exists and the toolkit did not build it (no {TARGET_LABEL}="
+                         f"{config.target} label); a build would take its name", "docker tag it elsewhere, or remove it")
 
 
 class BuildFailed(ToolkitError):

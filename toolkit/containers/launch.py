@@ -30,8 +30,8 @@ def flags(pairs: list[tuple[str, object]]) -> list[str]:
 
 def device_flags(spec: Target) -> list[str]:
     """`--device-ids` for the toolkit inside the container: a container sees just the devices it was
-    given, numbered from 0, so inside it uses every one it sees."""
-    return ["--device-ids", "all"] if spec.device_ids is not None else []
+    given (those the target names), numbered from 0, so inside it uses every one it sees."""
+    return ["--device-ids", "all"] if ContainerConfig.of(spec).devices != "none" else []
 
 
 def built_image(spec: Target, device_ids: list[int] | str | None) -> ContainerConfig:
@@ -64,7 +64,7 @@ def in_container(config: ContainerConfig, cli_args: list[str], run_dir: Path, da
     cache_dir().mkdir(parents=True, exist_ok=True)
     plan = container_spec(config, cli_args, run_dir, data, device_ids)
     runspec.check_folders(plan, config.target)  # the hardware was checked by `built_image`, before any work
-    log(f"[bold]container[/] {config.image}: python -m toolkit {' '.join(plan.command)}")
+    log(f"container {config.image}: python -m toolkit {' '.join(plan.command)}")
     code, image_id = container_run.run(plan)
     if code:
         raise Exited(f"the {config.image} container exited with {code}", code)

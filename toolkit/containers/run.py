@@ -20,6 +20,8 @@ def docker_kwargs(spec: RunSpec, tty: bool) -> dict:
         "devices": spec.devices or None, "network_mode": spec.network, "tty": tty, "detach": True,
         "labels": {"io.centerface-toolkit.run": "1"},
     }
+    if spec.groups:
+        kwargs["group_add"] = spec.groups
     if spec.gpus is not None:
         kwargs["device_requests"] = [DeviceRequest(device_ids=spec.gpus or None, count=None if spec.gpus else -1,
                                                    capabilities=[["gpu"]])]

@@ -9,7 +9,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from toolkit import machine
+from toolkit import machine, runfolder
 from toolkit.containers.config import ContainerConfig
 from toolkit.errors import InputError, Unavailable
 
@@ -17,6 +17,9 @@ RUNS, CACHE, DATA = "/runs", "/cache", "/data"
 # Ascend hosts: the chips' nodes, the shared management nodes, the driver, npu-smi with the DCMI library it
 # loads and the install record it reads (as Ascend's own images are run: vllm-ascend's docker run lines).
 ASCEND_SHARED_DEVICES = ("/dev/davinci_manager", "/dev/devmm_svm", "/dev/hisi_hdc")
+# The Ascend driver's nodes are crw-rw---- for HwHiAiUser's group: the container runs as the invoking user with
+# that group added (read off the node), not as root.
+ASCEND_GROUP_NODE = "/dev/davinci_manager"
 ASCEND_DRIVER_MOUNTS = ("/usr/local/Ascend/driver", "/usr/local/dcmi", "/etc/ascend_install.info")
 NPU_SMI = ("/usr/local/sbin/npu-smi", "/usr/local/bin/npu-smi")  # where Ascend's driver installs it; older hosts
 
@@ -41,6 +44,8 @@ class RunSpec:
     devices: list[str] = field(default_factory=list)  # host:container:permissions
     gpus: list[str] | None = None  # None: no GPU; []: all GPUs; else these device ids
     user: str | None = None
+    groups: list[str] = field(default_factory=list)  # supplementary groups: the device nodes' (--group-add)
+    user_why: str = ""  # why the container runs as `user` (with `groups`), for the plan
     environment: dict[str, str] = field(default_factory=dict)
     network: str = "none"  # the chain needs no network: the host fetched the weights into the cache
     hardware: list[str] = field(default_factory=list)  # device nodes and driver files the host must have
@@ -50,6 +55,8 @@ class RunSpec:
         cli = ["docker", "run", "--rm", "--network", self.network]
         if self.user:
             cli += ["--user", self.user]
+        for group in self.groups:
+            cli += ["--group-add", group]
         for device in self.devices:
             cli += ["--device", device]
         if self.gpus is not None:
@@ -62,24 +69,26 @@ class RunSpec:
 
 
 def container_path(host_run_dir: Path) -> str:
-    return f"{RUNS}/{host_run_dir.resolve().name}"
+    """Where the container sees a run folder: /runs/<its name> (a staging copy by the name it stands for)."""
+    return f"{RUNS}/{Path(runfolder.public(str(host_run_dir.resolve()))).name}"
 
 
 def make(config: ContainerConfig, cli_args: list[str], run_dir: Path, cache: Path, data: Path | None,
          device_ids: list[int] | str | None = None) -> RunSpec:
-    """The spec for running `python -m toolkit <cli_args>` in the target's image.
-
-    The run folder's parent is mounted at /runs (so calibration sets in runs/calibration are shared),
-    the weights cache at /cache, the dataset read-only at /data.
+    """The spec for running `python -m toolkit <cli_args>` in the target's image: exactly the run folder at
+    /runs/<name>, the cache (weights, calibration sets) at /cache, the dataset read-only at /data, the devices
+    the target names (--device-ids, else its file's device_id), as the invoking user.
     """
     run_dir = run_dir.resolve()
-    mounts = [Mount(str(run_dir.parent), RUNS, False), Mount(str(cache.resolve()), CACHE, False)]
+    mounts = [Mount(str(run_dir), container_path(run_dir), False), Mount(str(cache.resolve()), CACHE, False)]
     if data is not None:
         mounts.append(Mount(str(data.resolve()), DATA, True))
     env = {"CENTERFACE_RUNS": RUNS, "CENTERFACE_CACHE": CACHE, "HOME": "/tmp"}
-    spec = RunSpec(config.image, cli_args, mounts, environment=env,
-                   user=f"{os.getuid()}:{os.getgid()}" if config.user == "host" else "0:0")
-    ids = host_chips() if device_ids == "all" else (device_ids or [0])
+    spec = RunSpec(config.image, cli_args, mounts, environment=env, user=f"{os.getuid()}:{os.getgid()}",
+                   user_why="the invoking user: what it writes in the run folder stays theirs")
+    if config.user == "root":
+        spec.user, spec.user_why = "0:0", "root, as its target file asks (a host whose driver refuses anyone else)"
+    ids = host_chips() if device_ids == "all" else list(device_ids or [config.device])
     if config.devices == "ascend":
         spec.devices = [f"{d}:{d}:rwm" for d in [f"/dev/davinci{i}" for i in ids] + list(ASCEND_SHARED_DEVICES)]
         driver = [*ASCEND_DRIVER_MOUNTS, npu_smi()]
@@ -87,9 +96,22 @@ def make(config: ContainerConfig, cli_args: list[str], run_dir: Path, cache: Pat
         spec.hardware = [d.split(":", 1)[0] for d in spec.devices] + driver
         spec.environment["ASCEND_DEVICE_ID"] = "0"  # ACL numbers the chips a container was given from 0
         spec.environment[machine.HOST_DEVICES_ENV] = ",".join(map(str, ids))
+        if config.user != "root":
+            spec.groups = [_node_group(ASCEND_GROUP_NODE)]
+            spec.user_why = (f"the invoking user with the group of the Ascend driver's nodes ({ASCEND_GROUP_NODE}, "
+                             "mode 660 for HwHiAiUser's group), not root")
     elif config.devices == "nvidia":
-        spec.gpus = [str(i) for i in ids] if device_ids not in (None, "all") else []  # [] asks for every GPU
+        spec.gpus = [] if device_ids == "all" else [str(i) for i in ids]  # [] asks for every GPU
     return spec
+
+
+def _node_group(node: str) -> str:
+    """The group id owning a device node, as --group-add takes it (a placeholder where the node is missing:
+    a plan made on a host without the device)."""
+    try:
+        return str(os.stat(node).st_gid)
+    except OSError:
+        return f"<group of {node}>"
 
 
 def host_chips() -> list[int]:

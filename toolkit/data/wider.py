@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
-
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from toolkit.data.images import IMAGE_SUFFIXES
+from toolkit import reading
+from toolkit.data.images import IMAGE_SUFFIXES, check_name
 from toolkit.errors import InputError
 
 SETTINGS = ("easy", "medium", "hard")
@@ -37,16 +36,19 @@ def image_key(event: str, stem: str) -> str:
     return f"{event}/{stem}"
 
 
-def list_val_images(root: Path, dangling: bool = False) -> list[tuple[str, Path]]:
-    """(key, path) for every image under WIDER_val/images/<event>/, sorted (`dangling`: links to a missing
-    file too). Two images of one name in one event (x.jpg beside x.png) are refused: their predictions
-    would be one file."""
+def list_val_images(root: Path, unreadable: bool = False) -> list[tuple[str, Path]]:
+    """(key, path) for every image under WIDER_val/images/<event>/, sorted (`unreadable`: entries that are not
+    regular files too, a link to a missing file or a FIFO, for the caller to account for). Two images of one
+    name in one event (x.jpg beside x.png) are refused: their predictions would be one file; so is a name
+    holding a line break."""
     images = root / IMAGES_DIR
     if not images.is_dir():
         raise InputError(f"{root}: not a WIDER FACE root (no {IMAGES_DIR}/)",
                          "pass the folder that holds WIDER_val/ and eval_tools/")
     out = [(image_key(p.parent.name, p.stem), p) for p in sorted(images.glob("*/*"))
-           if p.suffix.lower() in IMAGE_SUFFIXES and (p.is_file() or dangling and p.is_symlink())]
+           if p.suffix.lower() in IMAGE_SUFFIXES and not p.is_dir() and (unreadable or p.is_file())]
+    for _, path in out:
+        check_name(path)
     if not out:
         raise InputError(f"{images}: no images ({', '.join(IMAGE_SUFFIXES)})")
     seen: dict[str, Path] = {}
@@ -58,9 +60,13 @@ def list_val_images(root: Path, dangling: bool = False) -> list[tuple[str, Path]
     return out
 
 
-def missing_target(path: Path) -> str | None:
-    """Why an image entry cannot be read as a file (a link to a missing file), or None."""
-    return None if path.is_file() else f"{path}: a link to {os.readlink(path)}, which does not exist"
+def not_a_file(path: Path) -> str | None:
+    """Why an image entry cannot be read as a file (a link to a missing file, a FIFO, a device), or None."""
+    try:
+        reading.regular_file(path, "image file")
+    except InputError as exc:
+        return exc.message
+    return None
 
 
 def load_ground_truth(root: Path) -> GroundTruth:
@@ -86,6 +92,10 @@ def load_ground_truth(root: Path) -> GroundTruth:
     images = {}
     for key, b in boxes.items():
         images[key] = ImageTruth(b, {s: keeps[s].get(key, np.zeros(0, np.int64)) for s in SETTINGS})
+        for s, kept in images[key].keep.items():
+            if len(kept) and (kept.min() < 0 or kept.max() >= len(b)):
+                raise InputError(f"{setting_files[s]}: {key} lists face {int(kept.max()) + 1}, but {source} gives "
+                                 f"it {len(b)} faces")
     return GroundTruth(images, source)
 
 
@@ -96,48 +106,59 @@ def _first(root: Path, candidates: list[Path]) -> Path | None:
 def _loadmat(path: Path) -> dict:
     from scipy.io import loadmat
 
+    reading.regular_file(path, "MATLAB file")
     try:
         return loadmat(str(path))
     except Exception as exc:
         raise InputError(f"{path}: not a readable MATLAB file ({type(exc).__name__})") from None
 
 
-def _iter_mat(mat: dict, field: str, path: Path):
-    """Yield (key, array) over the nested event/file cell arrays of a WIDER .mat file."""
+def _iter_mat(mat: dict, field: str, path: Path) -> list[tuple[str, np.ndarray]]:
+    """(key, array) over the nested event/file cell arrays of a WIDER .mat file; fields of another structure
+    are one line."""
     try:
         events, files, values = mat["event_list"], mat["file_list"], mat[field]
     except KeyError as exc:
         raise InputError(f"{path}: no {exc.args[0]!r} field: not a WIDER FACE ground-truth file") from None
-    for i in range(len(events)):
-        event = str(events[i][0][0])
-        names, vals = files[i][0], values[i][0]
-        for j in range(len(names)):
-            yield image_key(event, str(names[j][0][0])), vals[j][0]
+    found = []
+    try:
+        for i in range(len(events)):
+            event = str(events[i][0][0])
+            names, vals = files[i][0], values[i][0]
+            if len(names) != len(vals):
+                raise ValueError(f"event {event}: {len(names)} files, {len(vals)} entries")
+            for j in range(len(names)):
+                found.append((image_key(event, str(names[j][0][0])), vals[j][0]))
+    except (IndexError, TypeError, ValueError, KeyError) as exc:
+        raise InputError(f"{path}: {field!r} is not laid out as in WIDER FACE's ground truth ({type(exc).__name__}: "
+                         f"{exc})") from None
+    return found
 
 
 def _boxes_from_mat(path: Path) -> dict[str, np.ndarray]:
-    return {k: np.asarray(v, dtype=np.float64).reshape(-1, 4)
-            for k, v in _iter_mat(_loadmat(path), "face_bbx_list", path)}
+    return _arrays(path, "face_bbx_list", lambda v: np.asarray(v, dtype=np.float64).reshape(-1, 4))
 
 
 def _keep_from_mat(path: Path) -> dict[str, np.ndarray]:
-    return {k: np.asarray(v, dtype=np.int64).reshape(-1) - 1 for k, v in _iter_mat(_loadmat(path), "gt_list", path)}
+    return _arrays(path, "gt_list", lambda v: np.asarray(v, dtype=np.int64).reshape(-1) - 1)
 
 
-def read_text(path: Path) -> str:
-    """A text file as UTF-8, or one line naming the file and the first byte that is not."""
-    data = path.read_bytes()
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        raise InputError(f"{path}:{line}: not UTF-8 text (byte 0x{data[exc.start]:02x})") from None
+def _arrays(path: Path, field: str, convert) -> dict[str, np.ndarray]:
+    """Each image's array of `field`, converted (boxes: n x 4 numbers; lists: face numbers), else one line."""
+    found = {}
+    for key, value in _iter_mat(_loadmat(path), field, path):
+        try:
+            found[key] = convert(value)
+        except (ValueError, TypeError) as exc:
+            raise InputError(f"{path}: {field!r} of {key} is not what WIDER FACE's ground truth holds "
+                             f"({type(exc).__name__}: {exc})") from None
+    return found
 
 
 def _boxes_from_txt(path: Path) -> dict[str, np.ndarray]:
     """wider_face_val_bbx_gt.txt: path line, count line, then `x y w h` + 6 attributes per face
     (an image with no face still has one all-zero line)."""
-    lines = read_text(path).splitlines()
+    lines = reading.read_text(path, limit=None).splitlines()
     out: dict[str, np.ndarray] = {}
     i = 0
     at = 0  # the line being read, for the error

@@ -11,6 +11,8 @@ def ap_deltas(ap: dict | None, ref: dict | None) -> dict[str, float | None]:
             and ref.get(s) is not None else None for s in SETTINGS}
 
 
-def worst_drop(row: dict) -> float:
-    """The largest AP loss (points) over the settings of a row with delta_* columns."""
-    return -min(row[f"delta_{s}"] for s in SETTINGS if row[f"delta_{s}"] is not None)
+def worst_drop(row: dict) -> float | None:
+    """The largest AP loss (points) over the settings of a row with delta_* columns; None where no setting has
+    a delta (no AP to compare)."""
+    known = [row[f"delta_{s}"] for s in SETTINGS if row.get(f"delta_{s}") is not None]
+    return -min(known) if known else None

@@ -3,20 +3,27 @@
 IoU 0.5 with the +1 pixel convention of the official `bbox_overlaps`; a prediction whose best
 match is a face the setting ignores is neither TP nor FP; scores min-max normalised over the whole
 set; 1000 thresholds `1 - (t + 1) / 1000`; VOC-style AP over the precision envelope.
+
+Memory grows with the number of predictions, never with predictions x thresholds or predictions x faces
+(overlaps are computed in chunks), and a prediction file is read only where it fits the memory free.
 """
 
 from __future__ import annotations
 
+from array import array
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from toolkit.data.wider import SETTINGS, GroundTruth, image_key, read_text
+from toolkit import machine, reading
+from toolkit.data.wider import SETTINGS, GroundTruth, image_key
 from toolkit.errors import InputError
 
 IOU = 0.5
 THRESH_NUM = 1000
+OVERLAP_CELLS = 1 << 22  # prediction x face overlaps computed at once (32 MiB of float64)
+READ_BYTES_PER_FILE_BYTE = 8  # a prediction file's text, decoded, and its rows as numbers, per byte of file
 
 
 @dataclass
@@ -64,16 +71,54 @@ def read_predictions(pred_dir: Path) -> dict[str, np.ndarray]:
 
 
 def _read_prediction_file(path: Path) -> np.ndarray:
-    """The image name, the count, then `x y w h score` lines: finite numbers, width and height 0 or more."""
-    lines = read_text(path).splitlines()
-    if len(lines) < 2:
+    """The image name, the count, then `x y w h score` lines: finite numbers, width and height 0 or more, a
+    score from 0 to 1. Read in one pass by NumPy; a file that pass finds fault with is read again line by
+    line, to name the line."""
+    size = reading.regular_file(path, "prediction file").st_size
+    available = machine.available_memory()
+    if available is not None and READ_BYTES_PER_FILE_BYTE * size > available:
+        raise InputError(f"{path}: {size / 2**20:.0f} MiB of predictions need about "
+                         f"{READ_BYTES_PER_FILE_BYTE * size / 2**30:.1f} GiB to read and evaluate, "
+                         f"{available / 2**30:.1f} GiB is free here")
+    text = reading.read_text(path, limit=None, what="prediction file")
+    head = text.split("\n", 2)
+    if len(head) < 2 or not head[0].strip() and not head[1].strip():
         raise InputError(f"{path}: a WIDER prediction file needs the image name and a count")
     try:
-        count = int(lines[1].strip())
+        count = int(head[1].strip())
     except ValueError:
-        raise InputError(f"{path}:2: the count {lines[1].strip()!r} is not a whole number") from None
-    rows = []
-    for number, line in enumerate(lines[2:], 3):
+        raise InputError(f"{path}:2: the count {head[1].strip()!r} is not a whole number") from None
+    rows = _rows_at_once(head[2] if len(head) > 2 else "")
+    if rows is None:
+        rows = _rows_line_by_line(path, text.splitlines()[2:])
+    if len(rows) != count:
+        raise InputError(f"{path}: the count line says {count} boxes, the file has {len(rows)}")
+    return rows
+
+
+def _rows_at_once(body: str) -> np.ndarray | None:
+    """The rows, where every one is five numbers as they must be; None where any is not (or the parse fails)."""
+    import io
+    import warnings
+
+    if not body.strip():
+        return np.zeros((0, 5))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            rows = np.loadtxt(io.StringIO(body), dtype=np.float64, ndmin=2, comments=None)
+    except ValueError:
+        return None
+    if rows.shape[1] != 5 or not np.isfinite(rows).all() or (rows[:, 2:4] < 0).any() \
+            or not ((rows[:, 4] >= 0) & (rows[:, 4] <= 1)).all():
+        return None
+    return rows
+
+
+def _rows_line_by_line(path: Path, lines: list[str]) -> np.ndarray:
+    """The rows, or one line naming the first that is wrong and how."""
+    rows = array("d")
+    for number, line in enumerate(lines, 3):
         if not line.strip():
             continue
         try:
@@ -86,10 +131,10 @@ def _read_prediction_file(path: Path) -> np.ndarray:
             raise InputError(f"{path}:{number}: a value that is not a finite number ({line.strip()})")
         if row[2] < 0 or row[3] < 0:
             raise InputError(f"{path}:{number}: a negative width or height ({line.strip()})")
-        rows.append(row)
-    if len(rows) != count:
-        raise InputError(f"{path}: the count line says {count} boxes, the file has {len(rows)}")
-    return np.array(rows, dtype=np.float64).reshape(-1, 5)
+        if not 0 <= row[4] <= 1:
+            raise InputError(f"{path}:{number}: score {row[4]:g} is not from 0 to 1 ({line.strip()})")
+        rows.extend(row)
+    return np.frombuffer(rows, dtype=np.float64).reshape(-1, 5).copy()
 
 
 def bbox_overlaps(boxes: np.ndarray, query: np.ndarray) -> np.ndarray:
@@ -106,10 +151,22 @@ def bbox_overlaps(boxes: np.ndarray, query: np.ndarray) -> np.ndarray:
 
 
 def _last_index_above(scores: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
-    """For each threshold, the last prediction index whose score >= it (-1 when none)."""
-    above = scores[None, :] >= thresholds[:, None]
-    last = len(scores) - 1 - np.argmax(above[:, ::-1], axis=1)
-    return np.where(above.any(axis=1), last, -1)
+    """For each threshold, the last prediction index whose score >= it (-1 when none): the last index whose
+    suffix maximum (the best score at or after it, which never rises) is >= the threshold."""
+    suffix_max = np.maximum.accumulate(scores[::-1])[::-1]
+    return np.searchsorted(-suffix_max, -thresholds, side="right") - 1
+
+
+def _best_matches(p_xyxy: np.ndarray, gt_xyxy: np.ndarray, iou: float) -> tuple[np.ndarray, np.ndarray]:
+    """Each prediction's best-overlapping face and whether that overlap reaches `iou`, in chunks of predictions."""
+    step = max(1, OVERLAP_CELLS // max(1, len(gt_xyxy)))
+    best_gt = np.empty(len(p_xyxy), dtype=np.int64)
+    hit = np.empty(len(p_xyxy), dtype=bool)
+    for i in range(0, len(p_xyxy), step):
+        overlaps = bbox_overlaps(p_xyxy[i:i + step], gt_xyxy)
+        best_gt[i:i + step] = overlaps.argmax(axis=1)
+        hit[i:i + step] = overlaps[np.arange(len(overlaps)), best_gt[i:i + step]] >= iou
+    return best_gt, hit
 
 
 def _image_pr(pred: np.ndarray, gt_xyxy: np.ndarray, keep: np.ndarray, last: np.ndarray,
@@ -161,9 +218,7 @@ def evaluate(preds: dict[str, np.ndarray], gt: GroundTruth, iou: float = IOU) ->
         gt_xyxy[:, 2:] += gt_xyxy[:, :2]
         p_xyxy = pred[:, :4].copy()
         p_xyxy[:, 2:] += p_xyxy[:, :2]
-        overlaps = bbox_overlaps(p_xyxy, gt_xyxy)
-        best_gt = overlaps.argmax(axis=1)
-        hit = overlaps[np.arange(len(pred)), best_gt] >= iou
+        best_gt, hit = _best_matches(p_xyxy, gt_xyxy, iou)
         last = _last_index_above(pred[:, 4], thresholds)
         for s in SETTINGS:
             curves[s] += _image_pr(pred, gt_xyxy, truth.keep[s], last, best_gt, hit)

@@ -4,12 +4,11 @@ the run's result.json (`--compare` adds the runtimes a user could pick instead).
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from toolkit import backends, bench, fileio, machine, result_file, runfolder
+from toolkit import backends, bench, fileio, machine, reading, result_file, runfolder
 from toolkit.backends.base import Backend, Runner
 from toolkit.chain import ChainOptions, converted, dataset_items, run_chain, sample_images
 from toolkit.cluster import RayEngine, check_engine_mode
@@ -76,9 +75,9 @@ def benchmark(opts: BenchOptions, where: str, json_path: Path | None, log: Calla
         config = launch.built_image(spec, device_ids)
         with runfolder.transaction(opts.run_dir, f"bench --target {spec.name}", reads=opts.data) as staged:
             launch.in_container(config, opts.cli_args(), staged, opts.data, device_ids, log)
-            result = json.loads((staged / RESULT).read_text())
+            result = reading.read_json(staged / RESULT, {"batch_sizes": dict})
             if json_path:
-                fileio.write_json(json_path, result)
+                fileio.publish({json_path: fileio.json_writer(result)})
         return result
     backend = backends.require(spec)
     with runfolder.transaction(opts.run_dir, f"bench --target {spec.name}", reads=opts.data) as staged:
@@ -87,7 +86,7 @@ def benchmark(opts: BenchOptions, where: str, json_path: Path | None, log: Calla
         result_file.write(staged, {"bench": {k: v for k, v in result.items() if k not in ("machine", "versions")}},
                           defaults={"target": result["target"]})
         if json_path:
-            fileio.write_json(json_path, result)
+            fileio.publish({json_path: fileio.json_writer(result)})
     return result
 
 

@@ -1,4 +1,5 @@
-"""`detect`: faces on any images, into detections.json and pictures (the folder's earlier pictures go)."""
+"""`detect`: faces on any images, into detections.json and pictures (the folder's earlier pictures go). It writes
+a folder of its own (toolkit/ownership.py): new, empty, or one `detect` made; never one holding other files."""
 
 from __future__ import annotations
 
@@ -8,14 +9,12 @@ from toolkit import fileio, pipeline, runfolder
 from toolkit.data.images import read_rgb
 from toolkit.data.preprocess import Preprocess
 from toolkit.draw import draw, save
-from toolkit.errors import InputError
 from toolkit.model.signature import check_onnx_file
 from toolkit.postprocess import Detections
 from toolkit.progress import counter
 
 RESULT = "detections.json"
 PICTURES = "pictures"
-OTHERS = ("stages.json", "result.json", "plan.json")  # what run, bench and run --dry-run leave in their folders
 
 
 def detect(files: list[Path], out_dir: Path, model: Path | None, pre: Preprocess, threshold: float,
@@ -26,13 +25,9 @@ def detect(files: list[Path], out_dir: Path, model: Path | None, pre: Preprocess
 
     if model is not None:
         check_onnx_file(model)
-    others = [name for name in OTHERS if (out_dir / name).exists()]
-    if others:  # its pictures are another command's: detect would replace them
-        raise InputError(f"{out_dir}: a folder another command wrote (it holds {others[0]}); detect writes its own",
-                         "pass detect another --out")
     found: dict[str, Detections] = {}
     source = model if model else official.dynamic_model_bytes(weights.fetch())
-    with runfolder.transaction(out_dir, "detect", fresh=(PICTURES, RESULT)) as staged:
+    with runfolder.transaction(out_dir, "detect", fresh=(PICTURES, RESULT), kind="detect") as staged:
         with OnnxRuntimeRunner(source) as runner:
             pipeline.run([(str(i), f) for i, f in enumerate(files)], runner, pre,
                          lambda key, det, _o: found.__setitem__(key, det), threshold=threshold,

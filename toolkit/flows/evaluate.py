@@ -13,5 +13,5 @@ def evaluate_folder(pred_dir: Path, gt_root: Path, json_path: Path | None) -> Ev
     fileio.check_output_file(json_path)
     result = evaluate(read_predictions(pred_dir), load_ground_truth(gt_root))
     if json_path:
-        fileio.write_json(json_path, result.summary())
+        fileio.publish({json_path: fileio.json_writer(result.summary())})
     return result

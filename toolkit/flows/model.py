@@ -7,6 +7,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+from toolkit import fileio, reading
 from toolkit.chain import parity
 from toolkit.data.images import read_rgb
 from toolkit.data.preprocess import Preprocess
@@ -16,17 +17,23 @@ from toolkit.runfolder import deferred_interrupts
 
 
 def port_weights(official: Path, out_path: Path) -> Path:
-    """The official ONNX weights as the PyTorch module's .pth."""
+    """The official ONNX weights as the PyTorch module's .pth (replacing only a file the toolkit wrote)."""
+    fileio.check_output_file(out_path)
     with deferred_interrupts():
         port, _ = torch_parts()
-        return port.port(official, out_path)
+        fileio.publish({out_path: lambda tmp: port.port(official, tmp)})
+    return out_path
 
 
 def export_pth(pth: Path, out_path: Path, shape: ExportShape, opset: int, simplify: bool) -> Path:
-    """A .pth exported to ONNX (simplified and checked)."""
+    """A .pth exported to ONNX, simplified and checked (replacing only a file the toolkit wrote)."""
+    fileio.check_output_file(out_path)
+    reading.regular_file(pth, ".pth file")
     with deferred_interrupts():
         port, exporter = torch_parts()
-        return exporter.export(port.load_module(pth), out_path, shape, opset, simplify)
+        net = port.load_module(pth)
+        fileio.publish({out_path: lambda tmp: exporter.export(net, tmp, shape, opset, simplify)})
+    return out_path
 
 
 def parity_on_images(files: list[Path], pre: Preprocess, official: Path, pth: Path | None, onnx_path: Path | None) -> dict:

@@ -8,7 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from toolkit import backends, fileio, runfolder
-from toolkit.chain import ChainOptions, run_chain
+from toolkit.chain import INFER_ENTRIES, ChainOptions, run_chain
 from toolkit.cluster import check_engine_mode
 from toolkit.containers import launch, runspec
 from toolkit.containers.config import ContainerConfig
@@ -30,7 +30,8 @@ def run_target(opts: ChainOptions, where: str, passed: list[tuple[str, object]],
     device_ids = opts.target.device_ids
     check_engine_mode(opts.cluster, where, opts.target.tta)
     config = launch.built_image(opts.target, device_ids) if where == "container" else None  # before any work
-    with runfolder.transaction(opts.out_dir, f"run --target {opts.target.name} --mode {where}",
+    fresh = INFER_ENTRIES if "infer" in opts.stages else ()
+    with runfolder.transaction(opts.out_dir, f"run --target {opts.target.name} --mode {where}", fresh=fresh,
                                reads=opts.data) as staged:
         here = replace(opts, out_dir=staged, emulate=where == "emulate")
         if config is None:
@@ -51,15 +52,16 @@ def plan(opts: ChainOptions, where: str, passed: list[tuple[str, object]]) -> di
     target, shown_dir, device_ids = opts.target, opts.out_dir, opts.target.device_ids
     backend = backends.get(target.backend)
     shown = Path(runspec.container_path(shown_dir)) if where == "container" else shown_dir
-    container = None
+    container, container_user = None, None
     if where == "container":
-        container = launch.container_spec(ContainerConfig.of(target), container_args(opts, passed), shown_dir,
-                                          opts.data, device_ids).docker_cli()
+        spec = launch.container_spec(ContainerConfig.of(target), container_args(opts, passed), shown_dir, opts.data,
+                                     device_ids)
+        container, container_user = spec.docker_cli(), spec.user_why
     with runfolder.transaction(shown_dir, "run --dry-run", reads=opts.data) as staged:
         steps = backend.dry_run(target, staged, shown)
         made = {"target": target.name, "backend": target.backend, "precision": target.precision,
                 "run_folder": str(shown_dir), "runs_in": where, "unavailable": backend.unavailable_for(target),
-                "container": container,
+                "container": container, "container_user": container_user,
                 "steps": [{"title": s.title, "command": s.command, "shell": s.shell() if s.command else None,
                            "writes": s.writes} for s in steps]}
         fileio.write_json(staged / "plan.json", made)

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from toolkit import fileio
+from toolkit import fileio, reading
 from toolkit.errors import InputError
 from toolkit.model.centerface import CenterFace
 
@@ -76,6 +76,7 @@ def _deconv_prefix(initializer: str, path: Path) -> str:
 
 
 def load_module(pth: Path) -> CenterFace:
+    reading.regular_file(pth, ".pth file")
     net = CenterFace()
     try:
         state = torch.load(pth, map_location="cpu", weights_only=True)

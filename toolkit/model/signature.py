@@ -36,6 +36,9 @@ def check_onnx_file(path) -> None:
     """`path` is an ONNX model with CenterFace's interface (one input `image`, the four named outputs)."""
     import onnx
 
+    from toolkit import reading
+
+    reading.regular_file(path, "ONNX model")
     try:
         model = onnx.load(str(path), load_external_data=False)
     except FileNotFoundError:

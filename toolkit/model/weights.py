@@ -11,7 +11,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from toolkit import fileio
+from toolkit import fileio, reading
 from toolkit.errors import InputError, ToolkitError
 from toolkit.paths import cache_dir
 
@@ -35,8 +35,7 @@ def official_path() -> Path:
 
 def verify(path: Path) -> Path:
     """Raise unless `path` is the official file, byte for byte."""
-    if not path.is_file():
-        raise InputError(f"{path}: no such file")
+    reading.regular_file(path, "weights file")
     got = sha256(path)
     if got != SHA256:
         cached = path.resolve() == official_path().resolve()

@@ -2,31 +2,32 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 
+from toolkit import reading
 from toolkit.data.preprocess import describe_preprocess
 from toolkit.data.wider import SETTINGS
 from toolkit.errors import InputError
 from toolkit.evaluate.deltas import ap_deltas, worst_drop
 from toolkit.report.published import PUBLISHED
+from toolkit.report.reference import NO_DELTAS, Reference
 
 COLUMNS = ("source", "target", "precision", "preprocess", "tta", "batch", "status", "reason", "size_mb", "easy", "medium", "hard",
-           "delta_easy", "delta_medium", "delta_hard", "e2e_images_per_s", "infer_images_per_s", "tool_images_per_s", "tool",
-           "p50_ms", "p99_ms", "devices", "device", "runs_in", "sdk")
+           "delta_easy", "delta_medium", "delta_hard", "delta_images", "delta_note", "e2e_images_per_s",
+           "infer_images_per_s", "tool_images_per_s", "tool", "p50_ms", "p99_ms", "devices", "device", "runs_in", "sdk")
 
 
 def load_runs(runs: Path) -> list[dict]:
-    """Every `<runs>/<name>/result.json`, with the folder it came from."""
+    """Every `<runs>/<name>/result.json`, with the folder it came from; hidden folders (a staging copy, a writer's
+    leftovers) are no runs."""
     if not runs.is_dir():
         raise InputError(f"{runs}: no runs folder", "run `python -m toolkit run --target cpu` first")
     found = []
     for path in sorted(runs.glob("*/result.json")):
-        try:
-            result = json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        if path.parent.name.startswith("."):
+            continue
+        result = reading.read_json(path)
         if not isinstance(result, dict) or not isinstance(result.get("target"), str) \
                 or not isinstance(result.get("ap"), (dict, type(None))):
             raise InputError(f"{path}: not a result.json the toolkit writes (expected an object naming its target "
@@ -38,9 +39,9 @@ def load_runs(runs: Path) -> list[dict]:
     return found
 
 
-def reference_ap(runs: list[dict], reference: str | None = None) -> dict | None:
+def reference_run(runs: list[dict], reference: str | None = None) -> Reference:
     """The run every accuracy delta is measured against: the run folder named `reference`, else the
-    run of the target whose file says `ap_reference = true`."""
+    run of the target whose file says `ap_reference = true` (its own folder first, then a TTA one's)."""
     from toolkit import targets
 
     if reference is not None:
@@ -48,23 +49,34 @@ def reference_ap(runs: list[dict], reference: str | None = None) -> dict | None:
         if chosen is None or not chosen.get("ap"):
             raise InputError(f"--reference {reference}: no run folder of that name with an AP",
                              f"runs: {', '.join(r['_run'] for r in runs)}")
-        return chosen["ap"]
+        return Reference(chosen)
     marked = {name for name in targets.available() if targets.load(name).ap_reference}
-    return next((r["ap"] for r in sorted(runs, key=lambda r: r["_run"] != r.get("target"))
-                 if r.get("target") in marked and r.get("ap")), None)
+    return Reference(next((r for r in sorted(runs, key=lambda r: r["_run"] != r.get("target"))
+                           if r.get("target") in marked and r.get("ap") and not r.get("tta")), None))
 
 
-def status(result: dict, ref: dict | None, tolerance: float) -> tuple[str, str]:
+def status(result: dict, deltas: dict, tolerance: float) -> tuple[str, str]:
+    """passed only with an AP within `tolerance` of the reference (or none to compare with); a run with no AP
+    (bench only, no ground truth) is not evaluated, never passed."""
     if result.get("status") == "unavailable":
         return "unavailable", result.get("reason", "")
     if result.get("error"):
         return "failed", result["error"]
-    deltas = ap_deltas(result.get("ap"), ref)
-    if any(v is not None for v in deltas.values()):
-        worst = worst_drop(deltas)
-        if worst > tolerance:
-            return "ran-but-failed-accuracy", f"AP {worst:.2f} points below the reference (tolerance {tolerance})"
+    if not any(v is not None for v in (result.get("ap") or {}).values()):
+        return "not-evaluated", _why_no_ap(result)
+    worst = worst_drop(deltas)
+    if worst is not None and worst > tolerance:
+        return "ran-but-failed-accuracy", f"AP {worst:.2f} points below the reference (tolerance {tolerance})"
     return "passed", ""
+
+
+def _why_no_ap(result: dict) -> str:
+    missing = (result.get("evaluation") or {}).get("ap_missing")
+    if isinstance(missing, str):
+        return f"no AP: {missing}"
+    if not result.get("artefacts"):
+        return "no AP: only benchmarked (run --target gives the AP)"
+    return "no AP: no ground truth for its images"
 
 
 def _describe(pre: dict | None) -> str | None:
@@ -83,7 +95,7 @@ def rows(runs: list[dict], tolerance: float = 1.0, reference: str | None = None)
     """Measured rows (one per benchmarked batch size), emulated rows, calibration rows, the targets that
     cannot run here, and the published rows: each a target file names right after that target's run. A
     result.json whose fields are not what the toolkit writes is named in one line."""
-    ref = reference_ap(runs, reference)
+    ref = reference_run(runs, reference)
     beside = _published_beside(runs)
     out, shown = [], set()
     for r in runs:
@@ -93,11 +105,11 @@ def rows(runs: list[dict], tolerance: float = 1.0, reference: str | None = None)
         name = beside.get(r["_run"])
         if name and name not in shown:
             shown.add(name)
-            out += [_published_row(p, ref) for p in PUBLISHED if p["target"] == name]
+            out += [_published_row(p) for p in PUBLISHED if p["target"] == name]
     for r in runs:
         out += _of_run(calibration_rows, r, tolerance) + _of_run(onnx_twin_rows, r, ref, tolerance)
     out += unavailable_rows(runs)
-    out += [_published_row(p, ref) for p in PUBLISHED if p["target"] not in shown]
+    out += [_published_row(p) for p in PUBLISHED if p["target"] not in shown]
     for r in runs:
         out += _of_run(simulated_rows, r)
     return out
@@ -173,14 +185,16 @@ def tta_label(r: dict) -> str | None:
     return f"{min(tta['scales']):g}-{max(tta['scales']):g}x" + ("+f" if tta["flip"] else "")
 
 
-def _measured_rows(r: dict, ref: dict | None, tolerance: float) -> list[dict]:
-    st, reason = status(r, ref, tolerance)
+def _measured_rows(r: dict, ref: Reference, tolerance: float) -> list[dict]:
     ap = r.get("ap") or {}
+    compared = ref.compare(r, ap)
+    st, reason = status(r, compared.deltas, tolerance)
     base = {
         "source": "measured", "target": r["_run"], "precision": precision_in_force(r), "status": st,
         "reason": reason, "tta": tta_label(r),
         "size_mb": round(r["artefacts"]["converted_bytes"] / 2**20, 2) if r.get("artefacts") else None,
-        **{s: ap.get(s) for s in SETTINGS}, **ap_deltas(ap, ref),
+        **{s: ap.get(s) for s in SETTINGS}, **compared.deltas, "delta_images": compared.images,
+        "delta_note": compared.note or None,
         "device": (r.get("machine") or {}).get("cpu"), "runs_in": (r.get("machine") or {}).get("runs_in"),
         "sdk": f"{r.get('backend')} {(r.get('versions') or {}).get('backend')}" if r.get("backend") else None,
         "tool_images_per_s": None, "tool": None,
@@ -205,8 +219,7 @@ def _emulated_row(r: dict, tolerance: float) -> list[dict]:
     emulation = r["emulation"]
     ap, same_input = r.get("ap") or {}, (r.get("reference") or {}).get("ap")
     deltas = ap_deltas(ap, same_input)
-    known = [v for v in deltas.values() if v is not None]
-    worst = worst_drop(deltas) if known else None
+    worst = worst_drop(deltas)
     gate = ("" if worst is None else "AP at or above CPU FP32 at the same input" if worst <= 0 else
             f"AP {worst:.2f} points below CPU FP32 at the same input "
             f"({'beyond' if worst > tolerance else 'within'} tolerance {tolerance})")
@@ -218,11 +231,14 @@ def _emulated_row(r: dict, tolerance: float) -> list[dict]:
              "runs_in": f"emulated ({emulation['runtime']})", "sdk": f"onnxruntime {(r.get('versions') or {}).get('onnxruntime')}"}]
 
 
-def _published_row(p: dict, ref: dict | None) -> dict:
+def _published_row(p: dict) -> dict:
+    """A published figure: its AP is over its own images (WIDER FACE val), so it has no delta against a run here."""
     ap = p.get("ap") or {}
-    return {"source": "published", "target": p["target"], "precision": p["precision"],
+    return {**dict.fromkeys(COLUMNS), "source": "published", "target": p["target"], "precision": p["precision"],
             "preprocess": p.get("preprocess"), "batch": p["batch"], "status": "published", "reason": "", "size_mb": None,
-            **{s: ap.get(s) for s in SETTINGS}, **ap_deltas(ap, ref), "e2e_images_per_s": p.get("e2e_images_per_s"),
+            **{s: ap.get(s) for s in SETTINGS}, **NO_DELTAS,
+            "delta_note": "no Δ: published over its own images (WIDER FACE val)" if p.get("ap") else None,
+            "e2e_images_per_s": p.get("e2e_images_per_s"),
             "infer_images_per_s": p["images_per_s"], "p50_ms": None, "p99_ms": None, "devices": p.get("chips"),
             "device": p["device"],
             "runs_in": None, "sdk": None, "tool_images_per_s": None, "tool": None}
@@ -242,21 +258,23 @@ def _with_tool_figures(mine: list[dict], base: dict, figures: dict) -> list[dict
     return mine
 
 
-def onnx_twin_rows(run: dict, ref: dict | None, tolerance: float) -> list[dict]:
-    """The vendor quantiser's ONNX twin (AMCT's fake-quant model) evaluated in ONNX Runtime: INT8
-    accuracy known without the device."""
+def onnx_twin_rows(run: dict, ref: Reference, tolerance: float) -> list[dict]:
+    """The vendor quantiser's ONNX twin (AMCT's fake-quant model) evaluated in ONNX Runtime on the run's images:
+    INT8 accuracy known without the device."""
     calibrated = run.get("calibration") or {}
     ap = calibrated.get("onnx_twin_ap")
     if not ap:
         return []
-    deltas = ap_deltas(ap, ref)
-    worst = worst_drop(deltas) if ref else 0.0
+    compared = ref.compare(run, ap)
+    deltas = compared.deltas
+    worst = worst_drop(deltas) or 0.0
     return [{**dict.fromkeys(COLUMNS), "source": "calibration",
              "target": f"{run['_run']} [{str(calibrated.get('method', 'int8')).upper()} fake-quant, onnxruntime]",
              "precision": "int8", "preprocess": _describe(run.get("preprocess")), "batch": 1,
              "status": "ran-but-failed-accuracy" if worst > tolerance else "passed",
              "reason": f"AP {worst:.2f} points below the reference" if worst > tolerance else "",
-             **{s: ap[s] for s in SETTINGS}, **deltas, "sdk": "onnxruntime"}]
+             **{s: ap[s] for s in SETTINGS}, **deltas, "delta_images": compared.images,
+             "delta_note": compared.note or None, "sdk": "onnxruntime"}]
 
 
 def unavailable_rows(runs: list[dict]) -> list[dict]:
@@ -279,23 +297,25 @@ def unavailable_rows(runs: list[dict]) -> list[dict]:
 def calibration_rows(run: dict, tolerance: float) -> list[dict]:
     """One row per configuration a calibration tried, its deltas against FP32 on the same images."""
     name = (run.get("calibration") or {}).get("report")
-    path = Path(run.get("_dir", ".")) / name if name else None  # relative to the run folder
+    folder = Path(run.get("_dir", "."))
+    path = reading.inside(folder, name, folder / "result.json") if name else None  # relative to the run folder
     if path is None or not path.is_file():
         return []
-    report = json.loads(path.read_text())
+    report = reading.read_json(path, {"rows": list, "recipe": dict})
     out = []
     for row in report["rows"][1:]:
         worst = worst_drop(row)
-        failed = worst > tolerance
+        failed = worst is not None and worst > tolerance
         out.append({
             "source": "calibration", "target": f"{run['_run']} [{row['config']}]", "precision": "int8",
             "preprocess": _describe(report["recipe"] and {"mode": report["recipe"]["preprocess"],
                                                           "width": (report["recipe"]["size"] or [None])[0],
                                                           "height": (report["recipe"]["size"] or [None, None])[1]}),
-            "batch": 1, "status": "ran-but-failed-accuracy" if failed else "passed",
-            "reason": f"AP {worst:.2f} points below FP32 on the same images" if failed else "",
+            "batch": 1, "status": "not-evaluated" if worst is None else "ran-but-failed-accuracy" if failed else "passed",
+            "reason": "no AP: no face of any setting among its images" if worst is None else
+            f"AP {worst:.2f} points below FP32 on the same images" if failed else "",
             "size_mb": row["size_mb"], **{s: row[s] for s in SETTINGS},
-            **{f"delta_{s}": row[f"delta_{s}"] for s in SETTINGS},
+            **{f"delta_{s}": row[f"delta_{s}"] for s in SETTINGS}, "delta_images": report.get("evaluated_images"),
             "e2e_images_per_s": row["e2e_images_per_s"], "infer_images_per_s": row["infer_images_per_s"],
             "p50_ms": None, "p99_ms": None, "device": (run.get("machine") or {}).get("cpu"),
             "runs_in": (run.get("machine") or {}).get("runs_in"), "sdk": f"{run.get('backend')} {(run.get('versions') or {}).get('backend')}",

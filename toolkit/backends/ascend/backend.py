@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from toolkit import fileio
+from toolkit import fileio, reading
 from toolkit.backends.ascend import aipp, bins, commands, perf, plan, toolflow
 from toolkit.backends.ascend.cann import SET_ENV, Cann
 from toolkit.backends.ascend.settings import SOCS, AscendSettings
@@ -273,5 +273,5 @@ def _emulated_input(out: Path, target: Target) -> Callable[[Runner], Runner] | N
     """An AIPP target's emulation takes uint8 HWC through the generated AIPP config, as the chip does."""
     if not AscendSettings.of(target).aipp:
         return None
-    config = aipp.parse((out / plan.AIPP_FILE).read_text(), plan.AIPP_FILE)
+    config = aipp.parse(reading.read_text(out / plan.AIPP_FILE), plan.AIPP_FILE)
     return lambda inner: AippEmulation(inner, config)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from toolkit import fileio
+from toolkit import fileio, reading
 from toolkit.errors import InputError
 from toolkit.model.signature import OUTPUT_NAMES
 
@@ -39,7 +39,7 @@ def write_info(path: Path, inputs: Iterable[Path], width: int, height: int) -> P
 
 def read_info(path: Path) -> list[tuple[int, Path, int, int]]:
     entries = []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
+    for number, line in enumerate(reading.read_text(path).splitlines(), 1):
         parts = line.split()
         if len(parts) != 4:
             raise InputError(f"{path}:{number}: expected `index path width height`, got {line!r}")

@@ -3,10 +3,10 @@ and ais_bench's <output_dirname>_summary.json. Card throughput = chip throughput
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
+from toolkit import reading
 from toolkit.backends.base import ToolFigures
 from toolkit.errors import InputError
 
@@ -20,7 +20,7 @@ def read_benchmark_perf(path: Path) -> dict[str, dict[str, float]]:
     if not path.is_file():
         raise InputError(f"{path}: no such benchmark performance file")
     stages: dict[str, dict[str, float]] = {}
-    for line in path.read_text().splitlines():
+    for line in reading.read_text(path).splitlines():
         found = _LINE.match(line.strip())
         if not found:
             continue
@@ -33,12 +33,7 @@ def read_benchmark_perf(path: Path) -> dict[str, dict[str, float]]:
 
 def read_ais_summary(path: Path) -> dict:
     """NPU compute time (ms: min, max, mean, median, P99, count), H2D / D2H latency and throughput."""
-    try:
-        raw = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such ais_bench summary") from None
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{path}: not valid JSON ({exc.msg})") from None
+    raw = reading.read_json(path, dict, what="ais_bench summary")
     if "throughput" not in raw or "NPU_compute_time" not in raw:
         raise InputError(f"{path}: no throughput / NPU_compute_time (not an ais_bench summary?)")
     return {"throughput": float(raw["throughput"]), "npu_compute_ms": raw["NPU_compute_time"],

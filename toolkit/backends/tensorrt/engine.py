@@ -3,11 +3,10 @@ TensorRT version (checked on load: an engine made elsewhere is refused, and rebu
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 
-from toolkit import fileio
+from toolkit import fileio, reading
 from toolkit.backends.tensorrt import cuda, majors
 from toolkit.backends.tensorrt.settings import TensorRTSettings
 from toolkit.errors import InputError, ToolkitError
@@ -37,7 +36,7 @@ def check(engine: Path, here: dict) -> dict:
     if not path.is_file():
         raise InputError(f"{engine}: no {path.name} beside it, so its GPU and TensorRT version are unknown",
                          "rebuild it: run --stages convert")
-    meta = json.loads(path.read_text())
+    meta = reading.read_json(path, dict)
     wrong = mismatches(meta, here)
     if wrong:
         raise InputError(f"{engine}: made for {', '.join(wrong)}; engines only run where they were built",
@@ -50,7 +49,7 @@ def reusable(engine: Path, onnx: Path, settings: TensorRTSettings, here: dict) -
     path = meta_path(engine)
     if not (engine.is_file() and path.is_file()):
         return False
-    meta = json.loads(path.read_text())
+    meta = reading.read_json(path, dict)
     return not mismatches(meta, here) and meta.get("onnx_sha256") == sha256(onnx) and meta.get("settings") == vars(settings)
 
 
