@@ -44,6 +44,18 @@ def regular_file(path: Path | str, what: str = "file") -> os.stat_result:
     return found
 
 
+def folder(path: Path | str, what: str, hint: str | None = None) -> Path:
+    """`path` when it is a folder (through links), else one line: missing, or what it is instead."""
+    try:
+        found = os.stat(path)
+    except OSError:
+        raise InputError(f"{path}: no such {what}", hint) from None
+    if not stat.S_ISDIR(found.st_mode):
+        raise InputError(f"{path}: {'a file' if stat.S_ISREG(found.st_mode) else kind(found.st_mode)}, not a folder "
+                         f"(a {what})", hint)
+    return Path(path)
+
+
 def read_bytes(path: Path | str, limit: int | None = RECORD_LIMIT, what: str = "file") -> bytes:
     """A regular file's bytes, at most `limit` of them (None: any size)."""
     size = regular_file(path, what).st_size

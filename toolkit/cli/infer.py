@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from toolkit import targets
+from toolkit import reading, targets
 from toolkit.chain import STAGES, ChainOptions, check_limit, check_stages, parse_part
 from toolkit.cli.common import console, handle_errors, in_range, out, progress
 from toolkit.cli.containers import AddressOpt, DeviceIdsOpt, EngineOpt, ModeOpt, WorkersOpt, parse_device_ids, parse_engine
@@ -97,8 +97,8 @@ def run_cmd(
         parse_device_ids(device_ids)).with_tta(tta)
     chosen = check_stages(tuple(s.strip() for s in stages.split(",") if s.strip()))
     check_limit(limit)
-    if data is not None and not data.is_dir():
-        raise InputError(f"{data}: no such dataset folder", "pass the WIDER FACE root that holds WIDER_val/")
+    if data is not None:
+        reading.folder(data, "dataset folder", "pass the WIDER FACE root that holds WIDER_val/")
     opts = ChainOptions(spec, out_dir or runs_dir() / spec.folder, data if data is not None else default_dataset(),
                         weights_path, limit, parse_part(part), stages=chosen, skip_bad=skip_bad,
                         cluster=parse_engine(engine, address, workers))

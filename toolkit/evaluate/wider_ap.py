@@ -61,9 +61,7 @@ class Evaluation:
 
 def read_predictions(pred_dir: Path) -> dict[str, np.ndarray]:
     """`<event>/<image>.txt` files -> key -> (n, 5) float64 x y w h score, in file order."""
-    pred_dir = Path(pred_dir)
-    if not pred_dir.is_dir():
-        raise InputError(f"{pred_dir}: no such prediction folder")
+    pred_dir = reading.folder(pred_dir, "prediction folder")
     files = sorted(pred_dir.glob("*/*.txt"))
     if not files:
         raise InputError(f"{pred_dir}: no <event>/<image>.txt prediction files")

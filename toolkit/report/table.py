@@ -21,8 +21,7 @@ COLUMNS = ("source", "target", "precision", "preprocess", "tta", "batch", "statu
 def load_runs(runs: Path) -> list[dict]:
     """Every `<runs>/<name>/result.json`, with the folder it came from; hidden folders (a staging copy, a writer's
     leftovers) are no runs."""
-    if not runs.is_dir():
-        raise InputError(f"{runs}: no runs folder", "run `python -m toolkit run --target cpu` first")
+    reading.folder(runs, "runs folder", "run `python -m toolkit run --target cpu` first")
     found = []
     for path in sorted(runs.glob("*/result.json")):
         if path.parent.name.startswith("."):
