@@ -12,6 +12,17 @@ DATA = default_dataset()
 needs_data = pytest.mark.skipif(DATA is None, reason="WIDER FACE subset not found (../shared/data/widerface-val-mini)")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def runs_folder(tmp_path_factory) -> Path:
+    """The runs folder of every command a test starts without --out (detect's default target converts into it):
+    never the checkout's runs/."""
+    import os
+
+    folder = tmp_path_factory.mktemp("runs-default")
+    os.environ["CENTERFACE_RUNS"] = str(folder)
+    return folder
+
+
 @pytest.fixture(scope="session")
 def data_root() -> Path:
     if DATA is None:

@@ -114,9 +114,9 @@ CASES = [
     Case("unknown --mode", lambda w: ["run", "--mode", "cloud", "--out", w / "run"], 2,
          "--mode 'cloud'"),
     Case("detect --threshold nan", lambda w: ["detect", w / "one.jpg", "--threshold", "nan", "--out", w / "det"], 2,
-         "--threshold nan: must be a finite number from 0 to 1", needs=["one.jpg"]),
+         "--min-score nan: must be a finite number from 0 to 1", needs=["one.jpg"]),
     Case("detect --threshold 2", lambda w: ["detect", w / "one.jpg", "--threshold", 2, "--out", w / "det"], 2,
-         "--threshold 2.0: must be a finite number from 0 to 1", needs=["one.jpg"]),
+         "--min-score 2.0: must be a finite number from 0 to 1", needs=["one.jpg"]),
     Case("report --tolerance nan", lambda w: ["report", "--runs", w, "--tolerance", "nan"], 2,
          "--tolerance nan: must be a finite number 0 or more"),
     Case("report --tolerance -1", lambda w: ["report", "--runs", w, "--tolerance", -1], 2,
@@ -217,6 +217,29 @@ CASES = [
     Case("convert --onnx <a FIFO>", lambda w: ["convert", "--target", "cpu", "--onnx", w / "fifo.onnx", "--out",
                                                w / "run"], 2, "fifo.onnx: a FIFO (named pipe), not a regular ONNX model",
          needs=["fifo.onnx"]),
+    # detect on videos and with a target (issue 31)
+    Case("detect a video that is not there", lambda w: ["detect", w / "none.mp4", "--out", w / "det"], 2,
+         "none.mp4: no such file", folder=None),
+    Case("detect a text file named .mp4", lambda w: ["detect", w / "text.mp4", "--out", w / "det"], 2,
+         "text.mp4: cannot be opened as a video", folder=None, early=False, needs=["text.mp4"]),
+    Case("detect --end before --start", lambda w: ["detect", w / "one.jpg", "--start", 2, "--end", 1, "--out", w / "det"],
+         2, "--end 1: must come after --start 2", folder=None, needs=["one.jpg"]),
+    Case("detect --anonymize of another kind", lambda w: ["detect", w / "one.jpg", "--anonymize", "pixelate", "--out",
+                                                          w / "det"], 2,
+         "--anonymize 'pixelate': choose from blur, mosaic, solid, none", folder=None, needs=["one.jpg"]),
+    Case("detect --model with --target", lambda w: ["detect", w / "one.jpg", "--model", w / "wrong.onnx", "--target",
+                                                    "cpu", "--out", w / "det"], 2,
+         "--model runs an ONNX model of yours; --target and --from run a target's deployment", folder=None,
+         needs=["one.jpg", "wrong.onnx"]),
+    Case("detect --target with --size", lambda w: ["detect", w / "one.jpg", "--target", "cpu", "--size", "800x800",
+                                                   "--out", w / "det"], 2,
+         "--preprocess and --size go with --model", folder=None, needs=["one.jpg"]),
+    Case("detect --smooth -1", lambda w: ["detect", w / "one.jpg", "--smooth", -1, "--out", w / "det"], 2,
+         "--smooth -1: must be 0 or more", folder=None, needs=["one.jpg"]),
+    Case("detect a stream in a target's container", lambda w: ["detect", "rtsp://127.0.0.1:9/live", "--target", "cpu",
+                                                               "--mode", "container", "--from", w / "run", "--out",
+                                                               w / "det"], 2,
+         "a stream or camera, which a target's container cannot reach"),
     Case("a file name holding a newline", lambda w: ["detect", w / "new\nline.jpg", "--out", w / "det"], 2,
          "new\\nline.jpg': a file name holding a line break", folder=None, needs=["newline"]),
 ]
@@ -314,6 +337,7 @@ PIECES = {
     "fifo.onnx": lambda w, d: os.mkfifo(w / "fifo.onnx"),
     "pipes": lambda w, d: ((w / "pipes").mkdir(), (w / "pipes" / "a.jpg").write_bytes(
         next(iter(first_images(d, 1).values()))), os.mkfifo(w / "pipes" / "b.jpg")),
+    "text.mp4": lambda w, d: (w / "text.mp4").write_text("not a video, only text\n" * 100),
     "newline": lambda w, d: (w / "new\nline.jpg").write_bytes(next(iter(first_images(d, 1).values()))),
 }
 
@@ -603,6 +627,6 @@ def test_file_names_and_bracketed_words_print_as_they_are(data_root: Path, tmp_p
     code, out, err = run_cli("detect", photo, "--out", tmp_path / "det [v2]", env={"COLUMNS": "300"})
     assert code == 0, err
     assert f"-> {tmp_path / 'det [v2]' / 'detections.json'}" in out
-    assert list(json.loads((tmp_path / "det [v2]" / "detections.json").read_text())) == [str(photo)]
+    assert list(json.loads((tmp_path / "det [v2]" / "detections.json").read_text())["images"]) == [str(photo)]
     code, out, err = run_cli("run", "--help", env={"COLUMNS": "200"})
     assert code == 0 and "the target file's [tta], else" in out, out

@@ -51,17 +51,18 @@ def test_run_without_a_dataset_detects_on_the_sample(tmp_path: Path, monkeypatch
     assert len([f for f in faces if f["score"] >= 0.5]) == 1  # Grace Hopper's portrait: one face
 
 
-def test_detect_writes_json_and_pictures(wider_images, tmp_path: Path) -> None:
+def test_detect_writes_json_and_pictures(wider_images, cpu_run: Path, tmp_path: Path) -> None:
     folder = tmp_path / "in"
     folder.mkdir()
     for p in wider_images[:3]:
         (folder / p.name).write_bytes(p.read_bytes())
-    result = invoke("detect", folder, "--out", tmp_path / "out", "--preprocess", "letterbox", "--size", "800x800")
+    result = invoke("detect", folder, "--model", cpu_run / "centerface.onnx", "--out", tmp_path / "out", "--preprocess", "letterbox",
+                    "--size", "800x800")
     assert result.exit_code == 0, result.output
-    found = json.loads((tmp_path / "out" / "detections.json").read_text())
+    found = json.loads((tmp_path / "out" / "detections.json").read_text())["images"]
     assert len(found) == 3 and sum(len(v) for v in found.values()) > 0
     first = next(d for v in found.values() for d in v)
-    assert len(first["box"]) == 4 and len(first["landmarks"]) == 5 and first["score"] >= 0.5
+    assert {"x1", "y1", "x2", "y2"} <= set(first) and len(first["landmarks"]) == 5 and first["score"] >= 0.5
     assert len(list((tmp_path / "out" / "pictures").glob("*.jpg"))) == 3
 
 

@@ -442,3 +442,16 @@ def test_build_refuses_a_tag_of_an_image_it_did_not_build(cpu_image: str, docker
         assert docker_client.images.get(tag).id == docker_client.images.get(images.OFFLINE_BASE).id
     finally:
         docker_client.images.remove(tag)
+
+
+def test_detect_in_the_targets_image_gives_the_hosts_boxes(cpu_image: str, cpu_run: Path, wider_images,
+                                                             tmp_path: Path) -> None:
+    """detect --mode container: the inputs and the run folder mounted read-only at their own paths, the detect
+    folder staged here; the same faces as on the host, named by the host's paths."""
+    images = wider_images[:2]
+    for mode, out in (("container", tmp_path / "inside"), ("host", tmp_path / "here")):
+        result = invoke("detect", *images, "--target", "cpu", "--mode", mode, "--from", cpu_run, "--out", out)
+        assert result.exit_code == 0, result.output
+    inside, here = (json.loads((p / "detections.json").read_text()) for p in (tmp_path / "inside", tmp_path / "here"))
+    assert inside["images"] == here["images"] and list(inside["images"]) == [str(p) for p in images]
+    assert (tmp_path / "inside" / "detections.json").stat().st_uid == os.getuid()

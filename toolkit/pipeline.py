@@ -68,10 +68,13 @@ class Stopwatch:
         return span
 
 
+Source = Path | np.ndarray  # an image file, or a picture already decoded (a video's frame)
+
+
 @dataclass
 class Prepared:
     key: str
-    path: Path
+    name: str  # as errors name it: the file, or the key of a decoded picture
     image: np.ndarray  # HWC uint8 at the network's input size; at batch size 1 the runner's one-image batch
     transform: Transform
     read: Span
@@ -167,13 +170,13 @@ def check_batch_size(batch_size: int, sizes: list[tuple[int, int]] | None = None
                          f"{available / 2**30:.1f} GiB available here", "a smaller --batch-size")
 
 
-def check_fits(path: Path, hw: tuple[int, int], batch_size: int) -> None:
+def check_fits(name: str, hw: tuple[int, int], batch_size: int) -> None:
     """An image inferred at its own size (`hw`, the model's input) fits the memory free now, else one line
     naming the image and the figures."""
     available = machine.available_memory()
     need = INFER_BYTES_PER_PIXEL * hw[0] * hw[1] * batch_size
     if available is not None and need > available:
-        raise InputError(f"{path}: inference at its own size ({hw[1]} x {hw[0]}"
+        raise InputError(f"{name}: inference at its own size ({hw[1]} x {hw[0]}"
                          + (f", in batches of {batch_size}" if batch_size > 1 else "")
                          + f") needs about {need / 2**30:.1f} GiB, {available / 2**30:.1f} GiB is free here",
                          "--preprocess letterbox --size 1024x1024 infers every image at one size; --skip-bad skips it")
@@ -262,12 +265,19 @@ class Pipeline:
         self.failed: set[str] = set()  # images a device error was put down to (skipped with on_bad)
 
     # 1. read + preprocess, in the worker pool
-    def _prepare(self, key: str, path: Path) -> list[Prepared]:
+    def _prepare(self, key: str, source: Source) -> list[Prepared]:
         """Read and preprocess one image (TTA: each of its passes); at batch size 1, as the one-image batch the
         runner takes."""
         watch = Stopwatch()
         started = watch.wall
-        rgb = read_rgb(path, self._fits(path) if self.runner.info.input_size is None else None)
+        name = key if isinstance(source, np.ndarray) else str(source)
+        fits = self._fits(name) if self.runner.info.input_size is None else None
+        if isinstance(source, np.ndarray):
+            if fits:
+                fits(source.shape[1], source.shape[0])
+            rgb = source
+        else:
+            rgb = read_rgb(source, fits)
         read = watch.lap()
         seen = () if self.passes is None else self.passes.views(rgb.shape[1], rgb.shape[0])
         if self.passes is None:
@@ -279,20 +289,20 @@ class Pipeline:
         if self.batch_size == 1:
             made = [(into_batch([image], self.runner.info.layout), t, seen) for image, t, seen in made]
         preprocess = watch.lap()
-        return [Prepared(key, path, image, t, read, preprocess, started, seen, i)
+        return [Prepared(key, name, image, t, read, preprocess, started, seen, i)
                 for i, (image, t, seen) in enumerate(made)]
 
-    def _fits(self, path: Path) -> Callable[[int, int], None]:
+    def _fits(self, name: str) -> Callable[[int, int], None]:
         """For a model that takes any size (this image's own): the image's largest input must fit the memory
         free, checked from its header before it is decoded."""
         def check(width: int, height: int) -> None:
             seen = self.passes.views(width, height) if self.passes is not None else ()
             inputs = [v.transform for v in seen] or [self.pre.transform(width, height)]
             largest = max(inputs, key=lambda t: t.in_width * t.in_height)
-            check_fits(path, (largest.in_height, largest.in_width), self.batch_size)
+            check_fits(name, (largest.in_height, largest.in_width), self.batch_size)
         return check
 
-    def _prefetched(self, items: Iterable[tuple[str, Path]], pool: ThreadPoolExecutor) -> Iterator[Prepared]:
+    def _prefetched(self, items: Iterable[tuple[str, Source]], pool: ThreadPoolExecutor) -> Iterator[Prepared]:
         """Up to `prefetch` images submitted ahead, yielded in order as they complete (an unreadable image
         goes to `on_bad` when given, else its error is raised)."""
         pending: deque[tuple[str, Future]] = deque()
@@ -333,7 +343,7 @@ class Pipeline:
         yield from pending.values()
 
     # 3. assemble: each batch in the runner's layout, queued for the streams
-    def _assemble(self, items: Iterable[tuple[str, Path]], pool: ThreadPoolExecutor) -> None:
+    def _assemble(self, items: Iterable[tuple[str, Source]], pool: ThreadPoolExecutor) -> None:
         try:
             for batch in self._batched(self._prefetched(items, pool)):
                 with self.times_lock:  # per image: its first pass carries the image's times
@@ -377,7 +387,7 @@ class Pipeline:
 
     def _batch_failed(self, items: list[Prepared], cause: str) -> None:
         """A device error on a batch: its images named with the whole cause; skipped with `on_bad`, else raised."""
-        images = list(dict.fromkeys((item.key, str(item.path)) for item in items))
+        images = list(dict.fromkeys((item.key, item.name) for item in items))
         where = "this image" if len(images) == 1 else f"the batch of {len(images)} images holding it"
         if self.on_bad is None:
             raise InputError(f"{images[0][1]}: inference failed on {where} ({cause})",
@@ -437,8 +447,9 @@ class Pipeline:
         self.errors.append(exc)
         self.stop.set()
 
-    def run(self, items: Iterable[tuple[str, Path]]) -> StageTimes:
-        """Every (key, image path) through the stages; the first error (or Ctrl-C) stops them all and is raised."""
+    def run(self, items: Iterable[tuple[str, Source]]) -> StageTimes:
+        """Every (key, image file or decoded picture) through the stages; the first error (or Ctrl-C) stops them all
+        and is raised."""
         pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="preprocess")
         assembler = threading.Thread(target=self._assemble, args=(items, pool), name="assemble", daemon=True)
         posters = [threading.Thread(target=self._postprocess, name=f"postprocess-{i}", daemon=True)
@@ -470,11 +481,13 @@ class Pipeline:
         return self.times
 
 
-def run(items: Iterable[tuple[str, Path]], runner: Runner, pre: Preprocess,
+def run(items: Iterable[tuple[str, Source]], runner: Runner, pre: Preprocess,
         on_result: Callable[[str, Detections, dict[str, np.ndarray]], None], tta: TtaPlan | None = None,
         **options) -> StageTimes:
-    """Run every (key, image path) through the pipeline (options: those of `Pipeline`). An image that cannot
-    be read stops the run, unless `on_bad(key, reason)` is given: then it is reported and skipped.
+    """Run every (key, image file or decoded picture) through the pipeline (options: those of `Pipeline`).
+    `items` may be a generator: it is read in the assembler thread, ahead of inference (a video's frames are
+    decoded so). An image that cannot be read stops the run, unless `on_bad(key, reason)` is given: then it is
+    reported and skipped.
     `workers`: preprocessing threads (default: from cores). `buffers`: batch buffers of `runner` at
     `batch_size` kept from an earlier run (default: made as needed). With `tta`, two rounds through the
     stages: every image's first passes, then the upscaled passes of the images that need them."""

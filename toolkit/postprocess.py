@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,12 +48,16 @@ class Detections:
         return Detections(*(np.concatenate([getattr(d, f) for d in parts]) for f in ("boxes", "scores", "landmarks"))) \
             if parts else Detections()
 
-    def as_json(self) -> list[dict]:
-        return [
-            {"box": [round(float(v), 2) for v in b], "score": round(float(s), 5),
-             "landmarks": [[round(float(x), 2), round(float(y), 2)] for x, y in lm.reshape(5, 2)]}
-            for b, s, lm in zip(self.boxes, self.scores, self.landmarks)
-        ]
+    def as_json(self, filled: Collection[int] = ()) -> list[dict]:
+        """Each face with named fields: x1 y1 x2 y2 (pixels, 2 decimals as the prediction files), score, and the
+        five landmarks as [x, y] (eyes, nose, mouth corners); the faces `filled` in by smoothing say so."""
+        found = []
+        for i, (box, score, marks) in enumerate(zip(self.boxes, self.scores, self.landmarks)):
+            face = {**dict(zip(("x1", "y1", "x2", "y2"), (round(float(v), 2) for v in box))),
+                    "score": round(float(score), 6),
+                    "landmarks": [[round(float(x), 2), round(float(y), 2)] for x, y in marks.reshape(5, 2)]}
+            found.append({**face, "filled": True} if i in filled else face)
+        return found
 
 
 def decode(heatmap: np.ndarray, scale: np.ndarray, offset: np.ndarray, landmarks: np.ndarray,
@@ -96,7 +101,7 @@ def merged(parts: list[Detections], how: str, iou: float) -> Detections:
     kept = found.boxes[keep]
     cluster = np.full(len(found), -1)
     for i in range(0, len(found), VOTE_CHUNK):  # each box's best kept box above `iou`, if any
-        matched = _iou(kept, found.boxes[i:i + VOTE_CHUNK]) > iou
+        matched = iou_matrix(kept, found.boxes[i:i + VOTE_CHUNK]) > iou
         cluster[i:i + VOTE_CHUNK] = np.where(matched.any(axis=0), matched.argmax(axis=0), -1)
     cluster[keep] = np.arange(len(keep))  # a kept box is its own cluster's (also one of no area)
     voting = cluster >= 0
@@ -111,7 +116,7 @@ def merged(parts: list[Detections], how: str, iou: float) -> Detections:
     return Detections(voted[0], found.scores[keep], voted[1])
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """IoU of every box in `a` with every box in `b` (x1 y1 x2 y2)."""
     a64, b64 = a.astype(np.float64)[:, None], b.astype(np.float64)[None]
     w = np.clip(np.minimum(a64[..., 2], b64[..., 2]) - np.maximum(a64[..., 0], b64[..., 0]), 0, None)

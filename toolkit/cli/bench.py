@@ -9,12 +9,13 @@ import typer
 from rich.table import Table
 
 from toolkit import bench, targets
-from toolkit.cli.common import console, handle_errors, out, progress
+from toolkit.cli.common import handle_errors, log, out, progress
 from toolkit.cli.containers import AddressOpt, DeviceIdsOpt, EngineOpt, ModeOpt, WorkersOpt, parse_device_ids, parse_engine
 from toolkit.containers.launch import resolve_mode
 from toolkit.data.preprocess import Preprocess, describe_preprocess
 from toolkit.errors import InputError
-from toolkit.flows.bench import BATCHES_PER_STREAM, BenchOptions, benchmark
+from toolkit.flows.bench import BATCHES_PER_STREAM, BenchOptions, benchmark, video_benchmark
+from toolkit.media.anonymize import MODES, Anonymizer
 from toolkit.paths import default_dataset, runs_dir
 from toolkit.report.table import tta_label
 from toolkit.target import Target
@@ -55,17 +56,40 @@ def bench_cmd(
     engine: EngineOpt = "local",
     address: AddressOpt = None,
     workers: WorkersOpt = 2,
+    video: Annotated[Optional[str], typer.Option(help="Benchmark this video as detect runs it (decode, preprocess, infer, post-process, hide, encode per frame; end-to-end frames/s) instead of images.")] = None,
+    anonymize: Annotated[str, typer.Option(help="--video: how faces are hidden (blur, mosaic, solid, none: drawn).")] = "blur",
 ) -> None:
     """Benchmark data read, preprocess, pure inference, post-process and the pipelined end to end."""
+    if video is not None:
+        _bench_video(target, video, anonymize, out_dir, mode, device_ids, data, json_path)
+        return
     spec = targets.load(target).on_devices(parse_device_ids(device_ids)).with_tta(tta)
     opts = BenchOptions(spec, out_dir or runs_dir() / spec.name, data or default_dataset(), _input(spec, preprocess, size),
                         _batch_sizes(batch_sizes), images, warmup, iters, compare, capacity,
                         parse_engine(engine, address, workers))
     where = resolve_mode(mode, spec)
     with progress() as bar:
-        result = benchmark(opts, where, json_path, console.print, bar)
+        result = benchmark(opts, where, json_path, log, bar)
     if where == "host":  # a container showed its own
         _show(result)
+
+
+def _bench_video(target: str, video: str, anonymize: str, out_dir: Path | None, mode: str, device_ids: str | None,
+                 data: Path | None, json_path: Path | None) -> None:
+    if anonymize not in MODES:
+        raise InputError(f"--anonymize {anonymize!r}: choose from {', '.join(MODES)}")
+    spec = targets.load(target).on_devices(parse_device_ids(device_ids))
+    with progress() as bar:
+        result = video_benchmark(spec, out_dir or runs_dir() / spec.name, video, resolve_mode(mode, spec),
+                                 Anonymizer(anonymize), data or default_dataset(), json_path, log, bar)
+    table = Table(title=f"{result['target']} on {Path(video).name}: {result['frames']} frames of "
+                        f"{result['size'][0]}x{result['size'][1]}, faces: {result['anonymize']}")
+    for col in ("stage", "ms / frame"):
+        table.add_column(col, justify="right")
+    for stage, ms in result["stages_ms"].items():
+        table.add_row(stage, "" if ms is None else f"{ms:.1f}")
+    table.add_row("end to end, frames/s", f"{result['frames_per_s']}")
+    out.print(table)
 
 
 def _show(result: dict) -> None:

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from toolkit import quantization, targets
-from toolkit.cli.common import console, handle_errors, out, progress
+from toolkit.cli.common import handle_errors, log, out, progress
 from toolkit.data.wider import SETTINGS
 from toolkit.flows.calibrate import calibrate_target
 from toolkit.paths import default_dataset, runs_dir
@@ -29,7 +29,7 @@ def calibrate_cmd(
     run_dir = out_dir or runs_dir() / spec.name
     with progress() as bar:
         done = calibrate_target(spec, data or default_dataset(), run_dir, methods.split(",") if methods else None,
-                                count, limit, console.print, bar)
+                                count, limit, log, bar)
     if "sweep" in done:
         _show_sweep(spec.name, done["sweep"], run_dir)
         return

@@ -10,7 +10,9 @@ from typing import Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn,
+                           TimeRemainingColumn)
+from rich.text import Text
 
 from toolkit import runfolder
 from toolkit.errors import InputError, ToolkitError
@@ -20,6 +22,11 @@ from toolkit.errors import InputError, ToolkitError
 console = Console(stderr=True, highlight=False, markup=False)
 out = Console(highlight=False, markup=False)
 EXIT_ERROR = 2  # a file system error
+
+
+def log(line: str) -> None:
+    """A line of a command's progress on stderr, never broken inside (a path in it stays whole to copy)."""
+    console.print(line, soft_wrap=True)
 
 
 def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -67,7 +74,16 @@ def _describe(exc: ToolkitError | OSError) -> str:
     return runfolder.public(" ".join(text.split())) + (f"; {kept}" if kept else "")
 
 
+class RateColumn(ProgressColumn):
+    """Items (images, frames) a second, as the bar advances."""
+
+    def render(self, task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:.1f}/s" if speed else "", style="progress.data.speed")
+
+
 def progress() -> Progress:
+    """The bar every long command shows: done of total, rate, elapsed and left (ETA)."""
     return Progress(TextColumn("{task.description}", style="bold", markup=False), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn(), TimeRemainingColumn(),
+                    TextColumn("{task.percentage:>3.0f}%"), RateColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
                     console=console, transient=False)

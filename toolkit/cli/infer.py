@@ -11,14 +11,12 @@ from rich.table import Table
 
 from toolkit import reading, targets
 from toolkit.chain import STAGES, ChainOptions, check_limit, check_stages, parse_part
-from toolkit.cli.common import console, handle_errors, in_range, out, progress
+from toolkit.cli.common import handle_errors, log, out, progress
 from toolkit.cli.containers import AddressOpt, DeviceIdsOpt, EngineOpt, ModeOpt, WorkersOpt, parse_device_ids, parse_engine
 from toolkit.containers.launch import resolve_mode
-from toolkit.data.images import list_images
 from toolkit.data.preprocess import Preprocess, describe_preprocess
 from toolkit.errors import InputError
 from toolkit.flows import run as run_flow
-from toolkit.flows.detect import PICTURES, RESULT, detect
 from toolkit.paths import default_dataset, runs_dir
 
 PreprocessOpt = Annotated[Optional[str], typer.Option(help="native (size rounded up to 32) or letterbox (fixed size, see --size).")]
@@ -33,26 +31,6 @@ def _preprocess(mode: str | None, size: str | None, default: Preprocess | None =
         raise InputError(f"--size {size} with --preprocess native: native inputs keep each image's own size",
                          "leave out --size, or pass --preprocess letterbox")
     return Preprocess.parse(mode or "letterbox", size or "800x800")
-
-
-@handle_errors
-def detect_cmd(
-    images: Annotated[list[Path], typer.Argument(help="Image files or folders (searched recursively).")],
-    out_dir: Annotated[Path, typer.Option("--out", help="Folder for detections.json and the drawn pictures.")] = Path("detections"),
-    model: Annotated[Optional[Path], typer.Option(help="An ONNX model (default: the official weights, made dynamic).")] = None,
-    threshold: Annotated[float, typer.Option(help="Keep detections scoring at least this.")] = 0.5,
-    preprocess: PreprocessOpt = None,
-    size: SizeOpt = None,
-    pictures: Annotated[bool, typer.Option(help="Write each image with its detections drawn.")] = True,
-) -> None:
-    """Detect faces (boxes, scores, 5 landmarks) on images; write detections.json and pictures."""
-    in_range("--threshold", threshold, 0, 1)
-    pre = _preprocess(preprocess, size, Preprocess("native"))
-    files = [f for p in images for f in list_images(p)]
-    with progress() as bar:
-        found = detect(files, out_dir, model, pre, threshold, pictures, bar)
-    out.print(f"{sum(len(d) for d in found.values())} faces in {len(files)} images -> {out_dir / RESULT}"
-              + (f", pictures in {out_dir / PICTURES}" if pictures else ""))
 
 
 @handle_errors
@@ -108,7 +86,7 @@ def run_cmd(
         show_plan(run_flow.plan(opts, where, passed))
         return
     with progress() as bar:
-        result = run_flow.run_target(opts, where, passed, console.print, bar)
+        result = run_flow.run_target(opts, where, passed, log, bar)
     if result is not None:
         show_result(result)
     out.print(f"result: {opts.out_dir / 'result.json'}" if "infer" in chosen

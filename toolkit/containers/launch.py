@@ -44,25 +44,25 @@ def built_image(spec: Target, device_ids: list[int] | str | None) -> ContainerCo
 
 
 def container_spec(config: ContainerConfig, cli_args: list[str], run_dir: Path, data: Path | None,
-                   device_ids: list[int] | str | None) -> runspec.RunSpec:
+                   device_ids: list[int] | str | None, read_only: tuple[runspec.Mount, ...] = ()) -> runspec.RunSpec:
     """`python -m toolkit <cli_args> --out <run folder> [--data /data]` in the target's image. The host
     stages the run folder and swaps it in afterwards, so the container writes into it directly."""
     args = [*cli_args, "--mode", "host", "--out", runspec.container_path(run_dir)]
     if data is not None:
         args += ["--data", runspec.DATA]
-    spec = runspec.make(config, args, run_dir, cache_dir(), data, device_ids)
+    spec = runspec.make(config, args, run_dir, cache_dir(), data, device_ids, read_only)
     spec.environment[runfolder.STAGED_ENV] = "1"
     return spec
 
 
 def in_container(config: ContainerConfig, cli_args: list[str], run_dir: Path, data: Path | None,
-                 device_ids: list[int] | str | None, log) -> str:
+                 device_ids: list[int] | str | None, log, read_only: tuple[runspec.Mount, ...] = ()) -> str:
     """Run `container_spec` (after `built_image`) and follow it; a failure ends the command with the
     container's exit code. Returns the image id it ran."""
     from toolkit.containers import run as container_run
 
     cache_dir().mkdir(parents=True, exist_ok=True)
-    plan = container_spec(config, cli_args, run_dir, data, device_ids)
+    plan = container_spec(config, cli_args, run_dir, data, device_ids, read_only)
     runspec.check_folders(plan, config.target)  # the hardware was checked by `built_image`, before any work
     log(f"container {config.image}: python -m toolkit {' '.join(plan.command)}")
     code, image_id = container_run.run(plan)

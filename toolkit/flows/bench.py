@@ -4,11 +4,12 @@ the run's result.json (`--compare` adds the runtimes a user could pick instead).
 from __future__ import annotations
 
 import contextlib
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from toolkit import backends, bench, fileio, machine, reading, result_file, runfolder
+from toolkit import backends, bench, deployment, fileio, machine, reading, result_file, runfolder
 from toolkit.backends.base import Backend, Runner
 from toolkit.chain import ChainOptions, converted, dataset_items, run_chain, sample_images
 from toolkit.cluster import RayEngine, check_engine_mode
@@ -16,6 +17,9 @@ from toolkit.containers import launch
 from toolkit.data.images import read_rgb
 from toolkit.data.preprocess import NCHW_F32, Preprocess
 from toolkit.errors import InputError
+from toolkit.flows.detect import DetectOptions, Detector, detect
+from toolkit.flows.video import stage_ms
+from toolkit.media.anonymize import Anonymizer
 from toolkit.model import weights
 from toolkit.pipeline import check_batch_size
 from toolkit.progress import counter
@@ -175,3 +179,28 @@ def _compare(ours: Runner, official_onnx: Path, items: list, opts: BenchOptions)
             figures[peer.name] = bench.pure_inference(peer, batch, opts.warmup, opts.iters)
     ours_rate = figures[mine]["throughput"]
     return {name: {**f, "ours_over_this": round(ours_rate / f["throughput"], 3)} for name, f in figures.items()}
+
+
+def video_benchmark(spec: Target, run_dir: Path, video: str, where: str, anonymizer: Anonymizer, data: Path | None,
+                    json_path: Path | None, log: Callable[[str], None], progress) -> dict:
+    """A video through the target's deployment as `detect` runs it (faces hidden, encoded, audio copied), its
+    stages timed per frame and its end-to-end frames/s; into the run folder's video_bench.json and `json_path`."""
+    fileio.check_output_file(json_path)
+    if where == "emulate":
+        raise InputError(f"target {spec.name}: bench measures speed, and an emulation's speed is this CPU's")
+    if where == "container":
+        raise InputError(f"target {spec.name}: bench --video runs on the host",
+                         "bench --video with --mode host, on a host that has the target's device")
+    detector = Detector.of_deployment(deployment.load(spec, run_dir, where, data, log, progress))
+    with tempfile.TemporaryDirectory() as scratch:
+        found = detect([video], Path(scratch) / "out", detector, DetectOptions(anonymizer=anonymizer, min_score=0.5),
+                       log, progress)["videos"][video]
+    result = {"target": spec.name, "video": video, "frames": found["frames"], "size": found["size"],
+              "anonymize": anonymizer.mode, "frames_per_s": found["frames_per_s"], "wall_s": found["wall_s"],
+              "stages_ms": stage_ms(found), "pipeline": found["pipeline"], "machine": machine.describe(),
+              "input": detector.preprocess.as_dict()}
+    with runfolder.transaction(run_dir, f"bench --video --target {spec.name}") as staged:
+        fileio.write_json(staged / "video_bench.json", result)
+        if json_path:
+            fileio.publish({json_path: fileio.json_writer(result)})
+    return result
