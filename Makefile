@@ -1,4 +1,5 @@
-# `make target=cpu` sets up .venv, runs the CPU chain and its benchmark; `make test` runs the tests.
+# `make target=cpu` sets up .venv, runs the CPU chain and its benchmark; `make test` runs the tests;
+# `make serve target=cpu` serves the target's deployment over HTTP.
 # `make target=cpu-int8` calibrates, quantises, evaluates and benchmarks INT8.
 # Targets whose file says runs_in = "container" (Ascend, TensorRT) build their image and run in it;
 # MODE=host|container overrides; MODE=emulate runs an Ascend or TensorRT target's numerics on this CPU (its
@@ -24,7 +25,7 @@ WHERE := $(if $(filter auto,$(MODE)),$(or $(RUNS_IN),host),$(MODE))
 BUILD_OPTS := $(if $(BASE_IMAGE),--base-image $(BASE_IMAGE)) $(if $(EXTRA_CA_CERT),--extra-ca-cert $(EXTRA_CA_CERT)) \
 	$(if $(INDEX_URL),--index-url $(INDEX_URL))
 
-.PHONY: run setup image test clean
+.PHONY: run setup image serve test clean
 .DEFAULT_GOAL := run
 
 $(VENV)/.installed: pyproject.toml requirements.txt
@@ -49,6 +50,13 @@ ifeq ($(WHERE),emulate)
 else
 	$(PY) -m toolkit bench --target $(target) --mode $(WHERE) $(if $(DATA),--data $(DATA))
 endif
+
+# The target's deployment as an HTTP service on 127.0.0.1:$(PORT) (its run folder converted first where needed;
+# container targets in their image); Ctrl-C or SIGTERM drains it. ENGINE=ray: on Ray Serve.
+PORT ?= 8080
+ENGINE ?= local
+serve: setup $(if $(filter ray,$(ENGINE)),$(VENV)/.extra-ray) $(EXTRA) $(if $(filter container,$(WHERE)),image)
+	$(PY) -m toolkit serve --target $(target) --mode $(WHERE) --port $(PORT) --engine $(ENGINE) $(if $(DATA),--data $(DATA))
 
 # The target's image; Docker's layer cache makes a rebuild with nothing changed take seconds.
 image: setup

@@ -455,3 +455,22 @@ def test_detect_in_the_targets_image_gives_the_hosts_boxes(cpu_image: str, cpu_r
     inside, here = (json.loads((p / "detections.json").read_text()) for p in (tmp_path / "inside", tmp_path / "here"))
     assert inside["images"] == here["images"] and list(inside["images"]) == [str(p) for p in images]
     assert (tmp_path / "inside" / "detections.json").stat().st_uid == os.getuid()
+
+
+def test_serve_in_the_targets_image_answers_as_on_the_host(cpu_image: str, cpu_run: Path, wider_images) -> None:
+    """serve --mode container: the run folder mounted read-only, the host's network; the same faces as detect."""
+    import httpx
+
+    from toolkit.serve.load import Service
+
+    running = Service(["--target", "cpu", "--from", str(cpu_run), "--mode", "container"], lambda line: None)
+    try:
+        answer = httpx.post(f"{running.url}/v1/detect", content=wider_images[0].read_bytes(), timeout=120)
+    finally:
+        code = running.stop()
+    assert answer.status_code == 200 and answer.json()["target"] == "cpu" and code == 0, running.lines[-5:]
+    result = invoke("detect", wider_images[0], "--target", "cpu", "--from", cpu_run, "--no-pictures", "--out",
+                    cpu_run.parent / "served-detect")
+    assert result.exit_code == 0, result.output
+    found = json.loads((cpu_run.parent / "served-detect" / "detections.json").read_text())["images"]
+    assert answer.json()["faces"] == found[str(wider_images[0])]

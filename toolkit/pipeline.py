@@ -43,6 +43,9 @@ from toolkit.passes import PassCollector
 from toolkit.postprocess import Detections, decode
 
 _DONE = object()
+# An item a source yields where it has nothing more for now (a service between requests): the images read before
+# it are batched at once, partial batches too, and nothing is read ahead of it meanwhile.
+FLUSH = ("", None)
 # Host memory one inference at an input's own size takes per input pixel: ONNX Runtime FP32, measured as the
 # peak resident growth at 800x800, 1600x1600 and 2400x2400 (186 bytes a pixel each), rounded up.
 INFER_BYTES_PER_PIXEL = 200
@@ -304,14 +307,20 @@ class Pipeline:
 
     def _prefetched(self, items: Iterable[tuple[str, Source]], pool: ThreadPoolExecutor) -> Iterator[Prepared]:
         """Up to `prefetch` images submitted ahead, yielded in order as they complete (an unreadable image
-        goes to `on_bad` when given, else its error is raised)."""
-        pending: deque[tuple[str, Future]] = deque()
+        goes to `on_bad` when given, else its error is raised); a FLUSH is passed on in its place, and nothing
+        is read past it until it is."""
+        pending: deque[tuple[str, Future | None]] = deque()
         it = iter(items)
         while True:
-            while len(pending) < self.prefetch and (nxt := next(it, None)) is not None:
-                pending.append((nxt[0], pool.submit(self._prepare, *nxt)))
+            while len(pending) < self.prefetch and (not pending or pending[-1] is not FLUSH) \
+                    and (nxt := next(it, None)) is not None:
+                pending.append(FLUSH if nxt is FLUSH else (nxt[0], pool.submit(self._prepare, *nxt)))
             if not pending or self.stop.is_set():
                 return
+            if pending[0] is FLUSH:
+                pending.popleft()
+                yield FLUSH
+                continue
             key, future = pending.popleft()
             try:
                 yield from future.result()
@@ -330,6 +339,10 @@ class Pipeline:
         pending: dict[tuple[int, ...], list[Prepared]] = {}
         waiting = 0
         for item in prepared:
+            if item is FLUSH:  # nothing more for now: what waits goes as it is
+                yield from pending.values()
+                pending, waiting = {}, 0
+                continue
             batch = pending.setdefault(item.image.shape, [])
             batch.append(item)
             waiting += 1

@@ -221,6 +221,7 @@ class Backend(ABC):
     sweep_methods: tuple[str, ...] = ()
     own_quantiser: str | None = None
     accelerator: str | None = None  # the Ray resource one of its devices is ("GPU", "NPU"); None: CPUs only
+    triton_platform: str | None = None  # the Triton platform that serves its deployed model (export --format triton)
     # Optional capabilities, carried only by the backends that have them:
     emulation: Emulation | None = None  # its device numerics on this CPU (--mode emulate)
     simulation: Simulation | None = None  # simulated devices (speed only, never an AP)

@@ -6,7 +6,7 @@ import typer
 from rich.table import Table
 
 from toolkit import __version__, backends, runfolder, targets
-from toolkit.cli import bench, calibrate, containers, detect, doctor, evaluate, infer, model, report
+from toolkit.cli import bench, calibrate, containers, detect, doctor, evaluate, infer, model, report, serve
 from toolkit.cli.common import handle_errors, out
 
 app = typer.Typer(
@@ -51,7 +51,7 @@ COMMANDS = {
     "fetch-weights": model.fetch_weights_cmd, "port": model.port_cmd, "export": model.export_cmd,
     "parity": model.parity_cmd, "detect": detect.detect_cmd, "convert": infer.convert_cmd, "run": infer.run_cmd,
     "evaluate": evaluate.evaluate_cmd, "bench": bench.bench_cmd, "calibrate": calibrate.calibrate_cmd,
-    "report": report.report_cmd, "compare-outputs": report.compare_outputs_cmd, "doctor": doctor.doctor_cmd,
+    "serve": serve.serve_cmd, "report": report.report_cmd, "compare-outputs": report.compare_outputs_cmd, "doctor": doctor.doctor_cmd,
     "build": containers.build_cmd, "base-image": containers.base_image_cmd, "targets": targets_cmd,
     "version": version_cmd,
 }

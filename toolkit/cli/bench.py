@@ -9,15 +9,16 @@ import typer
 from rich.table import Table
 
 from toolkit import bench, targets
-from toolkit.cli.common import handle_errors, log, out, progress
+from toolkit.cli.common import handle_errors, in_range, log, out, progress
 from toolkit.cli.containers import AddressOpt, DeviceIdsOpt, EngineOpt, ModeOpt, WorkersOpt, parse_device_ids, parse_engine
 from toolkit.containers.launch import resolve_mode
 from toolkit.data.preprocess import Preprocess, describe_preprocess
 from toolkit.errors import InputError
-from toolkit.flows.bench import BATCHES_PER_STREAM, BenchOptions, benchmark, video_benchmark
+from toolkit.flows.bench import BATCHES_PER_STREAM, BenchOptions, benchmark, serve_benchmark, video_benchmark
 from toolkit.media.anonymize import MODES, Anonymizer
 from toolkit.paths import default_dataset, runs_dir
 from toolkit.report.table import tta_label
+from toolkit.serve.load import parse_levels, refusals
 from toolkit.target import Target
 
 
@@ -40,7 +41,7 @@ def _input(spec: Target, preprocess: str | None, size: str | None) -> Preprocess
 def bench_cmd(
     target: Annotated[str, typer.Option(help="Target name (a file in targets/).")] = "cpu",
     batch_sizes: Annotated[str, typer.Option(help="Comma-separated batch sizes.")] = "1,16",
-    images: Annotated[Optional[int], typer.Option(help=f"Real images per measurement (end to end runs over all of them; default: {BATCHES_PER_STREAM} batches a stream at the largest batch size).")] = None,
+    images: Annotated[Optional[int], typer.Option(help=f"Real images per measurement (end to end runs over all of them; default: {BATCHES_PER_STREAM} batches a stream at the largest batch size; --serve: the images its clients cycle through, default 64).")] = None,
     warmup: Annotated[int, typer.Option(help="Warm-up runs before timing pure inference.")] = 3,
     iters: Annotated[int, typer.Option(help="Timed pure-inference runs per batch size (shared by the runner's streams).")] = 40,
     preprocess: Annotated[Optional[str], typer.Option(help="letterbox, buckets or native (default: the target's input when it is letterbox or buckets, else letterbox 800x800).")] = None,
@@ -58,10 +59,17 @@ def bench_cmd(
     workers: WorkersOpt = 2,
     video: Annotated[Optional[str], typer.Option(help="Benchmark this video as detect runs it (decode, preprocess, infer, post-process, hide, encode per frame; end-to-end frames/s) instead of images.")] = None,
     anonymize: Annotated[str, typer.Option(help="--video: how faces are hidden (blur, mosaic, solid, none: drawn).")] = "blur",
+    serve: Annotated[bool, typer.Option(help="Load-test the target's service instead (started here on a free port, or --url): answered/s, p50/p95/p99 and refusals per concurrency level.")] = False,
+    url: Annotated[Optional[str], typer.Option(help="--serve: a running service's base URL (its token from $CENTERFACE_SERVE_TOKEN).")] = None,
+    concurrency: Annotated[str, typer.Option(help="--serve: requests in flight, per level.")] = "1,8,32",
+    duration: Annotated[float, typer.Option(help="--serve: seconds per level.")] = 30.0,
 ) -> None:
     """Benchmark data read, preprocess, pure inference, post-process and the pipelined end to end."""
     if video is not None:
         _bench_video(target, video, anonymize, out_dir, mode, device_ids, data, json_path)
+        return
+    if serve:
+        _bench_serve(target, url, concurrency, duration, out_dir, mode, device_ids, data, images or 64, json_path)
         return
     spec = targets.load(target).on_devices(parse_device_ids(device_ids)).with_tta(tta)
     opts = BenchOptions(spec, out_dir or runs_dir() / spec.name, data or default_dataset(), _input(spec, preprocess, size),
@@ -89,6 +97,23 @@ def _bench_video(target: str, video: str, anonymize: str, out_dir: Path | None, 
     for stage, ms in result["stages_ms"].items():
         table.add_row(stage, "" if ms is None else f"{ms:.1f}")
     table.add_row("end to end, frames/s", f"{result['frames_per_s']}")
+    out.print(table)
+
+
+def _bench_serve(target: str, url: str | None, concurrency: str, duration: float, out_dir: Path | None, mode: str,
+                 device_ids: str | None, data: Path | None, images: int, json_path: Path | None) -> None:
+    in_range("--duration", duration, 1)
+    in_range("--images", images, 1)
+    spec = targets.load(target).on_devices(parse_device_ids(device_ids))
+    with progress() as bar:
+        result = serve_benchmark(spec, out_dir or runs_dir() / spec.name, resolve_mode(mode, spec), data or default_dataset(),
+                                 images, parse_levels(concurrency), duration, url, json_path, log, bar)
+    table = Table(title=f"{result['target']} served ({result['url']}), {result['images']} real images")
+    for col in ("concurrency", "answered/s", "p50 ms", "p95 ms", "p99 ms", "refused", "RSS growth MB"):
+        table.add_column(col, justify="right")
+    for level in result["levels"]:
+        table.add_row(str(level["concurrency"]), f"{level['throughput']}", *(f"{level[k]}" for k in ("p50_ms", "p95_ms", "p99_ms")),
+                      refusals(level), f"{level.get('rss_mb', {}).get('growth', '')}")
     out.print(table)
 
 

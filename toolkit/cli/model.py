@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from toolkit.cli.common import handle_errors, out
+from toolkit.errors import InputError
 from toolkit.data.images import list_images
 from toolkit.data.preprocess import Preprocess
 from toolkit.flows.model import export_pth, parity_on_images, port_weights
@@ -42,16 +43,43 @@ def port_cmd(
 @handle_errors
 def export_cmd(
     pth: Annotated[Path, typer.Option(help="The .pth state dict (from `port`).")] = Path("centerface.pth"),
-    out_path: Annotated[Path, typer.Option("--out", help="Where to write the ONNX model.")] = Path("centerface.onnx"),
+    out_path: Annotated[Optional[Path], typer.Option("--out", help="Where to write the ONNX model (default centerface.onnx), or the Triton repository (default runs/triton-<target>).")] = None,
     shape: Annotated[str, typer.Option(help="'dynamic' (B, H, W symbolic), 'Bx3x800x800' (dynamic batch) or a static shape such as 16x3x800x800.")] = "dynamic",
     opset: Annotated[int, typer.Option(help=f"ONNX opset, {OPSETS[0]} to {OPSETS[1]}.")] = DEFAULT_OPSET,
     simplify: Annotated[bool, typer.Option(help="Simplify with onnxsim.")] = True,
+    export_format: Annotated[str, typer.Option("--format", help="onnx (the .pth's export), or triton (a Triton model repository of --target's deployment).")] = "onnx",
+    target: Annotated[Optional[str], typer.Option(help="--format triton: the target whose deployment Triton serves (t4).")] = None,
+    from_dir: Annotated[Optional[Path], typer.Option("--from", help="--format triton: the target's run folder (default runs/<target>); converted first where it holds no deployed model.")] = None,
+    threshold: Annotated[float, typer.Option(help="--format triton: the faces the repository answers score at least this.")] = 0.5,
 ) -> None:
-    """Export the .pth to ONNX (input 'image'; outputs heatmap, scale, offset, landmarks), simplified and checked."""
+    """Export the .pth to ONNX (input 'image'; outputs heatmap, scale, offset, landmarks), simplified and checked;
+    or, with --format triton, a target's deployment as a Triton model repository."""
+    if export_format not in ("onnx", "triton"):
+        raise InputError(f"--format {export_format!r}: choose from onnx, triton")
+    if export_format == "triton":
+        _triton(target, from_dir, out_path, threshold)
+        return
+    out_path = out_path or Path("centerface.onnx")
     spec = ExportShape.parse(shape)
     check_opset(opset)
     path = export_pth(pth, out_path, spec, opset, simplify)
     out.print(f"wrote {path}  (input image {spec.describe()}, opset {opset})")
+
+
+def _triton(target: str | None, from_dir: Path | None, out_path: Path | None, threshold: float) -> None:
+    from toolkit import targets
+    from toolkit.cli.common import in_range, log, progress
+    from toolkit.paths import default_dataset, runs_dir
+    from toolkit.serve.triton import write_repository
+
+    if target is None:
+        raise InputError("--format triton: name the target whose deployment it serves", "--target t4")
+    in_range("--threshold", threshold, 0, 1)
+    spec = targets.load(target)
+    with progress() as bar:
+        made = write_repository(spec, from_dir or runs_dir() / spec.name, out_path or runs_dir() / f"triton-{spec.name}",
+                                threshold, default_dataset(), log, bar)
+    out.print(f"wrote {made}", soft_wrap=True)
 
 
 @handle_errors

@@ -16,15 +16,15 @@ from toolkit.flows.report import compare_runs, write_report
 from toolkit.paths import runs_dir
 
 STATUS_STYLE = {"passed": "green", "ran-but-failed-accuracy": "yellow", "failed": "red", "emulated": "cyan",
-                "published": "dim", "simulated": "blue", "not-evaluated": "dim"}
+                "published": "dim", "simulated": "blue", "not-evaluated": "dim", "served": "green"}
 # the terminal's shorter words; JSON keeps the full ones
 STATUS_SHOWN = {"ran-but-failed-accuracy": "AP below", "not-evaluated": "no AP"}
 # The terminal's columns (header), the core first; --wide adds the rest. Markdown and JSON carry every column.
 CORE = {"target": "target", "precision": "prec", "preprocess": "input", "tta": "tta", "batch": "bs", "status": "status",
         "easy": "easy", "medium": "medium", "hard": "hard", "delta_hard": "Δhard", "e2e_images_per_s": "e2e/s",
-        "infer_images_per_s": "infer/s", "devices": "dev"}
+        "infer_images_per_s": "infer/s", "served_images_per_s": "served/s", "p99_ms": "p99 ms", "devices": "dev"}
 WIDE = {"size_mb": "MB", "delta_easy": "Δeasy", "delta_medium": "Δmedium", "tool_images_per_s": "tool/s",
-        "p50_ms": "p50 ms", "p99_ms": "p99 ms", "runs_in": "runs in", "device": "device"}
+        "p50_ms": "p50 ms", "runs_in": "runs in", "device": "device"}
 TEXT = ("target", "preprocess", "tta", "runs_in", "device")  # these give way (fold) when the terminal is narrow
 # One block per kind of row, in this order (a block without TTA rows leaves out the tta column); `target` rows (cannot run here) are one line each below. Where a
 # block's title says its rows' status, the status column is left out.

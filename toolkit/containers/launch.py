@@ -71,6 +71,22 @@ def in_container(config: ContainerConfig, cli_args: list[str], run_dir: Path, da
     return image_id
 
 
+def serve_in_container(config: ContainerConfig, cli_args: list[str], device_ids: list[int] | str | None, log,
+                       read_only: tuple[runspec.Mount, ...]) -> None:
+    """`python -m toolkit <cli_args>` (a service) in the target's image until it stops: on the host's network (it
+    listens where it was told to), with what it reads mounted read-only and no folder to write."""
+    from toolkit.containers import run as container_run
+
+    cache_dir().mkdir(parents=True, exist_ok=True)
+    plan = runspec.make(config, [*cli_args, "--mode", "host"], None, cache_dir(), None, device_ids, read_only)
+    plan.network = "host"
+    runspec.check_folders(plan, config.target)
+    log(f"container {config.image}: python -m toolkit {' '.join(plan.command)}")
+    code, _ = container_run.run(plan)
+    if code:
+        raise Exited(f"the {config.image} container exited with {code}", code)
+
+
 def record_image(run_dir: Path, config: ContainerConfig, image_id: str, data: Path | None,
                  device_ids: list[int] | str | None = None) -> None:
     """Note in result.json which image (tag, id, size) the run came from, the dataset's host path, and the

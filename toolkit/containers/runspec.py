@@ -73,16 +73,15 @@ def container_path(host_run_dir: Path) -> str:
     return f"{RUNS}/{Path(runfolder.public(str(host_run_dir.resolve()))).name}"
 
 
-def make(config: ContainerConfig, cli_args: list[str], run_dir: Path, cache: Path, data: Path | None,
+def make(config: ContainerConfig, cli_args: list[str], run_dir: Path | None, cache: Path, data: Path | None,
          device_ids: list[int] | str | None = None, read_only: tuple[Mount, ...] = ()) -> RunSpec:
     """The spec for running `python -m toolkit <cli_args>` in the target's image: exactly the run folder at
     /runs/<name>, the cache (weights, calibration sets) at /cache, the dataset read-only at /data, the devices
     the target names (--device-ids, else its file's device_id), as the invoking user. `read_only`: what else the
-    command reads (detect's inputs, the run folder it detects with).
+    command reads (detect's inputs, the run folder it detects with). `run_dir` None: no folder to write (serve).
     """
-    run_dir = run_dir.resolve()
-    mounts = [Mount(str(run_dir), container_path(run_dir), False), Mount(str(cache.resolve()), CACHE, False),
-              *read_only]
+    written = [Mount(str(run_dir.resolve()), container_path(run_dir), False)] if run_dir is not None else []
+    mounts = [*written, Mount(str(cache.resolve()), CACHE, False), *read_only]
     if data is not None:
         mounts.append(Mount(str(data.resolve()), DATA, True))
     env = {"CENTERFACE_RUNS": RUNS, "CENTERFACE_CACHE": CACHE, "HOME": "/tmp"}

@@ -46,12 +46,17 @@ def read_rgb(path: Path | str, before_decoding: Callable[[int, int], None] | Non
     """Decode `path` to upright RGB uint8. Grayscale, RGBA, 16-bit and float images are converted.
     `before_decoding(width, height)`: the caller's own check of the upright size, before any pixel is decoded."""
     path = Path(path)
-    data = reading.read_bytes(path, limit=_file_limit(), what="image file")
+    return decode_rgb(reading.read_bytes(path, limit=_file_limit(), what="image file"), path, before_decoding)
+
+
+def decode_rgb(data: bytes, name: Path | str, before_decoding: Callable[[int, int], None] | None = None) -> np.ndarray:
+    """An image file's bytes (a request's body) to upright RGB uint8, with every check of `read_rgb`; errors
+    name `name`."""
     if not data:
-        raise InputError(f"{path}: empty file")
-    _check_complete(path, data)
-    header = probe(path, data)
-    _check_memory(path, header)
+        raise InputError(f"{name}: empty file")
+    _check_complete(name, data)
+    header = probe(name, data)
+    _check_memory(name, header)
     if before_decoding is not None and header.width:
         turned = header.orientation in (5, 6, 7, 8)
         before_decoding(*((header.height, header.width) if turned else (header.width, header.height)))
@@ -60,14 +65,14 @@ def read_rgb(path: Path | str, before_decoding: Callable[[int, int], None] | Non
     try:
         img = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
     except cv2.error as exc:
-        raise InputError(f"{path}: cannot be decoded ({' '.join(str(exc).split())})") from None
+        raise InputError(f"{name}: cannot be decoded ({' '.join(str(exc).split())})") from None
     if img is None or img.size == 0:
-        raise InputError(f"{path}: not a readable image (corrupt or unsupported format)")
+        raise InputError(f"{name}: not a readable image (corrupt or unsupported format)")
     turned = 1 if header.format in UPRIGHT_BY_DECODER else header.orientation
-    return upright(img if jpeg else to_rgb8(img, path), turned)
+    return upright(img if jpeg else to_rgb8(img, name), turned)
 
 
-def probe(path: Path, data: bytes) -> Header:
+def probe(name: Path | str, data: bytes) -> Header:
     """The header's size, depth and EXIF orientation (Pillow reads headers without decoding pixels); a file
     Pillow cannot open is left to the decoder."""
     from PIL import Image
@@ -115,13 +120,13 @@ def _file_limit() -> int | None:
     return None if available is None else max(available // 2, 1 << 20)
 
 
-def _check_memory(path: Path, header: Header) -> None:
+def _check_memory(name: Path | str, header: Header) -> None:
     """Decoding (its depth, then RGB uint8, then an upright copy) must fit the memory free now."""
     available = machine.available_memory()
     pixels = header.width * header.height
     need = pixels * (header.bytes_per_pixel + 3 + (3 if header.orientation != 1 else 0))
     if available is not None and need > available:
-        raise InputError(f"{path}: {header.width} x {header.height} pixels need about {need / 2**30:.1f} GiB to decode, "
+        raise InputError(f"{name}: {header.width} x {header.height} pixels need about {need / 2**30:.1f} GiB to decode, "
                          f"{available / 2**30:.1f} GiB is free here", "--skip-bad skips it; a smaller copy reads")
 
 
@@ -145,13 +150,13 @@ def to_rgb8(img: np.ndarray, path: Path | str = "<array>") -> np.ndarray:
     raise InputError(f"{path}: unsupported image layout {img.shape}")
 
 
-def _check_complete(path: Path, data: bytes) -> None:
+def _check_complete(name: Path | str, data: bytes) -> None:
     """OpenCV decodes truncated JPEG / PNG files silently (grey bottom rows): refuse them. Bytes after the
     end (a motion photo's video, a camera's trailer) are no harm."""
     if data[:3] == _JPEG_SOI and jpeg_end(data) is None:
-        raise InputError(f"{path}: truncated JPEG (no end-of-image marker after its last scan)")
+        raise InputError(f"{name}: truncated JPEG (no end-of-image marker after its last scan)")
     if data[:8] == _PNG_SIGNATURE and png_end(data) is None:
-        raise InputError(f"{path}: truncated PNG (no IEND chunk)")
+        raise InputError(f"{name}: truncated PNG (no IEND chunk)")
 
 
 def jpeg_end(data: bytes) -> int | None:

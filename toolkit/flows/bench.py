@@ -4,6 +4,7 @@ the run's result.json (`--compare` adds the runtimes a user could pick instead).
 from __future__ import annotations
 
 import contextlib
+import os
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -201,6 +202,40 @@ def video_benchmark(spec: Target, run_dir: Path, video: str, where: str, anonymi
               "input": detector.preprocess.as_dict()}
     with runfolder.transaction(run_dir, f"bench --video --target {spec.name}") as staged:
         fileio.write_json(staged / "video_bench.json", result)
+        if json_path:
+            fileio.publish({json_path: fileio.json_writer(result)})
+    return result
+
+
+def serve_benchmark(spec: Target, run_dir: Path, where: str, data: Path | None, images: int, levels: list[int],
+                    seconds: float, url: str | None, json_path: Path | None, log: Callable[[str], None],
+                    progress) -> dict:
+    """The service under load: each concurrency level for `seconds` with `images` real WIDER images (the service started
+    here, on a free port of 127.0.0.1, unless `url` names one); into the run folder's serve_bench.json, result.json's
+    `bench.serve`, and `json_path`."""
+    from toolkit.flows.serve import TOKEN_ENV
+    from toolkit.serve import load
+
+    fileio.check_output_file(json_path)
+    items = dataset_items(data, images) if data else sample_images()
+    bodies = [reading.read_bytes(path, what="image file") for _, path in items]
+    service = None
+    if url is None:
+        deployment.load(spec, run_dir, where, data, log, progress)  # converted before the service starts
+        service = load.Service(["--target", spec.name, "--from", str(run_dir), "--mode", where,
+                                *launch.device_flags(spec)], log)
+    try:
+        found = load.run_levels((url or service.url).rstrip("/"), bodies, levels, seconds,
+                                os.environ.get(TOKEN_ENV), service.rss_mb if service else lambda: None, log)
+    finally:
+        drained = service.stop() if service else None
+    result = {"target": spec.name, "url": url or "started here on 127.0.0.1", "images": len(bodies), "levels": found,
+              "service_exit": drained, "machine": machine.describe()}
+    with runfolder.transaction(run_dir, f"bench --serve --target {spec.name}") as staged:
+        fileio.write_json(staged / "serve_bench.json", result)
+        earlier = result_file.read(staged).get("bench") or {}
+        result_file.write(staged, {"bench": {**earlier, "serve": {k: v for k, v in result.items() if k != "machine"}}},
+                          defaults={"target": spec.name})
         if json_path:
             fileio.publish({json_path: fileio.json_writer(result)})
     return result

@@ -15,7 +15,8 @@ from toolkit.report.reference import NO_DELTAS, Reference
 
 COLUMNS = ("source", "target", "precision", "preprocess", "tta", "batch", "status", "reason", "size_mb", "easy", "medium", "hard",
            "delta_easy", "delta_medium", "delta_hard", "delta_images", "delta_note", "e2e_images_per_s",
-           "infer_images_per_s", "tool_images_per_s", "tool", "p50_ms", "p99_ms", "devices", "device", "runs_in", "sdk")
+           "infer_images_per_s", "served_images_per_s", "tool_images_per_s", "tool", "p50_ms", "p99_ms", "devices",
+           "device", "runs_in", "sdk")
 
 
 def load_runs(runs: Path) -> list[dict]:
@@ -85,8 +86,8 @@ def _describe(pre: dict | None) -> str | None:
 def _preprocess(ap_pre: dict | None, speed_pre: dict | None) -> str | None:
     """One label when AP and speed were measured alike, both when they differ."""
     ap_label, speed_label = _describe(ap_pre), _describe(speed_pre)
-    if speed_label is None or speed_label == ap_label:
-        return ap_label
+    if speed_label is None or speed_label == ap_label or ap_label is None:
+        return ap_label or speed_label
     return f"{ap_label} (AP) / {speed_label} (speed)"
 
 
@@ -100,7 +101,8 @@ def rows(runs: list[dict], tolerance: float = 1.0, reference: str | None = None)
     for r in runs:
         if r.get("simulation") or (r.get("bench") or {}).get("simulation"):
             continue  # simulated devices: their own block, after every measured and published row
-        out += _of_run(_emulated_row, r, tolerance) if r.get("emulated") else _of_run(_measured_rows, r, ref, tolerance)
+        out += _of_run(_emulated_row, r, tolerance) if r.get("emulated") else \
+            _of_run(_measured_rows, r, ref, tolerance) + _of_run(serving_rows, r)
         name = beside.get(r["_run"])
         if name and name not in shown:
             shown.add(name)
@@ -210,6 +212,22 @@ def _measured_rows(r: dict, ref: Reference, tolerance: float) -> list[dict]:
                      "infer_images_per_s": stages["infer"]["throughput"], "devices": _device_count(stages),
                      "p50_ms": stages["infer"]["p50_ms"], "p99_ms": stages["infer"]["p99_ms"]})
     return _with_tool_figures(mine, base, r.get("tool_throughput") or {})
+
+
+def serving_rows(r: dict) -> list[dict]:
+    """The service under load (`bench --serve`): its best concurrency level without a refusal (else the best),
+    answers a second and p99 latency, beside the run's end-to-end rows."""
+    serve = (r.get("bench") or {}).get("serve")
+    if not serve or not serve.get("levels"):
+        return []
+    clean = [level for level in serve["levels"] if not level["errors"]]
+    best = max(clean or serve["levels"], key=lambda level: level["throughput"])
+    refused = sum(best["errors"].values())
+    return [{**dict.fromkeys(COLUMNS), "source": "measured", "target": f"{r['_run']} [served, c{best['concurrency']}]",
+             "precision": precision_in_force(r), "preprocess": _describe(r.get("preprocess")), "status": "served",
+             "reason": f"concurrency {best['concurrency']} for {best['seconds']} s, {best['answered']} answered, "
+                       f"{refused} refused", "served_images_per_s": best["throughput"], "p50_ms": best["p50_ms"],
+             "p99_ms": best["p99_ms"], "device": (r.get("machine") or {}).get("cpu"), "runs_in": "service"}]
 
 
 def _emulated_row(r: dict, tolerance: float) -> list[dict]:

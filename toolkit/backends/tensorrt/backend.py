@@ -50,6 +50,7 @@ def typed_path(out: Path, target: Target) -> Path:
 class TensorRTBackend(Backend):
     name = "tensorrt"
     accelerator = "GPU"
+    triton_platform = "tensorrt_plan"
     section_schema = TensorRTSettings.SCHEMA
     own_quantiser = "entropy"  # Q/DQ calibrated over the calibration set at the deployed shape, then typed
 
