@@ -64,7 +64,7 @@ image: setup
 
 # The tests also run the Ray engine (2 local workers) and the openvino targets.
 test: setup $(VENV)/.extra-ray $(VENV)/.extra-openvino
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -rs -p no:cacheprovider
 
 clean:
 	rm -rf runs

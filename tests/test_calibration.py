@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
+import shutil
 from pathlib import Path
 
 import onnx
@@ -12,6 +15,7 @@ from cli import invoke
 from toolkit.calibration import RECIPES_DIR, build, load_recipe
 from toolkit.data.wider import list_val_images
 from toolkit.errors import InputError
+from toolkit.paths import sample_image
 from toolkit.quantization import evaluation_items
 
 
@@ -117,6 +121,42 @@ def test_run_int8_leaves_calibration_images_out(small_target: Path, data_root: P
     assert json.loads((out / "result.json").read_text())["ap"] == saved["ap"]
 
 
+def test_int8_calibrates_on_the_users_own_images_and_never_evaluates_them(small_target: Path, data_root: Path,
+                                                                         tmp_path: Path) -> None:
+    """--calib-data: any folder of images (here a WIDER image copied under another name, and a photo from
+    elsewhere); the set records where its images came from, and the copied image is left out of the evaluation
+    by its content."""
+    items = list_val_images(data_root)
+    own = tmp_path / "my photos"
+    (own / "trip").mkdir(parents=True)
+    shutil.copyfile(items[0][1], own / "holiday.jpg")
+    shutil.copyfile(sample_image(), own / "trip" / "portrait.jpg")
+    out = tmp_path / "run"
+    result = invoke("run", "--target", small_target, "--data", data_root, "--limit", 4, "--calib-data", own,
+                    "--out", out)
+    assert result.exit_code == 0, result.output
+    saved = json.loads((out / "result.json").read_text())
+    assert saved["images"] == 3 and not (out / "predictions" / f"{items[0][0]}.txt").exists()
+    assert saved["calibration"]["source"] == f"the user's folder {own} (--calib-data)"
+    report = json.loads((out / "calibration_report.json").read_text())
+    manifest = json.loads((Path(report["calibration_set"]) / "manifest.json").read_text())
+    assert manifest["images"] == [str(own / "holiday.jpg"), str(own / "trip" / "portrait.jpg")]
+    assert manifest["image_sha256"][0] == hashlib.sha256(items[0][1].read_bytes()).hexdigest()
+    assert "1 of the 4 chosen images are among them" in result.output
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    refused = invoke("run", "--target", small_target, "--data", data_root, "--calib-data", empty, "--out", out)
+    assert refused.exit_code == 2 and f"{empty}: no images" in refused.output
+    refused = invoke("run", "--target", "cpu", "--calib-data", own, "--out", tmp_path / "fp32")
+    assert refused.exit_code == 2 and "not an INT8 target" in refused.output
+
+
+def test_a_root_without_the_recipes_images_says_how_to_give_some(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="calibration image missing") as error:
+        build(load_recipe("cpu", count=2), tmp_path, tmp_path / "cache")
+    assert "--calib-data DIR" in error.value.hint
+
+
 def test_int8_needs_the_dataset(small_target: Path, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("CENTERFACE_DATA", str(tmp_path / "none"))
     result = invoke("run", "--target", small_target, "--out", tmp_path / "run")
@@ -140,4 +180,38 @@ def test_a_sweep_whose_images_lack_a_setting_prints_dashes(small_target: Path, d
     assert result.exit_code == 0, result.output
     rows = json.loads((out / "calibration_report.json").read_text())["rows"]
     assert all(r["easy"] is None and r["delta_easy"] is None for r in rows) and all(r["hard"] is not None for r in rows)
-    assert "│    - │" in result.output and (out / "centerface.int8.onnx").is_file()
+    lines = result.output.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("config "))
+    cells = [re.split(r"\s{2,}", line.strip()) for line in lines[header + 2: header + 2 + len(rows)]]
+    assert [c[:2] for c in cells] == [[r["config"], "-"] for r in rows] and (out / "centerface.int8.onnx").is_file()
+
+
+def test_the_model_has_the_flops_the_issue_counts_and_blocks_0_to_3_a_quarter(cpu_run: Path) -> None:
+    """FLOPs from ONNX's shape inference at 800x800: 7.71 GFLOP, blocks 0-3 1.93 of them (issue 33's count)."""
+    from toolkit.sensitivity import conv_flops
+
+    convs = conv_flops(cpu_run / "centerface.onnx", 800, 800)
+    total = sum(c["flops"] for c in convs.values())
+    first = sum(c["flops"] for c in convs.values() if c["block"] in ("features.0", "features.1", "features.2", "features.3"))
+    assert round(total / 1e9, 2) == 7.71 and round(first / 1e9, 2) == 1.93
+    assert {c["block"] for c in convs.values()} >= {"features.0", "features.17", "neck", "head"}
+
+
+def test_compare_outputs_layers_gives_each_convolutions_error_flops_and_block(small_target: Path, cpu_run: Path,
+                                                                             data_root: Path, tmp_path: Path) -> None:
+    out = tmp_path / "int8"
+    assert invoke("run", "--target", small_target, "--data", data_root, "--limit", 3, "--out", out).exit_code == 0
+    result = invoke("compare-outputs", cpu_run, out, "--layers", "--images", 1, "--data", data_root,
+                    "--json", tmp_path / "layers.json")
+    assert result.exit_code == 0, result.output
+    found = json.loads((tmp_path / "layers.json").read_text())
+    model = onnx.load(str(cpu_run / "centerface.onnx"))
+    assert len(found["convolutions"]) == sum(n.op_type in ("Conv", "ConvTranspose") for n in model.graph.node)
+    quantised = [c for c in found["convolutions"] if c["vs_float_sqnr_db"] is not None]
+    assert len(quantised) > 50 and all(0 < c["vs_float_sqnr_db"] and 0 < c["local_sqnr_db"] for c in quantised)
+    assert abs(sum(c["flops_share"] for c in found["convolutions"]) - 1) < 1e-3
+    assert (tmp_path / "layers.png").read_bytes().startswith(b"\x89PNG")
+    assert "features.17" in result.output and "vs float dB" in result.output
+    refused = invoke("compare-outputs", cpu_run, cpu_run, "--layers", "--images", 1, "--data", data_root,
+                     "--json", tmp_path / "same.json")
+    assert refused.exit_code == 2 and "no Q/DQ pair" in refused.output

@@ -149,16 +149,3 @@ def test_make_runs_container_targets_in_their_image(target: str, mode: str, insi
                           capture_output=True, text=True, check=True).stdout
     assert (f"-m toolkit build --target {target}" in plan) == inside
     assert f"-m toolkit run --target {target} --mode {'container' if inside else 'host'}" in plan
-
-
-@pytest.mark.parametrize("columns", [60, 80])
-def test_targets_fits_the_terminal_with_every_name_whole(columns: int) -> None:
-    from cli import run_cli
-    from toolkit import targets
-
-    code, out, err = run_cli("targets", env={"COLUMNS": str(columns)})
-    assert code == 0, err
-    lines = out.splitlines()
-    assert max(len(line) for line in lines) <= columns
-    names = [line.split()[0] for line in lines[2:] if line.strip()]
-    assert names == targets.available()  # one line a target, each name whole

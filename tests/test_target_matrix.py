@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from cli import invoke, run_cli
+from terminal import WIDTHS, check_screen, screen, toolkit
 from toolkit import backends, targets
 from toolkit.paths import REPO_ROOT
 from toolkit.report.table import COLUMNS
@@ -77,29 +78,43 @@ def test_every_target_in_every_mode_it_declares(name: str, mode: str, data_root:
 
 
 @pytest.mark.slow
-def test_the_report_over_every_kind_of_run_fits_100_columns(matrix_runs: Path, data_root: Path) -> None:
-    """Measured, emulated, simulated and published rows, and the targets that cannot run here, at 100 columns
-    (the matrix's runs; run alone, three of them are made here)."""
-    if not matrix_runs.is_dir():
+@pytest.mark.parametrize("width", WIDTHS)
+def test_the_report_over_every_kind_of_run_fits_the_terminal(width: int, matrix_runs: Path, data_root: Path,
+                                                              tmp_path: Path) -> None:
+    """Measured, emulated, simulated and published rows, and the targets that cannot run here, in a real terminal
+    of each width (the matrix's runs; run alone, three of them are made here): nothing cut or broken, every
+    target name whole, each AP whole at 4 decimals, every reason whole."""
+    if not (matrix_runs / "report.json").is_file():
         for name, mode in (("cpu", "host"), ("t4", "emulate"), ("sim-310", "host")):
-            out = matrix_runs.parent / "made" / name
-            result = invoke("run", "--target", name, "--mode", mode, "--data", data_root, "--limit", 4, "--out", out)
-            assert result.exit_code == 0, result.output
-            keep_for_report(out, matrix_runs, name, mode)
-    code, out, err = run_cli("report", "--runs", matrix_runs, env={"COLUMNS": "100"})
-    assert code == 0, err
-    lines = out.splitlines()
-    assert max(map(len, lines)) <= 100, max(lines, key=len)
-    for block in ("measured here", "EMULATED on this CPU", "SIMULATED devices", "published figures"):
-        assert any(line.startswith(block) for line in lines), block
+            if not any(matrix_runs.glob(f"{name}*/result.json")):
+                out = matrix_runs.parent / "made" / name
+                result = invoke("run", "--target", name, "--mode", mode, "--data", data_root, "--limit", 4, "--out", out)
+                assert result.exit_code == 0, result.output
+                keep_for_report(out, matrix_runs, name, mode)
+    shown = screen(toolkit("report", "--runs", matrix_runs), width, tmp_path)
     rows = json.loads((matrix_runs / "report.json").read_text())["rows"]
     cpu = next(r for r in rows if r["source"] == "measured" and r["target"] == "cpu")
-    assert f"{cpu['easy']:.4f}" in out and f"{cpu['hard']:.4f}" in out  # each AP whole, 4 decimals
-    assert not re.search(r"\b0\.\d{5,}", out)  # never more
-    for row in (r for r in rows if r["status"] == "unavailable"):
-        assert sum(line.startswith(f"{row['target']}: unavailable: ") for line in lines) == 1
+    figures = [f"{cpu[s]:.4f}" for s in ("easy", "medium", "hard")]
+    check_screen(shown, width, [r["target"] for r in rows if r["status"] != "unavailable"] + figures, "report")
+    lines = shown.splitlines()
+    for block in ("measured here", "EMULATED on this CPU", "SIMULATED devices", "published figures"):
+        assert any(line.startswith(block) for line in lines), block
+    assert not re.search(r"\b0\.\d{5,}", shown)  # never more than 4 decimals
+    joined = " ".join(shown.split())
+    for row in (r for r in rows if r["status"] == "unavailable"):  # named once, its reason whole (wrapped at words)
+        names = rf"(?:^| )(?:[\w-]+, )*{re.escape(row['target'])}(?:, [\w-]+)*: cannot run here: "
+        assert len(re.findall(names, joined)) == 1, row["target"]
+        assert " ".join(row["reason"].split()) in joined
     header = (matrix_runs / "report.md").read_text().splitlines()[0]
     assert header == "| " + " | ".join(COLUMNS) + " |"  # Markdown keeps every column
-    wide_code, wide, _ = run_cli("report", "--runs", matrix_runs, "--wide", env={"COLUMNS": "200"})
-    assert wide_code == 0 and "runs in" in wide and "runs in" not in out
+    if width == 120:
+        from toolkit.report.plots import bar_groups
+        from toolkit.report.table import BLOCKS
 
+        kinds = [kind for kind, _ in bar_groups(rows)]  # every bar a row on the screen, in the screen's blocks
+        assert kinds == [k for k in BLOCKS if k in kinds]
+        for kind, bars in bar_groups(rows):
+            assert any(line.startswith(BLOCKS[kind]) for line in lines)
+            assert all(label.split(" bs")[0] in shown for label, _, _ in bars)
+        wide_code, wide, _ = run_cli("report", "--runs", matrix_runs, "--wide", env={"COLUMNS": "200"})
+        assert wide_code == 0 and "runs in" in wide and "runs in" not in shown

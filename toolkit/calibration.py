@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from toolkit import fileio, reading, schema
-from toolkit.data.images import read_rgb
+from toolkit.data.images import list_images, read_rgb
 from toolkit.data.preprocess import Preprocess
 from toolkit.data.wider import IMAGES_DIR, image_key
 from toolkit.errors import InputError
@@ -35,11 +35,26 @@ class Recipe:
     preprocess: str
     size: tuple[int, int] | None
     batch_size: int
+    folder: str | None = None  # --calib-data: the user's own images instead of the recipe's WIDER list
 
     def pre(self) -> Preprocess:
         return Preprocess(self.preprocess, *(self.size or (None, None)))
 
+    def image_paths(self, data_root: Path) -> list[Path]:
+        """The calibration images: the first `count` of the user's folder, else the recipe's under `data_root`."""
+        if self.folder is not None:
+            return list_images(reading.folder(self.folder, "calibration image folder"))[: self.count]
+        return [data_root / IMAGES_DIR / n for n in self.image_names()]
+
+    def source(self) -> str:
+        """Where the images came from, in words (the manifest and result.json keep it)."""
+        if self.folder is not None:
+            return f"the user's folder {self.folder} (--calib-data)"
+        return f"the recipe's WIDER list calibration/{self.images}"
+
     def image_names(self) -> list[str]:
+        if self.folder is not None:
+            return [str(p) for p in self.image_paths(Path("."))]
         listing = reading.inside(RECIPES_DIR, self.images, RECIPES_DIR / f"{self.name}.toml")
         if not os.path.lexists(listing):
             raise InputError(f"{listing}: no such calibration image list")
@@ -55,14 +70,29 @@ class Recipe:
         return {image_key(*Path(n).with_suffix("").parts[-2:]) for n in self.image_names()}
 
     def left_out(self, items: list[tuple[str, Path]]) -> list[tuple[str, Path]]:
-        """(key, path) `items` without the recipe's images: what an INT8 target's evaluation runs on."""
+        """(key, path) `items` without the calibration images: what an INT8 target's evaluation runs on. A user's
+        folder is matched by content too (a WIDER image copied under another name is still left out)."""
         skip = self.keys()
-        return [(k, p) for k, p in items if k not in skip]
+        kept = [(k, p) for k, p in items if k not in skip]
+        if self.folder is None:
+            return kept
+        contents = set(self.contents())
+        return [(k, p) for k, p in kept if _sha256(p) not in contents]
+
+    def contents(self) -> list[str]:
+        """Each calibration image's sha256 (the user's folder's: recorded, and what evaluation leaves out)."""
+        return [_sha256(Path(n)) for n in self.image_names()]
 
     def key(self) -> str:
-        """Identifies the set: any change to the recipe or its image list gives another key."""
-        text = json.dumps({**asdict(self), "names": self.image_names()}, sort_keys=True)
+        """Identifies the set: any change to the recipe, its image list or (a user's folder) an image's content
+        gives another key."""
+        extra = {"contents": self.contents()} if self.folder is not None else {}
+        text = json.dumps({**asdict(self), "names": self.image_names(), **extra}, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(reading.read_bytes(path, limit=None, what="image file")).hexdigest()
 
 
 def load_recipe(name: str, count: int | None = None, batch_size: int | None = None) -> Recipe:
@@ -118,11 +148,12 @@ def build(recipe: Recipe, data_root: Path, cache: Path) -> tuple[CalibrationSet,
             return CalibrationSet(folder, manifest), True
     pre = recipe.pre()
     names = recipe.image_names()
-    paths = [data_root / IMAGES_DIR / n for n in names]
+    paths = recipe.image_paths(data_root)
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
         raise InputError(f"{missing[0]}: calibration image missing ({len(missing)} of {len(paths)})",
-                         f"pass the WIDER FACE root that holds {IMAGES_DIR}/")
+                         f"pass the WIDER FACE root that holds {IMAGES_DIR}/, or calibrate on your own images: "
+                         "--calib-data DIR (any folder of images)")
     digest = hashlib.sha256()
     batches, shapes = [], []
     for start in range(0, len(paths), recipe.batch_size):
@@ -132,7 +163,8 @@ def build(recipe: Recipe, data_root: Path, cache: Path) -> tuple[CalibrationSet,
         digest.update(chunk.tobytes())
         batches.append(name)
         shapes.append(list(chunk.shape))
-    manifest = {"recipe": asdict(recipe), "key": recipe.key(), "images": names, "preprocess": pre.as_dict(),
+    manifest = {"recipe": asdict(recipe), "key": recipe.key(), "images": names, "source": recipe.source(),
+                **({"image_sha256": recipe.contents()} if recipe.folder is not None else {}), "preprocess": pre.as_dict(),
                 "batches": batches, "shapes": shapes, "sha256": digest.hexdigest()}
     fileio.write_json(manifest_path, manifest)
     return CalibrationSet(folder, manifest), False
@@ -156,11 +188,25 @@ class QuantConfig:
 
 
 def recipe_for(target: Target, count: int | None = None) -> Recipe:
-    """The recipe a target's [calibration] table names."""
+    """The recipe a target's [calibration] table names, on the user's images where --calib-data gave a folder."""
     spec = target.extra.get("calibration")
     if not spec:
         raise InputError(f"target {target.name}: no [calibration] table in its target file")
-    return load_recipe(spec["recipe"], count=count)
+    return replace(load_recipe(spec["recipe"], count=count), folder=spec.get(FOLDER))
+
+
+FOLDER = "folder"  # the [calibration] key --calib-data sets (never in a target file: a folder is the user's)
+
+
+def with_images(target: Target, folder: Path | None) -> Target:
+    """`target` calibrating on the images of `folder` (--calib-data), checked now: a folder with images in it."""
+    if folder is None:
+        return target
+    spec = target.extra.get("calibration")
+    if not spec:
+        raise InputError(f"--calib-data {folder}: target {target.name} is not an INT8 target (no [calibration] table)")
+    list_images(reading.folder(folder, "calibration image folder"))
+    return target.with_extra("calibration", {**spec, FOLDER: str(Path(folder).resolve())})
 
 
 def configs_for(target: Target, methods: list[str] | None = None) -> list[QuantConfig]:

@@ -21,6 +21,7 @@ from toolkit.data.preprocess import Preprocess
 from toolkit.data.wider import GroundTruth
 from toolkit.draw import draw, save
 from toolkit.errors import InputError, Unavailable
+from toolkit.evaluate.deltas import ap_words
 from toolkit.evaluate.wider_ap import Evaluation, evaluate, read_predictions
 from toolkit.model import official, torch_parts, weights
 from toolkit.model.signature import ExportShape
@@ -210,10 +211,11 @@ def chosen_images(opts: ChainOptions, stages: Stages, log: Callable[[str], None]
         recipe = calibration.recipe_for(target)
         chosen = len(images.items)
         images.items = recipe.left_out(images.items)
-        log(f"{len(recipe.keys())} calibration images left out of the evaluation")
+        log(f"calibration images: {recipe.source()}; {chosen - len(images.items)} of the {chosen} chosen images are "
+            "among them, left out of the evaluation")
         if not images.items:
             raise InputError(f"target {target.name}: the {chosen} images chosen are all calibration images "
-                             f"({recipe.images}), which an INT8 evaluation leaves out", "choose more images")
+                             f"({recipe.source()}), which an INT8 evaluation leaves out", "choose more images")
     if not images.items:
         raise InputError(f"{opts.data}: no image to run (every one was skipped: {next(iter(images.skipped.values()))})")
     return images
@@ -428,7 +430,7 @@ def _fp32_reference(onnx_path: Path, items: list[tuple[str, Path]], target: Targ
     pre = target.preprocess
     with OnnxRuntimeRunner(onnx_path) as runner:
         ap, _ = quantization.evaluate_model(runner, items, pre, target.threshold, gt, tta=target.passes)
-    log(f"CPU FP32 on the same {len(items)} images at {pre.describe()}: AP {ap}")
+    log(f"CPU FP32 on the same {len(items)} images at {pre.describe()}: AP {ap_words(ap)}")
     return {"ap": ap, "what": "CPU FP32 (onnxruntime), the same images at the same input"
             + (" and TTA passes" if target.tta else ""), "preprocess": pre.as_dict()}
 

@@ -19,7 +19,7 @@ from toolkit.data.preprocess import Preprocess
 from toolkit.data.tta import TtaPlan
 from toolkit.data.wider import GroundTruth, list_val_images
 from toolkit.errors import InputError, Unavailable
-from toolkit.evaluate.deltas import ap_deltas, worst_drop
+from toolkit.evaluate.deltas import ap_deltas, ap_words, worst_drop
 from toolkit.evaluate.wider_ap import evaluate
 from toolkit.model.weights import sha256
 from toolkit.paths import cache_dir
@@ -81,7 +81,7 @@ def sweep(target: Target, backend: Backend, fp32_onnx: Path, data_root: Path, gt
     calib, reused = calibration.build(recipe, data_root, cache_dir() / "calibration")
     log(f"calibration set {calib.folder.name}: {len(calib.manifest['images'])} images, sha256 {calib.sha256[:16]}"
         + (" (reused)" if reused else ""))
-    overlap = recipe.keys() & {k for k, _ in items}
+    overlap = {k for k, _ in items} - {k for k, _ in recipe.left_out(items)}
     if overlap:
         raise InputError(f"{sorted(overlap)[0]}: a calibration image among the evaluation images")
     pre = target.preprocess
@@ -102,13 +102,15 @@ def sweep(target: Target, backend: Backend, fp32_onnx: Path, data_root: Path, gt
                                   cfg.method, list(cfg.keep_float))
         rows.append({**measure(cfg.label, model, fp32, fp32["infer_images_per_s"]),
                      "model": os.path.relpath(model, out)})  # relative: the run folder moves (staging)
-        log(f"{cfg.label}: Δ easy/medium/hard {rows[-1]['delta_easy']} / {rows[-1]['delta_medium']} / "
-            f"{rows[-1]['delta_hard']} points, {rows[-1]['speedup']}x")
+        log(f"{cfg.label}: AP against FP32 easy / medium / hard {rows[-1]['delta_easy']} / "
+            f"{rows[-1]['delta_medium']} / {rows[-1]['delta_hard']} points; inference {rows[-1]['speedup']}x "
+            "FP32's images/s")
     best = min(rows[1:], key=lambda r: (_unknown_last(worst_drop(r)), -r["infer_images_per_s"]))
     fileio.write_with(out / BEST, lambda tmp: shutil.copyfile(out / best["model"], tmp))
     report = {
         "target": target.name, "fp32_sha256": sha256(fp32_onnx), "recipe": calib.manifest["recipe"],
         "calibration_set": str(calib.folder), "calibration_sha256": calib.sha256, "calibration_images": calib.manifest["images"],
+        "calibration_source": recipe.source(),
         "evaluated_images": len(items), "excluded_from_evaluation": len(recipe.keys()),
         "speed_input": list(speed_batch.shape), "rows": rows, "best": best["config"],
     }
@@ -145,18 +147,20 @@ def quantise(target: Target, backend: Backend, onnx_path: Path, data_root: Path,
     if backend.sweep_methods:
         path, report = best_model(target, backend, onnx_path, data_root, gt, out, items, log, progress)
         return path, {"method": report["best"], "set_sha256": report["calibration_sha256"],
-                      "images": len(report["calibration_images"]), "excluded_from_evaluation": True,
-                      "report": f"{REPORT}.json"}
+                      "images": len(report["calibration_images"]), "source": report["calibration_source"],
+                      "excluded_from_evaluation": True, "report": f"{REPORT}.json"}
     if not backend.own_quantiser:
         raise Unavailable(f"target {target.name}: backend {backend.name} has no INT8 quantisation")
-    calib, _ = calibration.build(calibration.recipe_for(target, count), data_root, cache_dir() / "calibration")
+    recipe = calibration.recipe_for(target, count)
+    calib, _ = calibration.build(recipe, data_root, cache_dir() / "calibration")
     artefact, summary = backend.quantise(onnx_path, target, calib, out, log)
+    summary["source"] = recipe.source()
     if summary.get("onnx_twin"):  # the quantised numerics in ONNX Runtime: INT8 accuracy known on any machine
         from toolkit.backends.onnxruntime import OnnxRuntimeRunner
 
         with OnnxRuntimeRunner(out / summary["onnx_twin"]) as runner:
             summary["onnx_twin_ap"], _ = evaluate_model(runner, items, target.preprocess, target.threshold, gt)
-        log(f"{backend.own_quantiser}'s ONNX twin in ONNX Runtime: AP {summary['onnx_twin_ap']}")
+        log(f"{backend.own_quantiser}'s ONNX twin in ONNX Runtime: AP {ap_words(summary['onnx_twin_ap'])}")
     return artefact, summary
 
 
@@ -164,7 +168,8 @@ def markdown(report: dict) -> str:
     cols = ("config", "easy", "medium", "hard", "delta_easy", "delta_medium", "delta_hard",
             "infer_images_per_s", "speedup", "e2e_images_per_s", "size_mb")
     lines = [f"# INT8 calibration: {report['target']}", "",
-             f"Calibration set: {len(report['calibration_images'])} WIDER FACE images (sha256 "
+             f"Calibration set: {len(report['calibration_images'])} images from "
+             f"{report.get('calibration_source', 'the WIDER FACE recipe list')} (sha256 "
              f"{report['calibration_sha256'][:16]}), left out of the evaluation, which covers the other "
              f"{report['evaluated_images']} images. Deltas are AP points against FP32 on those same images; "
              f"speed is pure inference on a {'x'.join(map(str, report['speed_input']))} input.", "",

@@ -20,6 +20,7 @@ class Target:
     batch_sizes: tuple[int, ...]
     runs_in: str  # "host" or "container"
     threshold: float = 0.05
+    summary: str = ""  # a few words that tell it from the other targets (the `targets` table)
     export_shape: str = "dynamic"  # BxCxHxW or "dynamic"
     export_opset: int = 17  # the ONNX opset of the export (Ascend: what its CANN's AMCT and atc take)
     ap_reference: bool = False  # the run `report` measures every accuracy delta against
@@ -38,6 +39,10 @@ class Target:
     def folder(self) -> str:
         """Its run folder's name under runs/: a TTA run's beside the single-scale one's."""
         return f"{self.name}-tta" if self.tta else self.name
+
+    def with_extra(self, key: str, value: dict) -> Target:
+        """This target with its backend-specific table `key` replaced (a command line's override)."""
+        return replace(self, extra={**self.extra, key: value})
 
     def with_tta(self, on: bool) -> Target:
         return replace(self, tta=on) if on else self

@@ -16,7 +16,7 @@ from toolkit.target import Target
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 RUNS_IN = ("host", "container")
 # What each key of a target file may hold; the backend's own table ([ascend], [tensorrt]) is the backend's to say.
-TOP = {"name": schema.NAME, "description": schema.TEXT, "backend": schema.TEXT, "precision": schema.TEXT,
+TOP = {"name": schema.NAME, "description": schema.TEXT, "summary": schema.TEXT, "backend": schema.TEXT, "precision": schema.TEXT,
        "runs_in": schema.TEXT, "threshold": schema.UNIT, "export_shape": schema.TEXT, "export_opset": schema.whole(*OPSETS),
        "extends": schema.TEXT, "ap_reference": schema.FLAG, "published": schema.TEXT}
 SECTIONS = {
@@ -114,6 +114,7 @@ def load(name_or_path: str) -> Target:
         name=name,
         backend=raw.pop("backend"),
         description=raw.pop("description", ""),
+        summary=raw.pop("summary", ""),
         precision=raw.pop("precision", "fp32"),
         preprocess=pre,
         batch_sizes=tuple(inp.get("batch_sizes", [1])),

@@ -6,10 +6,10 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.table import Table
 
 from toolkit import bench, targets
 from toolkit.cli.common import handle_errors, in_range, log, out, progress
+from toolkit.cli.layout import Col, Grid, show
 from toolkit.cli.containers import AddressOpt, DeviceIdsOpt, EngineOpt, ModeOpt, WorkersOpt, parse_device_ids, parse_engine
 from toolkit.containers.launch import resolve_mode
 from toolkit.data.preprocess import Preprocess, describe_preprocess
@@ -90,14 +90,12 @@ def _bench_video(target: str, video: str, anonymize: str, out_dir: Path | None, 
     with progress() as bar:
         result = video_benchmark(spec, out_dir or runs_dir() / spec.name, video, resolve_mode(mode, spec),
                                  Anonymizer(anonymize), data or default_dataset(), json_path, log, bar)
-    table = Table(title=f"{result['target']} on {Path(video).name}: {result['frames']} frames of "
-                        f"{result['size'][0]}x{result['size'][1]}, faces: {result['anonymize']}")
-    for col in ("stage", "ms / frame"):
-        table.add_column(col, justify="right")
+    grid = Grid(f"{result['target']} on {Path(video).name}: {result['frames']} frames of {result['size'][0]}x"
+                f"{result['size'][1]}, faces: {result['anonymize']}", [Col("stage", right=False), Col("ms / frame")])
     for stage, ms in result["stages_ms"].items():
-        table.add_row(stage, "" if ms is None else f"{ms:.1f}")
-    table.add_row("end to end, frames/s", f"{result['frames_per_s']}")
-    out.print(table)
+        grid.add(stage, "" if ms is None else f"{ms:.1f}")
+    grid.add("end to end, frames/s", f"{result['frames_per_s']}")
+    show(out, grid)
 
 
 def _bench_serve(target: str, url: str | None, concurrency: str, duration: float, out_dir: Path | None, mode: str,
@@ -108,55 +106,56 @@ def _bench_serve(target: str, url: str | None, concurrency: str, duration: float
     with progress() as bar:
         result = serve_benchmark(spec, out_dir or runs_dir() / spec.name, resolve_mode(mode, spec), data or default_dataset(),
                                  images, parse_levels(concurrency), duration, url, json_path, log, bar)
-    table = Table(title=f"{result['target']} served ({result['url']}), {result['images']} real images")
-    for col in ("concurrency", "answered/s", "p50 ms", "p95 ms", "p99 ms", "refused", "RSS growth MB"):
-        table.add_column(col, justify="right")
+    grid = Grid(f"{result['target']} served ({result['url']}), {result['images']} real images",
+                [Col("concurrency"), Col("answered/s"), Col("p50 ms", 2), Col("p95 ms", 1), Col("p99 ms"),
+                 Col("refused", right=False, prose=True), Col("RSS growth MB", 3)])
     for level in result["levels"]:
-        table.add_row(str(level["concurrency"]), f"{level['throughput']}", *(f"{level[k]}" for k in ("p50_ms", "p95_ms", "p99_ms")),
-                      refusals(level), f"{level.get('rss_mb', {}).get('growth', '')}")
-    out.print(table)
+        grid.add(str(level["concurrency"]), f"{level['throughput']}", *(f"{level[k]}" for k in ("p50_ms", "p95_ms", "p99_ms")),
+                 refusals(level), f"{level.get('rss_mb', {}).get('growth', '')}")
+    show(out, grid)
 
 
 def _show(result: dict) -> None:
     simulation = result.get("simulation")
-    table = Table(title=f"{result['target']} bench, {result['images']} real images, "
-                        f"{describe_preprocess(result['preprocess'])}"
-                        + (f", TTA {tta_label(result)} (end to end)" if result.get("tta") else "")
-                        + (f", SIMULATED {simulation['device']} x {simulation['devices']} (host side only)"
-                           if simulation else ""))
-    for col in ("batch", "stage", "images/s", "mean ms", "p50 ms", "p90 ms", "p99 ms", "cpu ms"):
-        table.add_column(col, justify="right")
+    grid = Grid(f"{result['target']} bench, {result['images']} real images, {describe_preprocess(result['preprocess'])}"
+                + (f", TTA {tta_label(result)} (end to end)" if result.get("tta") else "")
+                + (f", SIMULATED {simulation['device']} x {simulation['devices']} (host side only)" if simulation else ""),
+                [Col("batch"), Col("stage", right=False, prose=True), Col("images/s"), Col("mean ms", 2),
+                 Col("p50 ms"), Col("p90 ms", 1), Col("p99 ms"), Col("cpu ms", 3)])
     for bs, stages in result["batch_sizes"].items():
-        for stage in bench.STAGES:
-            s = stages[stage]
-            table.add_row(bs, stage, f"{s['throughput']}", *(f"{s[k]}" for k in ("mean_ms", "p50_ms", "p90_ms", "p99_ms")),
-                          f"{s.get('cpu_mean_ms', '')}")
-        for bucket, b in stages.get("buckets", {}).items():
-            f = b["infer"]
-            table.add_row(bs, f"infer {bucket} ({b['images']} images, {100 * b['share']:.0f}%)", f"{f['throughput']}",
-                          *(f"{f[k]}" for k in ("mean_ms", "p50_ms", "p90_ms", "p99_ms")), "")
-        for device in stages.get("devices", []):
-            table.add_row(bs, f"  {device['device']}", f"{device['images_per_s']}", "", "", "", "",
-                          f"busy {device['busy']:.0%}")
-        if "ray" in stages:
-            ray = stages["ray"]
-            table.add_row(bs, f"e2e, ray x {ray['workers']}", f"{ray['throughput']}", "", "", "", "",
-                          f"{ray['over_local']}x local")
-        if "capacity" in stages:
-            table.add_row(bs, "capacity (host feed)", f"{stages['capacity']['throughput']}", "", "", "", "", "")
-        if "simulated_rate" in stages:
-            table.add_row(bs, "SIMULATED rate", f"{stages['simulated_rate']}", "", "", "", "", "")
-            table.add_row(bs, "e2e / simulated", f"{stages['e2e_over_simulated']}", "", "", "", "", "")
-        if "tta" in stages:  # end to end ran several passes an image
-            passes = sum(s["passes_per_image"] for s in stages["tta"]["per_scale"].values())
-            table.add_row(bs, "TTA passes / image", f"{passes:.2f}", "", "", "", "", "", end_section=True)
-        else:
-            table.add_row(bs, "e2e / infer", f"{stages['e2e_over_infer']}", "", "", "", "", "", end_section=True)
-    out.print(table)
+        _stage_rows(grid, bs, stages)
+    show(out, grid)
     if "compare" in result:
-        cmp = Table(title="pure inference, batch 1, same image")
-        for col in ("runtime", "images/s", "p50 ms", "ours / this"):
-            cmp.add_column(col, justify="right")
+        cmp = Grid("pure inference, batch 1, same image", [Col("runtime", right=False), Col("images/s"), Col("p50 ms"),
+                                                           Col("ours / this")])
         for name, f in result["compare"].items():
-            cmp.add_row(name, f"{f['throughput']}", f"{f['p50_ms']}", f"{f['ours_over_this']}")
-        out.print(cmp)
+            cmp.add(name, f"{f['throughput']}", f"{f['p50_ms']}", f"{f['ours_over_this']}")
+        show(out, cmp)
+
+
+def _stage_rows(grid: Grid, bs: str, stages: dict) -> None:
+    """One batch size's rows: each stage, then per bucket, per device, Ray, capacity, simulation, the ratio."""
+    for stage in bench.STAGES:
+        s = stages[stage]
+        grid.add(bs, stage, f"{s['throughput']}", *(f"{s[k]}" for k in ("mean_ms", "p50_ms", "p90_ms", "p99_ms")),
+                 f"{s.get('cpu_mean_ms', '')}")
+    for bucket, b in stages.get("buckets", {}).items():
+        f = b["infer"]
+        grid.add(bs, f"infer {bucket} ({b['images']} images, {100 * b['share']:.0f}%)", f"{f['throughput']}",
+                 *(f"{f[k]}" for k in ("mean_ms", "p50_ms", "p90_ms", "p99_ms")), "")
+    for device in stages.get("devices", []):
+        grid.add(bs, f"{device['device']} (busy {device['busy']:.0%})", f"{device['images_per_s']}", "", "", "", "", "")
+    if "ray" in stages:
+        ray = stages["ray"]
+        grid.add(bs, f"e2e, ray x {ray['workers']} ({ray['over_local']}x local)", f"{ray['throughput']}",
+                 "", "", "", "", "")
+    if "capacity" in stages:
+        grid.add(bs, "capacity (host feed)", f"{stages['capacity']['throughput']}", "", "", "", "", "")
+    if "simulated_rate" in stages:
+        grid.add(bs, "SIMULATED rate", f"{stages['simulated_rate']}", "", "", "", "", "")
+        grid.add(bs, "e2e / simulated (ratio)", f"{stages['e2e_over_simulated']}", "", "", "", "", "")
+    if "tta" in stages:  # end to end ran several passes an image
+        passes = sum(s["passes_per_image"] for s in stages["tta"]["per_scale"].values())
+        grid.add(bs, "TTA passes / image", f"{passes:.2f}", "", "", "", "", "", end_section=True)
+    else:
+        grid.add(bs, "e2e / infer (ratio)", f"{stages['e2e_over_infer']}", "", "", "", "", "", end_section=True)

@@ -6,11 +6,13 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.table import Table
 
-from toolkit import quantization, targets
+from toolkit import calibration, quantization, targets
 from toolkit.cli.common import handle_errors, log, out, progress
+from toolkit.cli.infer import CalibDataOpt
+from toolkit.cli.layout import Col, Grid, say, show
 from toolkit.data.wider import SETTINGS
+from toolkit.evaluate.deltas import ap_words
 from toolkit.flows.calibrate import calibrate_target
 from toolkit.paths import default_dataset, runs_dir
 
@@ -23,9 +25,10 @@ def calibrate_cmd(
     count: Annotated[Optional[int], typer.Option(help="Calibration images (default: the recipe's).")] = None,
     limit: Annotated[Optional[int], typer.Option(help="Evaluate on only the first N non-calibration images.")] = None,
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="Run folder (default runs/<target>).")] = None,
+    calib_data: CalibDataOpt = None,
 ) -> None:
     """Calibrate and quantise to INT8 (each method of the sweep, or the vendor's quantiser); AP against FP32."""
-    spec = targets.load(target)
+    spec = calibration.with_images(targets.load(target), calib_data)
     run_dir = out_dir or runs_dir() / spec.name
     with progress() as bar:
         done = calibrate_target(spec, data or default_dataset(), run_dir, methods.split(",") if methods else None,
@@ -35,24 +38,25 @@ def calibrate_cmd(
         return
     summary = done["quantiser"]
     twin = summary.get("onnx_twin_ap")
-    out.print(f"{spec.name}: {summary['method']} on {summary['images']} calibration images (set "
-              f"{summary['set_sha256'][:16]}) -> {done['artefact']}"
-              + (f"; its ONNX twin's AP in ONNX Runtime: {twin}" if twin else ""))
+    say(out, f"{spec.name}: {summary['method']} on {summary['images']} calibration images (set "
+             f"{summary['set_sha256'][:16]}) -> {done['artefact']}"
+             + (f"; its ONNX twin's AP in ONNX Runtime: {ap_words(twin)}" if twin else ""))
 
 
 def _show_sweep(name: str, report: dict, run_dir: Path) -> None:
-    table = Table(title=f"{name}: INT8 against FP32 on {report['evaluated_images']} images "
-                        f"({len(report['calibration_images'])} calibration images left out)")
-    for col in ("config", "easy", "medium", "hard", "Δeasy", "Δmedium", "Δhard", "infer/s", "speed-up", "MB"):
-        table.add_column(col, justify="left" if col == "config" else "right")
+    grid = Grid(f"{name}: INT8 against FP32 on {report['evaluated_images']} images "
+                f"({len(report['calibration_images'])} calibration images left out)",
+                [Col("config", right=False), *(Col(s, 1, figure=True) for s in SETTINGS),
+                 *(Col(f"Δ{s}", figure=True) for s in SETTINGS), Col("infer/s", figure=True),
+                 Col("speed-up", 2), Col("MB", 3)])
     for row in report["rows"]:
-        table.add_row(row["config"], *(_figure(row[s], ".4f") for s in SETTINGS),
-                      *(_figure(row[f"delta_{s}"], "+.2f") for s in SETTINGS),
-                      f"{row['infer_images_per_s']}", f"{row['speedup']}x", f"{row['size_mb']}",
-                      style="bold" if row["config"] == report["best"] else "")
-    out.print(table)
-    out.print(f"best: {report['best']} -> {run_dir / quantization.BEST}; report: "
-              f"{run_dir / (quantization.REPORT + '.json')}, {run_dir / (quantization.REPORT + '.md')}")
+        grid.add(row["config"], *(_figure(row[s], ".4f") for s in SETTINGS),
+                 *(_figure(row[f"delta_{s}"], "+.2f") for s in SETTINGS),
+                 f"{row['infer_images_per_s']}", f"{row['speedup']}x", f"{row['size_mb']}",
+                 style="bold" if row["config"] == report["best"] else "")
+    show(out, grid)
+    say(out, f"best: {report['best']} -> {run_dir / quantization.BEST}; report: "
+             f"{run_dir / (quantization.REPORT + '.json')}, {run_dir / (quantization.REPORT + '.md')}")
 
 
 def _figure(value: float | None, spec: str) -> str:

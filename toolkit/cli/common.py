@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -15,18 +16,28 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColu
 from rich.text import Text
 
 from toolkit import runfolder
+from toolkit.cli.layout import say
 from toolkit.errors import InputError, ToolkitError
 
-# Markup off: file names and words in brackets ("x [edited].jpg", "[tta]") print as they are; styles are given
-# as Text or style= where wanted.
-console = Console(stderr=True, highlight=False, markup=False)
-out = Console(highlight=False, markup=False)
+FULL_WIDTH = 10_000  # output that is not a terminal: lines as long as their content, never wrapped or cut
+
+
+def _console(stderr: bool) -> Console:
+    """Markup off: file names and words in brackets ("x [edited].jpg", "[tta]") print as they are; styles are
+    given as Text or style= where wanted. A terminal's width (or $COLUMNS) for a terminal, else the full width."""
+    stream = sys.stderr if stderr else sys.stdout
+    piped = not stream.isatty() and not os.environ.get("COLUMNS")
+    return Console(stderr=stderr, highlight=False, markup=False, width=FULL_WIDTH if piped else None)
+
+
+console = _console(stderr=True)
+out = _console(stderr=False)
 EXIT_ERROR = 2  # a file system error
 
 
 def log(line: str) -> None:
-    """A line of a command's progress on stderr, never broken inside (a path in it stays whole to copy)."""
-    console.print(line, soft_wrap=True)
+    """A line of a command's progress on stderr, wrapped at word boundaries (a path in it stays whole to copy)."""
+    say(console, line)
 
 
 def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -60,8 +71,8 @@ def in_range(option: str, value: float, low: float, high: float | None = None) -
 
 
 def fail(line: str, code: int) -> None:
-    """Print `line` (one line, literally) on stderr and exit with `code`."""
-    console.print(line, soft_wrap=True, style="bold red" if code else None)
+    """Print `line` on stderr (one line in a log; wrapped at words on a terminal) and exit with `code`."""
+    say(console, line, style="bold red" if code else None)
     raise typer.Exit(code)
 
 
@@ -83,7 +94,8 @@ class RateColumn(ProgressColumn):
 
 
 def progress() -> Progress:
-    """The bar every long command shows: done of total, rate, elapsed and left (ETA)."""
+    """The bar every long command shows: done of total, rate, elapsed and left (ETA). Only on a terminal: a log
+    would get each bar once, when it ends, after the lines that came while it ran."""
     return Progress(TextColumn("{task.description}", style="bold", markup=False), BarColumn(), MofNCompleteColumn(),
                     TextColumn("{task.percentage:>3.0f}%"), RateColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
-                    console=console, transient=False)
+                    console=console, transient=False, disable=not console.is_terminal)

@@ -10,11 +10,12 @@ import typer
 
 from toolkit import backends, targets
 from toolkit.cli.common import console, handle_errors, out
+from toolkit.cli.layout import say
 from toolkit.containers import base_image, images
 from toolkit.containers.config import ContainerConfig
 from toolkit.errors import InputError
 
-ModeOpt = Annotated[str, typer.Option(help="Where to run: host, container (the target's image), or auto (the target file's runs_in).")]
+ModeOpt = Annotated[str, typer.Option(help="Where to run: host; container (the target's image); emulate (the device's numerics on this CPU, for the Ascend and TensorRT targets: their AP, never their speed); or auto (the target file's runs_in).")]
 EngineOpt = Annotated[str, typer.Option(help="local (this process) or ray (images sharded over Ray workers; needs the [ray] extra).")]
 AddressOpt = Annotated[Optional[str], typer.Option(help="--engine ray: the cluster to join, e.g. 10.0.0.5:6379 (default: a local Ray with this machine's CPUs).")]
 WorkersOpt = Annotated[int, typer.Option(help="--engine ray: Ray workers (actors), each with its share of the CPUs and its own device.")]
@@ -35,10 +36,10 @@ def build_cmd(
     emulable = backends.get(chosen.backend).emulation is not None
     options = images.BuildOptions(base, extra_ca_cert, index_url, no_cache, without_image=(
         f"`make target={target} MODE=emulate` gives its emulated AP on this host, with no image" if emulable else None))
-    console.print(f"building {config.image} from {config.dockerfile_in_context} "
-                  f"(base {images.base_image_for(config, options)})")
+    say(console, f"building {config.image} from {config.dockerfile_in_context} "
+                 f"(base {images.base_image_for(config, options)})")
     built = images.build(config, options, lambda line: console.out(line, highlight=False))
-    out.print(f"built {built['image']} ({built['id'][7:19]}, {built['size_bytes'] / 1e6:.0f} MB)")
+    say(out, f"built {built['image']} ({built['id'][7:19]}, {built['size_bytes'] / 1e6:.0f} MB)")
 
 
 @handle_errors
@@ -50,7 +51,7 @@ def base_image_cmd(
 ) -> None:
     """Make a Debian base image with Python from Debian's packages (debootstrap + docker import): for hosts with no image registry."""
     made = base_image.make(name, suite, mirror, force, lambda line: console.out(line, highlight=False))
-    out.print(f"{'made' if made['made'] else 'have'} {made['image']} ({made['size_bytes'] / 1e6:.0f} MB)")
+    say(out, f"{'made' if made['made'] else 'have'} {made['image']} ({made['size_bytes'] / 1e6:.0f} MB)")
 
 
 def parse_engine(engine: str, address: str | None, workers: int):

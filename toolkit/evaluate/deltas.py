@@ -16,3 +16,8 @@ def worst_drop(row: dict) -> float | None:
     a delta (no AP to compare)."""
     known = [row[f"delta_{s}"] for s in SETTINGS if row.get(f"delta_{s}") is not None]
     return -min(known) if known else None
+
+
+def ap_words(ap: dict | None) -> str:
+    """An AP in words: `easy 0.9341, medium 0.9012, hard 0.7123` (none where a setting has no figure)."""
+    return ", ".join(f"{s} {'none' if (ap or {}).get(s) is None else format(ap[s], '.4f')}" for s in SETTINGS)

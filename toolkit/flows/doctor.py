@@ -27,6 +27,9 @@ def checks() -> list[Check]:
         found += backends.get(name).checks()
     for name in targets.available():
         target = targets.load(name)
-        reason = backends.get(target.backend).unavailable_for(target)
+        backend = backends.get(target.backend)
+        reason = backend.unavailable_for(target)
+        if reason and backend.emulation is not None:
+            reason += f"; its numerics run here: python -m toolkit run --target {name} --mode emulate"
         found.append(Check(f"target: {name}", reason is None, reason or "can run here"))
     return found

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from toolkit import backends, fileio, runfolder
+from toolkit import backends, calibration, fileio, runfolder
 from toolkit.chain import INFER_ENTRIES, ChainOptions, run_chain
 from toolkit.cluster import check_engine_mode
 from toolkit.containers import launch, runspec
@@ -20,7 +20,13 @@ def container_args(opts: ChainOptions, passed: list[tuple[str, object]]) -> list
     """The `run` the target's image runs: every stage but export, with the options the user gave."""
     return ["run", "--target", opts.target.name, "--stages", ",".join(s for s in opts.stages if s != "export"),
             *launch.flags(passed), *launch.device_flags(opts.target), *(["--skip-bad"] if opts.skip_bad else []),
-            *(["--tta"] if opts.target.tta else [])]
+            *(["--tta"] if opts.target.tta else []), *(["--calib-data", runspec.CALIB] if _calib_mount(opts) else [])]
+
+
+def _calib_mount(opts: ChainOptions) -> tuple[runspec.Mount, ...]:
+    """The user's calibration images (--calib-data), read-only at /calib in the target's image."""
+    folder = (opts.target.extra.get("calibration") or {}).get(calibration.FOLDER)
+    return (runspec.Mount(folder, runspec.CALIB, True),) if folder else ()
 
 
 def run_target(opts: ChainOptions, where: str, passed: list[tuple[str, object]], log: Callable[[str], None],
@@ -40,7 +46,8 @@ def run_target(opts: ChainOptions, where: str, passed: list[tuple[str, object]],
         if "export" in opts.stages:
             run_chain(replace(here, stages=("export",)), log, progress)
         if set(opts.stages) - {"export"}:
-            image_id = launch.in_container(config, container_args(opts, passed), staged, opts.data, device_ids, log)
+            image_id = launch.in_container(config, container_args(opts, passed), staged, opts.data, device_ids, log,
+                                           _calib_mount(opts))
             if "infer" in opts.stages:
                 launch.record_image(staged, config, image_id, opts.data, device_ids)
     return None
@@ -55,7 +62,7 @@ def plan(opts: ChainOptions, where: str, passed: list[tuple[str, object]]) -> di
     container, container_user = None, None
     if where == "container":
         spec = launch.container_spec(ContainerConfig.of(target), container_args(opts, passed), shown_dir, opts.data,
-                                     device_ids)
+                                     device_ids, _calib_mount(opts))
         container, container_user = spec.docker_cli(), spec.user_why
     with runfolder.transaction(shown_dir, "run --dry-run", reads=opts.data) as staged:
         steps = backend.dry_run(target, staged, shown)

@@ -51,20 +51,39 @@ def bar_label(row: dict) -> str:
     return f"{row['target']} bs{row['batch']}" + SOURCE_MARK.get(row["source"], "")
 
 
+def bar_groups(table: list[dict]) -> list[tuple[str, list[tuple[str, float | None, float | None]]]]:
+    """The throughput plot's bars: a bar (label, infer/s, e2e/s) for each row of the text report with a batch size
+    and a speed, grouped by the report's blocks in its order."""
+    from toolkit.report.table import BLOCKS
+
+    groups = [(kind, [(bar_label(r), r["infer_images_per_s"], r["e2e_images_per_s"]) for r in table
+                      if r["source"] == kind and r["status"] != "unavailable" and r.get("batch")
+                      and (r.get("infer_images_per_s") or r.get("e2e_images_per_s"))]) for kind in BLOCKS]
+    return [(kind, bars) for kind, bars in groups if bars]
+
+
 def throughput(table: list[dict]) -> Callable[[Path], None] | None:
-    bars = [(bar_label(r), r["infer_images_per_s"], r["e2e_images_per_s"], r["source"])
-            for r in table if r.get("batch") and (r.get("infer_images_per_s") or r.get("e2e_images_per_s"))]
-    if not bars:
+    groups = bar_groups(table)
+    if not groups:
         return None
 
     def write(tmp: Path) -> None:
         plt = _pyplot()
+        bars = [bar for _, group in groups for bar in group]
         fig, ax = plt.subplots(figsize=(max(6, len(bars) * 0.9), 4.5))
         x = np.arange(len(bars))
         ax.bar(x - 0.2, [b[1] or 0 for b in bars], 0.4, label="pure inference")
         ax.bar(x + 0.2, [b[2] or 0 for b in bars], 0.4, label="end to end")
+        start = 0
+        for kind, group in groups:  # each block's name over its bars, a line between blocks
+            ax.text(start + (len(group) - 1) / 2, 1.0, kind, transform=ax.get_xaxis_transform(), ha="center",
+                    va="bottom", fontsize=8)
+            if start:
+                ax.axvline(start - 0.5, color="grey", linewidth=0.8)
+            start += len(group)
         ax.set_xticks(x, [b[0] for b in bars], rotation=30, ha="right", fontsize=8)
-        ax.set(ylabel="images / s", yscale="log", title="throughput per target and batch size")
+        ax.set(ylabel="images / s", yscale="log")
+        ax.set_title("throughput per target and batch size, by the report's blocks", pad=16)
         ax.legend()
         ax.grid(axis="y", alpha=0.3)
         _save(plt, fig, tmp)
@@ -77,3 +96,29 @@ def _save(plt, fig, path: Path) -> None:
         fig.savefig(path, dpi=100, format="png")
     finally:
         plt.close(fig)
+
+
+LOSSLESS_DB = 80  # an SQNR from here up is no loss worth drawing apart (an exact 0..255 input: ~400 dB)
+
+
+def layer_errors(found: dict) -> Callable[[Path], None]:
+    """Each convolution's error (dB against the float model) against its FLOPs, coloured and named by block."""
+    rows = [r for r in found["convolutions"] if r["vs_float_sqnr_db"] is not None]
+
+    def write(tmp: Path) -> None:
+        plt = _pyplot()
+        fig, ax = plt.subplots(figsize=(9, 5.5))
+        blocks = list(dict.fromkeys(r["block"] for r in rows))
+        colours = plt.get_cmap("tab20")
+        for i, block in enumerate(blocks):
+            mine = [r for r in rows if r["block"] == block]
+            exact = [r["vs_float_sqnr_db"] >= LOSSLESS_DB for r in mine]  # drawn at the top, as triangles
+            ax.scatter([r["flops"] / 1e6 for r in mine], [min(r["vs_float_sqnr_db"], LOSSLESS_DB) for r in mine],
+                       s=24, color=colours(i % 20), label=block, marker=None if not any(exact) else "^")
+        ax.set(xscale="log", xlabel=f"MFLOPs at {'x'.join(map(str, found['input'][::-1]))}",
+               ylabel=f"SQNR of the input vs the float model, dB\n(higher: less lost; {LOSSLESS_DB}: none)",
+               title="quantisation error per convolution")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, ncol=2, loc="best")
+        _save(plt, fig, tmp)
+    return write

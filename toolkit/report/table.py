@@ -17,6 +17,11 @@ COLUMNS = ("source", "target", "precision", "preprocess", "tta", "batch", "statu
            "delta_easy", "delta_medium", "delta_hard", "delta_images", "delta_note", "e2e_images_per_s",
            "infer_images_per_s", "served_images_per_s", "tool_images_per_s", "tool", "p50_ms", "p99_ms", "devices",
            "device", "runs_in", "sdk")
+# The report's blocks, one per kind of row (`source`), in the order the terminal and the plots show them; the
+# targets that cannot run here are listed below them, one line per reason.
+BLOCKS = {"measured": "measured here", "calibration": "INT8 calibration configurations (measured here)",
+          "emulated": "EMULATED on this CPU: the device's numerics, never its speed",
+          "simulated": "SIMULATED devices: host-side speed only, never an AP", "published": "published figures"}
 
 
 def load_runs(runs: Path) -> list[dict]:
