@@ -215,3 +215,32 @@ def test_compare_outputs_layers_gives_each_convolutions_error_flops_and_block(sm
     refused = invoke("compare-outputs", cpu_run, cpu_run, "--layers", "--images", 1, "--data", data_root,
                      "--json", tmp_path / "same.json")
     assert refused.exit_code == 2 and "no Q/DQ pair" in refused.output
+
+
+@pytest.mark.parametrize("answer", [0, 1, 5, 17, 40, 63])
+def test_the_search_finds_the_shortest_prefix_in_about_2_log2_n_evaluations(answer: int) -> None:
+    from toolkit.search import _least_prefix
+
+    asked: list[int] = []
+    found = _least_prefix(lambda k: asked.append(k) or k >= answer, 63)
+    assert found == answer and len(set(asked)) <= 2 * 6 + 1
+
+
+def test_calibrate_search_writes_the_float_set_its_curve_and_the_target_lines(small_target: Path, data_root: Path,
+                                                                               tmp_path: Path) -> None:
+    import tomllib
+
+    out = tmp_path / "run"
+    result = invoke("calibrate", "--target", small_target, "--data", data_root, "--limit", 8, "--search", "--out", out)
+    assert result.exit_code == 0, result.output
+    found = json.loads((out / "search.json").read_text())
+    assert found["selection_images"] == 4 and found["confirmation_images"] == 4
+    ks = [len(p["float"]) for p in found["points"]]
+    assert ks == sorted(ks) and ks[0] == 0 and found["chosen"] in found["points"]
+    assert found["chosen"]["within"] or len(found["chosen"]["float"]) == len(found["ranking"])
+    shares = [c["flops_share"] for c in found["ranking"]]
+    assert all(0 < s < 1 for s in shares) and len({c["node"] for c in found["ranking"]}) == len(shares)
+    kept = tomllib.loads((out / "search.toml").read_text())["calibration"]["keep_float"]
+    assert kept == [found["chosen"]["float"]]
+    assert set(found["confirmation"]) >= {"delta_easy", "delta_medium", "delta_hard", "within_budget"}
+    assert (out / "search.png").read_bytes().startswith(b"\x89PNG") and "chosen:" in result.output

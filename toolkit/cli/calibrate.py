@@ -26,13 +26,17 @@ def calibrate_cmd(
     limit: Annotated[Optional[int], typer.Option(help="Evaluate on only the first N non-calibration images.")] = None,
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="Run folder (default runs/<target>).")] = None,
     calib_data: CalibDataOpt = None,
+    search: Annotated[bool, typer.Option(help="Search the float set of least cost (FLOPs) that keeps the AP within half the tolerance (0.25 / 0.25 / 0.5 points) on every other non-calibration image, and confirm it on the rest; writes search.json, search.png and search.toml (the target-file lines that keep it). For the onnxruntime and openvino INT8 targets.")] = False,
 ) -> None:
     """Calibrate and quantise to INT8 (each method of the sweep, or the vendor's quantiser); AP against FP32."""
     spec = calibration.with_images(targets.load(target), calib_data)
     run_dir = out_dir or runs_dir() / spec.name
     with progress() as bar:
         done = calibrate_target(spec, data or default_dataset(), run_dir, methods.split(",") if methods else None,
-                                count, limit, log, bar)
+                                count, limit, log, bar, search)
+    if "search" in done:
+        _show_search(done["search"], run_dir)
+        return
     if "sweep" in done:
         _show_sweep(spec.name, done["sweep"], run_dir)
         return
@@ -62,3 +66,23 @@ def _show_sweep(name: str, report: dict, run_dir: Path) -> None:
 def _figure(value: float | None, spec: str) -> str:
     """A figure as `spec` formats it; "-" where there is none (no face of that setting among the images)."""
     return "-" if value is None else format(value, spec)
+
+
+def _show_search(found: dict, run_dir: Path) -> None:
+    grid = Grid(f"{found['target']}: float sets tried ({found['method']}), AP against FP32 on the "
+                f"{found['selection_images']} selection images", [
+                    Col("in float"), Col("FLOPs %", figure=True), *(Col(f"Δ{s}", figure=True) for s in SETTINGS),
+                    Col("budget", right=False)])
+    for point in found["points"]:
+        grid.add(str(len(point["float"])), f"{100 * point['float_flops_share']:.1f}",
+                 *(_figure(point[f"delta_{s}"], "+.2f") for s in SETTINGS), "within" if point["within"] else "beyond",
+                 style="bold" if point == found["chosen"] else "")
+    show(out, grid)
+    confirmed = found["confirmation"]
+    say(out, f"chosen: {len(found['chosen']['float'])} convolutions in float, "
+             f"{100 * found['chosen']['float_flops_share']:.1f} % of the FLOPs; on the {found['confirmation_images']} "
+             f"confirmation images AP against FP32 {' / '.join(_figure(confirmed[f'delta_{s}'], '+.2f') for s in SETTINGS)} "
+             f"points ({'within' if confirmed['within_budget'] else 'beyond'} the budget, "
+             f"{'within' if confirmed['within_tolerance'] else 'beyond'} the tolerance)")
+    say(out, f"wrote {run_dir / 'search.json'}, {run_dir / 'search.png'}, {run_dir / 'search.toml'} (the target-file "
+             "lines that keep it)")

@@ -14,8 +14,10 @@ from toolkit.target import Target
 
 
 def calibrate_target(target: Target, data_root: Path | None, run_dir: Path, methods: list[str] | None,
-                     count: int | None, limit: int | None, log: Callable[[str], None], progress=None) -> dict:
-    """{"sweep": the calibration report} or {"quantiser": its summary, "artefact": the INT8 model}."""
+                     count: int | None, limit: int | None, log: Callable[[str], None], progress=None,
+                     search: bool = False) -> dict:
+    """{"sweep": the calibration report}, {"quantiser": its summary, "artefact": the INT8 model}, or with `search`
+    {"search": the float set search (toolkit/search.py)}."""
     if target.precision != "int8":
         raise InputError(f"target {target.name}: precision {target.precision}, calibration is for INT8 targets")
     backend = backends.get(target.backend)
@@ -32,6 +34,10 @@ def calibrate_target(target: Target, data_root: Path | None, run_dir: Path, meth
     gt = wider.load_ground_truth(data_root)
     with runfolder.transaction(run_dir, f"calibrate --target {target.name}", reads=data_root) as staged:
         fp32 = export_model(target, staged, None, Stages(log), [])
+        if search:
+            from toolkit.search import search as float_set_search
+
+            return {"search": float_set_search(target, backend, fp32.onnx, data_root, gt, staged, log, progress, limit)}
         items = quantization.evaluation_items(recipe, data_root, limit)
         if backend.sweep_methods:
             return {"sweep": quantization.sweep(target, backend, fp32.onnx, data_root, gt, staged, items, log, progress,
