@@ -43,8 +43,11 @@ class Recipe:
     def image_paths(self, data_root: Path) -> list[Path]:
         """The calibration images: the first `count` of the user's folder, else the recipe's under `data_root`."""
         if self.folder is not None:
-            return list_images(reading.folder(self.folder, "calibration image folder"))[: self.count]
+            return self._folder_images()
         return [data_root / IMAGES_DIR / n for n in self.image_names()]
+
+    def _folder_images(self) -> list[Path]:
+        return list_images(reading.folder(self.folder, "calibration image folder"))[: self.count]
 
     def source(self) -> str:
         """Where the images came from, in words (the manifest and result.json keep it)."""
@@ -54,7 +57,7 @@ class Recipe:
 
     def image_names(self) -> list[str]:
         if self.folder is not None:
-            return [str(p) for p in self.image_paths(Path("."))]
+            return [str(p) for p in self._folder_images()]
         listing = reading.inside(RECIPES_DIR, self.images, RECIPES_DIR / f"{self.name}.toml")
         if not os.path.lexists(listing):
             raise InputError(f"{listing}: no such calibration image list")

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from toolkit import bench, targets
-from toolkit.cli.common import handle_errors, in_range, log, out, progress
+from toolkit.cli.common import handle_errors, in_range, log, out, progress, whole_numbers
 from toolkit.cli.layout import Col, Grid, show
 from toolkit.cli.containers import AddressOpt, DeviceIdsOpt, EngineOpt, ModeOpt, WorkersOpt, parse_device_ids, parse_engine
 from toolkit.containers.launch import resolve_mode
@@ -18,15 +18,23 @@ from toolkit.flows.bench import BATCHES_PER_STREAM, BenchOptions, benchmark, ser
 from toolkit.media.anonymize import MODES, Anonymizer
 from toolkit.paths import default_dataset, runs_dir
 from toolkit.report.table import tta_label
-from toolkit.serve.load import parse_levels, refusals
+from toolkit.serve.load import refusals
 from toolkit.target import Target
 
 
 def _batch_sizes(text: str) -> list[int]:
-    try:
-        return [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise InputError(f"batch sizes {text!r}: expected a list such as 1,16") from None
+    found = whole_numbers(text)
+    if found is None:
+        raise InputError(f"batch sizes {text!r}: expected a list such as 1,16")
+    return found
+
+
+def _levels(text: str) -> list[int]:
+    """--concurrency: requests in flight per level, each 1 or more."""
+    levels = whole_numbers(text) or []
+    if not levels or any(c < 1 for c in levels):
+        raise InputError(f"--concurrency {text!r}: expected whole numbers 1 or more, such as 1,8,32")
+    return levels
 
 
 def _input(spec: Target, preprocess: str | None, size: str | None) -> Preprocess:
@@ -105,7 +113,7 @@ def _bench_serve(target: str, url: str | None, concurrency: str, duration: float
     spec = targets.load(target).on_devices(parse_device_ids(device_ids))
     with progress() as bar:
         result = serve_benchmark(spec, out_dir or runs_dir() / spec.name, resolve_mode(mode, spec), data or default_dataset(),
-                                 images, parse_levels(concurrency), duration, url, json_path, log, bar)
+                                 images, _levels(concurrency), duration, url, json_path, log, bar)
     grid = Grid(f"{result['target']} served ({result['url']}), {result['images']} real images",
                 [Col("concurrency"), Col("answered/s"), Col("p50 ms", 2), Col("p95 ms", 1), Col("p99 ms"),
                  Col("refused", right=False, prose=True), Col("RSS growth MB", 3)])

@@ -62,6 +62,15 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def whole_numbers(text: str) -> list[int] | None:
+    """A comma-separated list of whole numbers (`1,8,32`), or None where it is not one (the caller names its
+    option and what it takes)."""
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        return None
+
+
 def in_range(option: str, value: float, low: float, high: float | None = None) -> float:
     """A numeric option's value, finite and within [low, high], or one line naming the option."""
     if not math.isfinite(value) or value < low or (high is not None and value > high):

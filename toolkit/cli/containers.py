@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from toolkit import backends, targets
-from toolkit.cli.common import console, handle_errors, out
+from toolkit.cli.common import console, handle_errors, out, whole_numbers
 from toolkit.cli.layout import say
 from toolkit.containers import base_image, images
 from toolkit.containers.config import ContainerConfig
@@ -71,10 +71,7 @@ def parse_device_ids(text: str | None) -> list[int] | str | None:
     """A list of ids, "all", or None (not given)."""
     if text is None or text.strip() == "all":
         return None if text is None else "all"
-    try:
-        ids = [int(p) for p in text.split(",") if p.strip()]
-    except ValueError:
-        ids = []
+    ids = whole_numbers(text) or []
     if not ids or any(i < 0 for i in ids):
         raise InputError(f"--device-ids {text!r}: expected numbers 0 or more, such as 0 or 0,1, or all")
     if len(set(ids)) != len(ids):

@@ -61,9 +61,10 @@ def compare_layers(run_a: Path, run_b: Path, data: Path | None, count: int, json
     pre = Preprocess(saved.get("mode", "native"), saved.get("width"), saved.get("height"),
                      tuple(tuple(b) for b in saved.get("buckets", [])))
     paths = _layer_images(run_b, data, count)
-    rows = sensitivity.per_convolution(float_model, qdq_model, [pre(read_rgb(p))[0][None] for p in paths])
+    batches = [pre(read_rgb(p))[0][None] for p in paths]
+    rows = sensitivity.per_convolution(float_model, qdq_model, batches)
     found = {"float_model": str(float_model), "qdq_model": str(qdq_model), "images": [str(p) for p in paths],
-             "input": list(pre(read_rgb(paths[0]))[0].shape[1:]), "preprocess": pre.describe(),
+             "input": list(batches[0].shape[2:]), "preprocess": pre.describe(),
              "error": "signal-to-quantisation-noise ratio of each convolution's input in dB (higher is better): "
                       "local = before against after its own Q/DQ pair, vs_float = against the float model",
              "convolutions": rows}

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from toolkit.errors import InputError, ToolkitError
+from toolkit.errors import ToolkitError
 
 READY_WAIT_S = 300  # a service converting its model first, then warming it
 
@@ -176,13 +176,3 @@ class Service:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             return self.proc.wait()
-
-
-def parse_levels(text: str) -> list[int]:
-    try:
-        levels = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        levels = []
-    if not levels or any(c < 1 for c in levels):
-        raise InputError(f"--concurrency {text!r}: expected whole numbers 1 or more, such as 1,8,32")
-    return levels
