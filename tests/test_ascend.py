@@ -241,7 +241,11 @@ def test_310p_dry_run_calibrates_on_the_whole_set_and_mounts_what_npu_smi_needs(
     plan_ = json.loads((tmp_path / "310p" / "plan.json").read_text())
     (amct,) = [s["command"] for s in plan_["steps"] if s["command"] and s["command"][0] == "amct_onnx"]
     recipe = calibration.recipe_for(targets.load("310p"))
-    assert amct[amct.index("--batch_num") + 1] == str(-(-recipe.count // recipe.batch_size))  # 32 images: 2 of 16
+    batches = -(-recipe.count // recipe.batch_size)  # 32 images: 2 of 16
+    config = (tmp_path / "310p" / "amct" / "calibration.cfg").read_text()  # the searched layers AMCT skips
+    assert "--batch_num" not in amct and amct[amct.index("--calibration_config") + 1] == "/runs/310p/amct/calibration.cfg"
+    skipped = targets.load("310p").extra["calibration"]["skip_layers"]
+    assert config.startswith(f"batch_num : {batches}\n") and config.count("skip_layers : ") == len(skipped) > 0
     docker = " ".join(plan_["container"])
     for host_path in ("/usr/local/sbin/npu-smi", "/usr/local/dcmi", "/etc/ascend_install.info"):
         assert f"-v {host_path}:{host_path}:ro" in docker

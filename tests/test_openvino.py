@@ -109,3 +109,27 @@ def test_bench_compare_shows_openvino_as_a_user_sets_it_up(data_root: Path, tmp_
     assert figures["runtime"]["precision_in_force"] == "bf16"
     users = [name for name in figures["compare"] if name.startswith("openvino, as a user sets it up")]
     assert users == ["openvino, as a user sets it up (defaults: bf16, LATENCY)"]  # its own precision, shown
+
+
+def test_nncf_quantises_for_openvino_and_leaves_the_named_nodes_in_float(cpu_run: Path, data_root: Path,
+                                                                        tmp_path: Path) -> None:
+    """NNCF's post-training quantisation (the `nncf` method of the openvino targets' sweep) on two real calibration
+    images: Q/DQ before every convolution but the held ones, and OpenVINO runs the file as CenterFace."""
+    import onnx
+
+    from toolkit.calibration import build, load_recipe
+    from toolkit.data.images import read_rgb
+
+    calib, _ = build(load_recipe("cpu", count=2), data_root, tmp_path / "sets")
+    held = "/backbone/features.0/features.0.0/Conv"
+    spec = targets.load("openvino-int8")
+    model_path = backends.get("openvino").calibrate(cpu_run / "centerface.onnx", calib, spec, tmp_path / "m.onnx",
+                                                    "nncf", [held])
+    model = onnx.load(str(model_path))
+    made_by = {out: n.op_type for n in model.graph.node for out in n.output}
+    convs = {n.name: made_by.get(n.input[0]) for n in model.graph.node if n.op_type in ("Conv", "ConvTranspose")}
+    assert convs.pop(held) != "DequantizeLinear" and set(convs.values()) == {"DequantizeLinear"}
+    image = spec.preprocess(read_rgb(sorted((data_root / "WIDER_val" / "images").rglob("*.jpg"))[0]))[0][None]
+    with backends.get("openvino").runner(model_path, spec) as runner:
+        outputs = runner.infer(image)
+    assert outputs["heatmap"].shape[1] == 1 and np.isfinite(outputs["heatmap"]).all()

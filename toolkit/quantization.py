@@ -37,10 +37,18 @@ def evaluate_model(runner, items: list[tuple[str, Path]], pre: Preprocess, thres
                    tta: TtaPlan | None = None) -> tuple[dict, float]:
     """AP (in memory, of the rows a prediction file would hold: the AP a run of the model writes) and end-to-end
     images/s of one model over `items` (with `tta`'s passes)."""
+    preds, rate = predictions(runner, items, pre, threshold, on_progress, tta)
+    return evaluate(preds, gt).aps(), rate
+
+
+def predictions(runner, items: list[tuple[str, Path]], pre: Preprocess, threshold: float,
+                on_progress: Callable[[int], None] | None = None,
+                tta: TtaPlan | None = None) -> tuple[dict[str, np.ndarray], float]:
+    """The rows a prediction file would hold, per image key, and the end-to-end images/s."""
     preds: dict[str, np.ndarray] = {}
     times = pipeline.run(items, runner, pre, lambda key, det, _o: preds.__setitem__(key, written_rows(det)),
                          threshold=threshold, on_progress=on_progress, tta=tta)
-    return evaluate(preds, gt).aps(), round(times.images / times.wall, 2)
+    return preds, round(times.images / times.wall, 2)
 
 
 def _row(name: str, ap: dict, e2e: float, speed: dict, size: int, ref: dict | None, ref_speed: float | None) -> dict:

@@ -18,7 +18,7 @@ from toolkit.data.preprocess import NCHW_F32, NHWC_U8, batch_dtype
 from toolkit.errors import InputError, Unavailable
 from toolkit.model.signature import check_outputs
 from toolkit.schema import Field
-from toolkit.calibration import CalibrationSet
+from toolkit.calibration import CalibrationSet, configs_for
 from toolkit.target import Target
 
 
@@ -270,6 +270,27 @@ class Backend(ABC):
         calibration. A summary may name an `onnx_twin`: an ONNX model (relative to `out`) with the
         quantised numerics, which ONNX Runtime can evaluate where the device is missing."""
         raise Unavailable(f"backend {self.name}: no INT8 quantiser")
+
+    def float_setting(self, names: list[str]) -> dict:
+        """The [calibration] lines that leave the nodes `names` unquantised, in this backend's terms (the sweep's
+        `keep_float`: one variant)."""
+        return {"keep_float": [list(names)]}
+
+    def qdq_twin(self, onnx_path: Path, target: Target, calib: CalibrationSet, out: Path) -> Path:
+        """A Q/DQ ONNX model of every layer the backend quantises, with its INT8 scheme and FP32 elsewhere, in `out`:
+        what the sensitivity per layer compares with the float model (the sweep's first method)."""
+        method = configs_for(target)[0].method
+        return self.calibrate(onnx_path, calib, target, out / "centerface.int8.twin.onnx", method, [])
+
+    def quantise_holding(self, onnx_path: Path, target: Target, calib: CalibrationSet, out: Path, names: list[str],
+                         log: Callable[[str], None]) -> tuple[Path, Target]:
+        """The INT8 artefact in `out` with the nodes `names` left in float, by the backend's own means (the sweep's
+        first method, or the vendor's quantiser), and the target its runner opens it as."""
+        held = target.with_extra("calibration", {**target.extra["calibration"], **self.float_setting(names)})
+        if self.sweep_methods:
+            method = configs_for(target)[0].method
+            return self.calibrate(onnx_path, calib, held, out / "centerface.int8.onnx", method, names), held
+        return self.quantise(onnx_path, held, calib, out, log)[0], held
 
     @abstractmethod
     def runner(self, artefact: Path, target: Target) -> Runner:

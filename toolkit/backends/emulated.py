@@ -52,6 +52,12 @@ class EmulatedBackend(Backend):
         fileio.write_json(folder / RECORD, {"models": [os.path.relpath(m, folder) for m in models], "emulation": record})
         return models[0]
 
+    def float_setting(self, names: list[str]) -> dict:
+        return self.device.float_setting(names)
+
+    def qdq_twin(self, onnx_path: Path, target: Target, calib: CalibrationSet, out: Path) -> Path:
+        return self.device.qdq_twin(onnx_path, target, calib, out)
+
     def runner(self, artefact: Path, target: Target) -> Runner:
         folder = artefact.parent
         models = [reading.inside(folder, m, folder / RECORD) for m in reading.read_json(folder / RECORD, SHAPE)["models"]]

@@ -43,6 +43,34 @@ def matching_nodes(model_path: Path, patterns: list[str]) -> list[str]:
     return [n for n in names if any(fnmatch.fnmatch(n, p) for p in patterns)]
 
 
+def float_inputs(model, held: set[str]):
+    """`model` with each held node reading the float tensors its quantised neighbours read through a Q/DQ pair:
+    ONNX Runtime quantises a tensor once for all its readers, so an excluded node that shares its input with a
+    quantised one (a neck's lateral convolution and the next backbone block) would read it quantised too."""
+    made_by = {out: node for node in model.graph.node for out in node.output}
+    for node in model.graph.node:
+        if node.name not in held:
+            continue
+        for i, name in enumerate(node.input):
+            dq = made_by.get(name)
+            q = made_by.get(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None
+            if q is not None and q.op_type == "QuantizeLinear":
+                node.input[i] = q.input[0]
+    return _without_unread_pairs(model)
+
+
+def _without_unread_pairs(model):
+    """`model` without the Q/DQ nodes nothing reads any more (a pair only a held node read)."""
+    while True:
+        read = {name for node in model.graph.node for name in node.input} | {o.name for o in model.graph.output}
+        unread = [n for n in model.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")
+                  and not any(out in read for out in n.output)]
+        if not unread:
+            return model
+        for node in unread:
+            model.graph.node.remove(node)
+
+
 def quantize(fp32: Path, calib: CalibrationSet, method: str, exclude: list[str], out: Path, cache_dir: Path,
              activations_symmetric: bool = False, per_channel: bool = True, op_types: tuple[str, ...] = (),
              int32_bias: bool = True) -> Path:
@@ -63,15 +91,19 @@ def quantize(fp32: Path, calib: CalibrationSet, method: str, exclude: list[str],
         fileio.write_with(prepared, lambda tmp: quant_pre_process(str(fp32), str(tmp), skip_symbolic_shape=True))
     input_name = onnx.load(str(prepared)).graph.input[0].name
 
+    held = matching_nodes(prepared, exclude) if exclude else []
+
     def write(tmp: Path) -> None:
         with contextlib.redirect_stdout(io.StringIO()):  # ORT prints a line per calibration batch
             _quantize(tmp)
+        if held:
+            onnx.save(float_inputs(onnx.load(str(tmp)), set(held)), str(tmp))
 
     def _quantize(tmp: Path) -> None:
         quantize_static(
             str(prepared), str(tmp), _Reader(calib, input_name), quant_format=QuantFormat.QDQ, per_channel=per_channel,
             activation_type=QuantType.QInt8 if activations_symmetric else QuantType.QUInt8, weight_type=QuantType.QInt8,
-            nodes_to_exclude=matching_nodes(prepared, exclude) if exclude else None,
+            nodes_to_exclude=held or None,
             op_types_to_quantize=list(op_types) or None,
             calibrate_method={"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                               "percentile": CalibrationMethod.Percentile}[method],

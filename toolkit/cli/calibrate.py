@@ -26,7 +26,7 @@ def calibrate_cmd(
     limit: Annotated[Optional[int], typer.Option(help="Evaluate on only the first N non-calibration images.")] = None,
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="Run folder (default runs/<target>).")] = None,
     calib_data: CalibDataOpt = None,
-    search: Annotated[bool, typer.Option(help="Search the float set of least cost (FLOPs) that keeps the AP within half the tolerance (0.25 / 0.25 / 0.5 points) on every other non-calibration image, and confirm it on the rest; writes search.json, search.png and search.toml (the target-file lines that keep it). For the onnxruntime and openvino INT8 targets.")] = False,
+    search: Annotated[bool, typer.Option(help="Search the float set of least cost (measured time here, else FLOPs) that keeps the AP within half the tolerance (0.25 / 0.25 / 0.5 points) on every other non-calibration image, and confirm it on the rest; writes search.json, search.png and search.toml (the target-file lines that keep it). Every INT8 target; a device that is not here through its emulation.")] = False,
 ) -> None:
     """Calibrate and quantise to INT8 (each method of the sweep, or the vendor's quantiser); AP against FP32."""
     spec = calibration.with_images(targets.load(target), calib_data)
@@ -69,20 +69,40 @@ def _figure(value: float | None, spec: str) -> str:
 
 
 def _show_search(found: dict, run_dir: Path) -> None:
-    grid = Grid(f"{found['target']}: float sets tried ({found['method']}), AP against FP32 on the "
-                f"{found['selection_images']} selection images", [
-                    Col("in float"), Col("FLOPs %", figure=True), *(Col(f"Δ{s}", figure=True) for s in SETTINGS),
-                    Col("budget", right=False)])
+    emulated = " (emulated)" if found["emulated"] else ""
+    grid = Grid(f"{found['target']}{emulated}: float sets tried, AP against FP32 on the {found['selection_images']} "
+                f"selection images; cost: {found['cost']}", [
+                    Col("in float"), Col("cost %", figure=True), Col("FLOPs %", 2, figure=True),
+                    *(Col(f"Δ{s}", figure=True) for s in SETTINGS), Col("budget", right=False)])
     for point in found["points"]:
-        grid.add(str(len(point["float"])), f"{100 * point['float_flops_share']:.1f}",
-                 *(_figure(point[f"delta_{s}"], "+.2f") for s in SETTINGS), "within" if point["within"] else "beyond",
-                 style="bold" if point == found["chosen"] else "")
+        grid.add(str(len(point["float"])), f"{100 * point['float_cost_share']:.1f}",
+                 f"{100 * point['float_flops_share']:.1f}", *(_figure(point[f"delta_{s}"], "+.2f") for s in SETTINGS),
+                 "within" if point["within"] else "beyond", style="bold" if point == found["chosen"] else "")
     show(out, grid)
-    confirmed = found["confirmation"]
-    say(out, f"chosen: {len(found['chosen']['float'])} convolutions in float, "
-             f"{100 * found['chosen']['float_flops_share']:.1f} % of the FLOPs; on the {found['confirmation_images']} "
-             f"confirmation images AP against FP32 {' / '.join(_figure(confirmed[f'delta_{s}'], '+.2f') for s in SETTINGS)} "
-             f"points ({'within' if confirmed['within_budget'] else 'beyond'} the budget, "
-             f"{'within' if confirmed['within_tolerance'] else 'beyond'} the tolerance)")
+    chosen, confirmed = found["chosen"], found["confirmation"]
+    if not found["held"]:
+        say(out, f"no float set held the budget: even with all {len(chosen['float'])} convolutions in float the AP "
+                 "is beyond it (the loss is not in the convolutions' quantisation)")
+    say(out, f"chosen: {len(chosen['float'])} convolutions in float, {100 * chosen['float_cost_share']:.1f} % of the "
+             f"cost, {100 * chosen['float_flops_share']:.1f} % of the FLOPs; AP against FP32{emulated}, points "
+             f"({_percent(found['interval_level'])} interval):")
+    say(out, f"selection ({found['selection_images']} images): {_with_intervals(chosen)}")
+    say(out, f"confirmation ({found['confirmation_images']} images): {_with_intervals(confirmed)}, "
+             f"{'within' if confirmed['within_budget'] else 'beyond'} the budget, "
+             f"{'within' if confirmed['within_tolerance'] else 'beyond'} the tolerance")
     say(out, f"wrote {run_dir / 'search.json'}, {run_dir / 'search.png'}, {run_dir / 'search.toml'} (the target-file "
-             "lines that keep it)")
+             f"lines that keep it); the chosen model: {run_dir / found['model']}")
+
+
+def _with_intervals(deltas: dict) -> str:
+    """`easy -0.12 [-0.30, +0.05], ...`: each setting's delta and its interval."""
+    words = []
+    for s in SETTINGS:
+        low_high = deltas["interval"].get(s)
+        span = f" [{low_high[0]:+.2f}, {low_high[1]:+.2f}]" if low_high else ""
+        words.append(f"{s} {_figure(deltas[f'delta_{s}'], '+.2f')}{span}")
+    return ", ".join(words)
+
+
+def _percent(level: float) -> str:
+    return f"{round(100 * level)} %"

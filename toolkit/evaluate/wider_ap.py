@@ -197,36 +197,52 @@ def voc_ap(recall: np.ndarray, precision: np.ndarray) -> float:
 
 def evaluate(preds: dict[str, np.ndarray], gt: GroundTruth, iou: float = IOU) -> Evaluation:
     """AP per setting over the images that have predictions (the ground truth is restricted to them)."""
-    unmatched = sorted(k for k in preds if k not in gt.images)
+    keys = _matched_keys(preds, gt)
+    curves = {s: np.zeros((THRESH_NUM, 2)) for s in SETTINGS}
+    faces = dict.fromkeys(SETTINGS, 0)
+    for _key, image_curves, image_faces in image_pr(preds, gt, iou):
+        for s in SETTINGS:
+            faces[s] += image_faces[s]
+            curves[s] += image_curves[s]
+    results = {s: setting_result(curves[s], faces[s]) for s in SETTINGS}
+    return Evaluation(results, len(keys), len(gt.images), sorted(k for k in preds if k not in gt.images))
+
+
+def setting_result(curve: np.ndarray, faces: float) -> SettingResult:
+    """A setting's precision, recall and AP from its summed (THRESH_NUM, 2) proposals / recalled curve."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        precision = curve[:, 1] / curve[:, 0]
+        recall = curve[:, 1] / faces
+    return SettingResult(voc_ap(recall, precision) if faces else None, precision, recall, int(faces))
+
+
+def _matched_keys(preds: dict[str, np.ndarray], gt: GroundTruth) -> list[str]:
     keys = [k for k in gt.images if k in preds]
     if not keys:
         raise InputError("no prediction file matches an image of the ground truth",
                          "prediction files must be named <event>/<image>.txt as in WIDER_val/images")
+    return keys
+
+
+def image_pr(preds: dict[str, np.ndarray], gt: GroundTruth, iou: float = IOU):
+    """Per image with predictions (in the ground truth's order): its key, its (THRESH_NUM, 2) curve per setting and
+    its faces per setting, the scores normalised over all of `preds` (what the official protocol sums)."""
+    keys = _matched_keys(preds, gt)
     preds = _normalise_scores({k: preds[k] for k in keys})
     thresholds = 1 - (np.arange(THRESH_NUM) + 1) / THRESH_NUM
-    curves = {s: np.zeros((THRESH_NUM, 2)) for s in SETTINGS}
-    faces = dict.fromkeys(SETTINGS, 0)
     for key in keys:
         truth, pred = gt.images[key], preds[key]
-        for s in SETTINGS:
-            faces[s] += len(truth.keep[s])
-        if len(truth.boxes) == 0 or len(pred) == 0:
-            continue
-        gt_xyxy = truth.boxes.copy()
-        gt_xyxy[:, 2:] += gt_xyxy[:, :2]
-        p_xyxy = pred[:, :4].copy()
-        p_xyxy[:, 2:] += p_xyxy[:, :2]
-        best_gt, hit = _best_matches(p_xyxy, gt_xyxy, iou)
-        last = _last_index_above(pred[:, 4], thresholds)
-        for s in SETTINGS:
-            curves[s] += _image_pr(pred, gt_xyxy, truth.keep[s], last, best_gt, hit)
-    results = {}
-    for s in SETTINGS:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            precision = curves[s][:, 1] / curves[s][:, 0]
-            recall = curves[s][:, 1] / faces[s]
-        results[s] = SettingResult(voc_ap(recall, precision) if faces[s] else None, precision, recall, faces[s])
-    return Evaluation(results, len(keys), len(gt.images), unmatched)
+        faces = {s: len(truth.keep[s]) for s in SETTINGS}
+        curves = {s: np.zeros((THRESH_NUM, 2)) for s in SETTINGS}
+        if len(truth.boxes) and len(pred):
+            gt_xyxy = truth.boxes.copy()
+            gt_xyxy[:, 2:] += gt_xyxy[:, :2]
+            p_xyxy = pred[:, :4].copy()
+            p_xyxy[:, 2:] += p_xyxy[:, :2]
+            best_gt, hit = _best_matches(p_xyxy, gt_xyxy, iou)
+            last = _last_index_above(pred[:, 4], thresholds)
+            curves = {s: _image_pr(pred, gt_xyxy, truth.keep[s], last, best_gt, hit) for s in SETTINGS}
+        yield key, curves, faces
 
 
 def _normalise_scores(preds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

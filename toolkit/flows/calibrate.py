@@ -24,7 +24,7 @@ def calibrate_target(target: Target, data_root: Path | None, run_dir: Path, meth
     if not backend.int8:
         raise InputError(f"target {target.name}: backend {backend.name} has no INT8 quantisation")
     reason = backend.unavailable_for_int8()
-    if reason:
+    if reason and not (search and backend.emulation):  # a search goes through the device's emulation
         raise Unavailable(f"target {target.name}: {reason}")
     quantization.check_methods(backend, target, methods)
     check_limit(limit)
@@ -37,7 +37,7 @@ def calibrate_target(target: Target, data_root: Path | None, run_dir: Path, meth
         if search:
             from toolkit.search import search as float_set_search
 
-            return {"search": float_set_search(target, backend, fp32.onnx, data_root, gt, staged, log, progress, limit)}
+            return {"search": float_set_search(target, fp32.onnx, data_root, gt, staged, log, progress, limit)}
         items = quantization.evaluation_items(recipe, data_root, limit)
         if backend.sweep_methods:
             return {"sweep": quantization.sweep(target, backend, fp32.onnx, data_root, gt, staged, items, log, progress,

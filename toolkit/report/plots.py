@@ -125,22 +125,23 @@ def layer_errors(found: dict) -> Callable[[Path], None]:
 
 
 def search_curve(found: dict) -> Callable[[Path], None]:
-    """calibrate --search: each point tried, AP delta per setting against the float share of the FLOPs, the
+    """calibrate --search: each point tried, AP delta per setting against the float share of the cost, the
     budget drawn, the chosen point ringed."""
-    points = sorted(found["points"], key=lambda p: p["float_flops_share"])
+    points = sorted(found["points"], key=lambda p: p["float_cost_share"])
 
     def write(tmp: Path) -> None:
         plt = _pyplot()
         fig, ax = plt.subplots(figsize=(7, 4.5))
         for setting, colour in zip(("easy", "medium", "hard"), ("tab:green", "tab:orange", "tab:red")):
-            ax.plot([100 * p["float_flops_share"] for p in points], [p[f"delta_{setting}"] or 0 for p in points],
+            ax.plot([100 * p["float_cost_share"] for p in points], [p[f"delta_{setting}"] or 0 for p in points],
                     "o-", color=colour, label=setting)
             ax.axhline(-found["budget"][setting], color=colour, linestyle=":", linewidth=1)
         chosen = found["chosen"]
-        ax.scatter([100 * chosen["float_flops_share"]] * 3, [chosen[f"delta_{s}"] or 0 for s in ("easy", "medium", "hard")],
+        ax.scatter([100 * chosen["float_cost_share"]] * 3, [chosen[f"delta_{s}"] or 0 for s in ("easy", "medium", "hard")],
                    s=140, facecolors="none", edgecolors="black", label="chosen")
-        ax.set(xlabel="float share of the FLOPs, %", ylabel="AP against FP32, points (selection half)",
-               title=f"{found['target']}: the float set search (budget dotted)")
+        emulated = ", emulated" if found["emulated"] else ""
+        ax.set(xlabel=f"float share of the {found['cost']}, %", ylabel="AP against FP32, points (selection half)",
+               title=f"{found['target']}{emulated}: the float set search (budget dotted)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
         _save(plt, fig, tmp)

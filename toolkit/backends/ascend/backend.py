@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from toolkit import fileio, reading
+from toolkit import calibration, fileio, reading
 from toolkit.backends.ascend import aipp, bins, commands, perf, plan, toolflow
 from toolkit.backends.ascend.cann import SET_ENV, Cann
 from toolkit.backends.ascend.settings import SOCS, AscendSettings
@@ -113,16 +113,17 @@ class AscendBackend(Backend):
                  log: Callable[[str], None]) -> tuple[Path, dict]:
         """AMCT on the calibration set (real WIDER images at the deployed shape), then atc on its deploy
         model. AMCT's fake-quant model is the ONNX twin: its AP is known even without a chip."""
-        s = AscendSettings.of(target)
+        skipped = AscendSettings.of(target).skip_layers
         written = bins.write_calibration(out / plan.CALIBRATION_DIR, calib.batches())
         batch = calib.manifest["recipe"]["batch_size"]
-        log(f"AMCT calibration: {len(written)} batches of {batch} (set {calib.sha256[:16]})")
+        log(f"AMCT calibration: {len(written)} batches of {batch} (set {calib.sha256[:16]})"
+            + (f", {len(skipped)} layers left unquantised" if skipped else ""))
         for earlier in (plan.deploy_model(out), plan.fake_quant_model(out)):
             earlier.unlink(missing_ok=True)  # AMCT rewrites in place (see convert)
         work = plan.amct_prefix(out).parent.resolve()  # AMCT writes amct_log/ and a temporary folder where it runs
         work.mkdir(parents=True, exist_ok=True)
-        run_tool(commands.amct_calibration(onnx_path.resolve(), plan.amct_prefix(out).resolve(), batch, s.height, s.width,
-                                           (out / plan.CALIBRATION_DIR).resolve(), len(written)), cwd=work)
+        _write_amct_config(target, out, len(written))
+        run_tool(plan.amct_command(target, onnx_path.resolve(), out.resolve(), len(written)), cwd=work)
         for made in (plan.deploy_model(out), plan.fake_quant_model(out)):
             if not made.is_file():
                 raise ToolkitError(f"amct_onnx wrote no {made}")
@@ -149,7 +150,7 @@ class AscendBackend(Backend):
             models = static_per_size(out / summary["onnx_twin"], out, emulation.EMULATED, sizes)
             record = emulation.record("int8", None, sizes, device)
             return models, {**record, "numerics": "AMCT's own fake-quant model", "scheme": "amct"}
-        scheme = AMCT_TWIN if target.precision == "int8" else None
+        scheme = AMCT_TWIN.held(s.skip_layers) if target.precision == "int8" else None
         log(f"emulating {target.name}: {s.soc_version} {target.precision} numerics in ONNX Runtime on the CPU"
             + (", input through the AIPP config" if s.aipp else ""))
         models = emulation.build(onnx_path, out, target.precision, sizes, scheme, calib)
@@ -161,7 +162,17 @@ class AscendBackend(Backend):
         s = AscendSettings.of(target)
         if s.aipp:
             fileio.write_text(out / plan.AIPP_FILE, aipp.generate(*s.aipp_source_size))
+        if target.precision == "int8":
+            recipe = calibration.recipe_for(target)
+            _write_amct_config(target, out, -(-recipe.count // recipe.batch_size))
         return plan.steps(target, shown or out)
+
+    def qdq_twin(self, onnx_path: Path, target: Target, calib: CalibrationSet, out: Path) -> Path:
+        return emulation.calibrated_qdq(onnx_path, out / "centerface.int8.twin.onnx", calib, AMCT_TWIN,
+                                        out / "calibration" / "cache")  # AMCT's scheme in standard Q/DQ
+
+    def float_setting(self, names: list[str]) -> dict:
+        return {"skip_layers": list(names)}  # AMCT's own: left unquantised, FP16 on the chip
 
     def runner(self, artefact: Path, target: Target) -> Runner:
         """One InferSession per chip: the target file's device_id, --device-ids, or every chip (`all`)."""
@@ -267,6 +278,15 @@ class AippEmulation(Runner):
 
     def _release(self) -> None:
         self.inner.close()
+
+
+def _write_amct_config(target: Target, out: Path, batch_num: int) -> None:
+    """AMCT's configuration file, where the target leaves layers unquantised (else none, and none left over)."""
+    skipped = AscendSettings.of(target).skip_layers
+    if skipped:
+        fileio.write_text(plan.amct_config(out), commands.amct_config(batch_num, skipped))
+    else:
+        plan.amct_config(out).unlink(missing_ok=True)
 
 
 def _emulated_input(out: Path, target: Target) -> Callable[[Runner], Runner] | None:

@@ -28,13 +28,23 @@ def atc(onnx: Path, output_stem: Path, batch: int, sizes: list[tuple[int, int]],
 
 
 def amct_calibration(onnx: Path, save_path: Path, batch: int, height: int, width: int, data_dir: Path,
-                     batch_num: int) -> list[str]:
+                     batch_num: int, config: Path | None = None) -> list[str]:
     """INT8 calibration on real images; writes <save_path>_deploy_model.onnx and _fake_quant_model.onnx.
     `--batch_num`: how many batches of `data_dir` calibration runs (AMCT's default is 1; CANN 8.0.0 AMCT
-    command-line options, hiascend.com canncommercial/800 atlasamct_16_0337)."""
+    command-line options, hiascend.com canncommercial/800 atlasamct_16_0337). With `config` (amct_config's
+    simple configuration file, which then holds the batch count: AMCT takes --calibration_config without
+    --batch_num, atlasamct_16_0348)."""
     return ["amct_onnx", "calibration", "--model", str(onnx), "--save_path", str(save_path),
             "--input_shape", input_shape(batch, height, width), "--data_dir", str(data_dir), "--data_types", "float32",
-            "--batch_num", str(batch_num)]
+            *(["--calibration_config", str(config)] if config else ["--batch_num", str(batch_num)])]
+
+
+def amct_config(batch_num: int, skip_layers: tuple[str, ...]) -> str:
+    """AMCT's simple post-training configuration (protobuf text of AMCTConfig in amct_onnx/proto/
+    calibration_config_onnx.proto; fields as CANN 8.0 to 9.0 document them, atlasamct_16_0163): the batch
+    count and the layers (ONNX node names) left unquantised."""
+    skipped = "".join(f'skip_layers : "{name}"\n' for name in skip_layers)
+    return f"batch_num : {batch_num}\n{skipped}"
 
 
 def ais_bench(om: Path, output: Path, output_dirname: str, batch: int, device: int = 0,

@@ -63,6 +63,19 @@ def fake_quant_model(out: Path) -> Path:
     return Path(f"{amct_prefix(out)}_fake_quant_model.onnx")
 
 
+def amct_config(out: Path) -> Path:
+    """AMCT's simple configuration file, written where the target leaves layers unquantised."""
+    return out / AMCT_DIR / "calibration.cfg"
+
+
+def amct_command(target: Target, onnx: Path, out: Path, batch_num: int) -> list[str]:
+    """AMCT's calibration of `onnx` on the batches in `out`; through its configuration file (amct_config(out))
+    where the target leaves layers unquantised."""
+    s, recipe = AscendSettings.of(target), calibration.recipe_for(target)
+    return commands.amct_calibration(onnx, amct_prefix(out), recipe.batch_size, s.height, s.width,
+                                     out / CALIBRATION_DIR, batch_num, amct_config(out) if s.skip_layers else None)
+
+
 def steps(target: Target, out: Path) -> list[Step]:
     s = AscendSettings.of(target)
     int8 = target.precision == "int8"
@@ -74,9 +87,9 @@ def steps(target: Target, out: Path) -> list[Step]:
         plan += [
             Step(f"calibration batches from calibration/{recipe.name}.toml ({recipe.count} images)", None,
                  [f"{out / CALIBRATION_DIR}/img_<k>_bs{recipe.batch_size}.bin (k < {batches})"]),
-            Step(f"AMCT INT8 calibration, run in {amct_prefix(out).parent} (where AMCT writes amct_log/)", commands.amct_calibration(
-                onnx, amct_prefix(out), recipe.batch_size, s.height, s.width, out / CALIBRATION_DIR, batches),
-                [str(deploy_model(out)), str(fake_quant_model(out))]),
+            Step(f"AMCT INT8 calibration, run in {amct_prefix(out).parent} (where AMCT writes amct_log/)"
+                 + (f", {len(s.skip_layers)} layers left unquantised ({amct_config(out).name})" if s.skip_layers else ""),
+                 amct_command(target, onnx, out, batches), [str(deploy_model(out)), str(fake_quant_model(out))]),
         ]
     source = deploy_model(out) if int8 else onnx
     aipp = out / AIPP_FILE if s.aipp else None

@@ -26,6 +26,7 @@ class AscendSettings:
     width: int  # the largest input (the only one without buckets)
     height: int
     sizes: tuple[tuple[int, int], ...]  # (width, height) per gear: atc --dynamic_image_size when several
+    skip_layers: tuple[str, ...] = ()  # INT8: node names AMCT leaves unquantised (FP16 on the chip)
 
     @property
     def gears(self) -> bool:
@@ -71,4 +72,5 @@ class AscendSettings:
                              "cannot take atc --dynamic_image_size", "use one input size (letterbox) for INT8")
         width, height = max(sizes, key=lambda s: (s[0] * s[1], s))
         return cls(raw["soc_version"], int(raw.get("chips_per_card", 1)), bool(raw.get("aipp", False)),
-                   int(raw.get("device_id", 0)), width, height, sizes)
+                   int(raw.get("device_id", 0)), width, height, sizes,
+                   tuple(target.extra.get("calibration", {}).get("skip_layers", [])))

@@ -118,6 +118,13 @@ class TensorRTBackend(Backend):
         return self._engine(target, out), {"method": "entropy", "set_sha256": calib.sha256, "typed": typing,
                                            "images": len(calib.manifest["images"]), "excluded_from_evaluation": True}
 
+    def qdq_twin(self, onnx_path: Path, target: Target, calib: CalibrationSet, out: Path) -> Path:
+        return emulation.calibrated_qdq(onnx_path, out / "centerface.int8.twin.onnx", calib, INT8_SCHEME,
+                                        out / "calibration" / "cache")  # the ranges the deployed file's take
+
+    def float_setting(self, names: list[str]) -> dict:
+        return {"keep_fp16": list(names)}  # left unquantised: FP16 in the typed file
+
     def runner(self, artefact: Path, target: Target) -> Runner:
         from toolkit.backends.tensorrt import cuda
         from toolkit.backends.tensorrt.runner import TensorRTRunner
