@@ -46,7 +46,9 @@ def matching_nodes(model_path: Path, patterns: list[str]) -> list[str]:
 def float_inputs(model, held: set[str]):
     """`model` with each held node reading the float tensors its quantised neighbours read through a Q/DQ pair:
     ONNX Runtime quantises a tensor once for all its readers, so an excluded node that shares its input with a
-    quantised one (a neck's lateral convolution and the next backbone block) would read it quantised too."""
+    quantised one (a neck's lateral convolution and the next backbone block) would read it quantised too. Only
+    for Q/DQ on the inputs of chosen op types: ONNX Runtime's default placement folds a Relu into the Q after a
+    convolution, and the Q's input is then the tensor before the Relu."""
     made_by = {out: node for node in model.graph.node for out in node.output}
     for node in model.graph.node:
         if node.name not in held:
@@ -96,7 +98,7 @@ def quantize(fp32: Path, calib: CalibrationSet, method: str, exclude: list[str],
     def write(tmp: Path) -> None:
         with contextlib.redirect_stdout(io.StringIO()):  # ORT prints a line per calibration batch
             _quantize(tmp)
-        if held:
+        if held and op_types:
             onnx.save(float_inputs(onnx.load(str(tmp)), set(held)), str(tmp))
 
     def _quantize(tmp: Path) -> None:
