@@ -13,6 +13,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -116,7 +117,7 @@ def test_signals_during_native_code_wait_for_its_end_then_unwind() -> None:
         finished = False
         with pytest.raises(KeyboardInterrupt) as caught:
             with runfolder.deferred_interrupts():
-                os.kill(os.getpid(), sig)
+                signal.pthread_kill(threading.get_ident(), sig)  # to this thread: os.kill may reach another one
                 time.sleep(0.05)  # the signal arrives here, and is only noted
                 finished = True
         assert finished and type(caught.value) is raised
@@ -124,7 +125,7 @@ def test_signals_during_native_code_wait_for_its_end_then_unwind() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a background job's: ignored stays ignored
     try:
         with runfolder.deferred_interrupts():
-            os.kill(os.getpid(), signal.SIGINT)
+            signal.pthread_kill(threading.get_ident(), signal.SIGINT)
             time.sleep(0.05)
         assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
     finally:
