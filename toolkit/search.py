@@ -73,9 +73,9 @@ class _Candidates:
     """Quantises with a float set and predicts on a split; the FP32 reference of each split computed once."""
 
     def __init__(self, target: Target, backend: Backend, emulated: bool, fp32_onnx: Path,
-                 calib: calibration.CalibrationSet, work: Path, progress, log: Callable[[str], None]) -> None:
+                 calib: calibration.CalibrationSet, work: Path, progress) -> None:
         self.target, self.backend, self.emulated, self.fp32 = target, backend, emulated, fp32_onnx
-        self.calib, self.work, self.progress, self.log = calib, work, progress, log
+        self.calib, self.work, self.progress = calib, work, progress
         self.model: Path | None = None
 
     def _predict(self, runner, split: _Split, name: str) -> dict:
@@ -107,7 +107,7 @@ def search(target: Target, fp32_onnx: Path, data_root: Path, gt: GroundTruth, ou
     calib, _ = calibration.build(recipe, data_root, cache_dir() / "calibration")
     items = recipe.left_out(list_val_images(data_root))[:limit]
     selection, confirmation = _Split("selection half", items[0::2]), _Split("confirmation half", items[1::2])
-    candidates = _Candidates(target, backend, emulated, fp32_onnx, calib, out / "calibration" / SEARCH, progress, log)
+    candidates = _Candidates(target, backend, emulated, fp32_onnx, calib, out / "calibration" / SEARCH, progress)
     ranked, cost = _ranked(target, backend, fp32_onnx, calib, candidates.work, emulated)
     log(f"search: {len(ranked)} convolutions ranked by quantisation noise per share of the {cost}; AP on "
         f"{len(selection.images)} selection images, budget {_words(BUDGET)} points")
