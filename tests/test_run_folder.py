@@ -113,6 +113,16 @@ def test_signals_during_native_code_wait_for_its_end_then_unwind() -> None:
     """What `run` does around PyTorch: a KeyboardInterrupt raised inside its native callbacks aborts the
     process (`terminate called ... pybind11::error_already_set`, exit -6, staging folder left)."""
     handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    # As at a terminal: a suite started in the background (`cmd &`, nohup) inherits SIGINT ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        _deferred_then_raised()
+    finally:
+        signal.signal(signal.SIGINT, handlers[signal.SIGINT])
+
+
+def _deferred_then_raised() -> None:
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     for sig, raised in ((signal.SIGINT, KeyboardInterrupt), (signal.SIGTERM, runfolder.Terminated)):
         finished = False
         with pytest.raises(KeyboardInterrupt) as caught:
@@ -123,13 +133,10 @@ def test_signals_during_native_code_wait_for_its_end_then_unwind() -> None:
         assert finished and type(caught.value) is raised
         assert {s: signal.getsignal(s) for s in handlers} == handlers
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a background job's: ignored stays ignored
-    try:
-        with runfolder.deferred_interrupts():
-            signal.pthread_kill(threading.get_ident(), signal.SIGINT)
-            time.sleep(0.05)
-        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
-    finally:
-        signal.signal(signal.SIGINT, handlers[signal.SIGINT])
+    with runfolder.deferred_interrupts():
+        signal.pthread_kill(threading.get_ident(), signal.SIGINT)
+        time.sleep(0.05)
+    assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
 
 
 # --- real runs, real signals ------------------------------------------------------------------------
