@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import pytest
 
 from cli import invoke
 from toolkit import layer_time, sensitivity
@@ -97,6 +96,12 @@ def test_the_amct_twin_leaves_the_skipped_layers_unquantised(cpu_run: Path, data
     qdq = tmp_path / "held" / "centerface.emulated.qdq.onnx"  # the twin's Q/DQ model before its FP16 rounding
     second = "/backbone/features.1/conv/conv.0/Conv"
     assert not _feeds_from_dequantize(qdq, FIRST_CONV) and _feeds_from_dequantize(qdq, second)
+    # AMCT's fake_quant placement: Q/DQ on the inputs of the layer types it quantises, none on an output
+    documented = json.loads((REPO / "tests" / "data" / "ascend" / "amct_ptq_layers.json").read_text())
+    model = onnx.load(str(qdq))
+    readers = {r.op_type for n in model.graph.node if n.op_type == "DequantizeLinear" for r in model.graph.node
+               if n.output[0] in r.input}
+    assert readers <= set(documented["quantised_layers"]) and {"Conv", "ConvTranspose"} <= readers
 
 
 def test_each_convolution_s_measured_time_is_traced_back_through_onnx_runtime_s_fusions(cpu_run: Path) -> None:

@@ -26,9 +26,12 @@ from toolkit.calibration import CalibrationSet
 from toolkit.target import Target
 
 # AMCT's default post-training scheme: activations with an offset (asymmetric), per tensor, clipped by IFMR's
-# search; weights symmetric per channel (ARQ); atc runs the rest in FP16. Without AMCT, ONNX Runtime's twin.
+# search; weights symmetric per channel (ARQ); atc runs the rest in FP16. Without AMCT, ONNX Runtime's twin, with
+# Q/DQ where AMCT's fake_quant model has it: on the inputs (and weights) of the layer types it quantises, never
+# on their outputs (tests/data/ascend/amct_ptq_layers.json), so a skipped layer reads float.
 AMCT_TWIN = Int8Scheme(
     "AMCT twin (ONNX Runtime QDQ)", "percentile", activations_symmetric=False,
+    quantised_ops=("Conv", "ConvTranspose", "Add"),
     differs=("AMCT's IFMR clip search (max/min percentile 0.999999, scale search 0.7..1.3) is replaced by ONNX "
              "Runtime's percentile calibration (99.999th percentile)",
              "AMCT's ARQ weight scales are reproduced as symmetric per-channel max scaling"))
