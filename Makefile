@@ -16,7 +16,7 @@ MODE ?= auto
 RUNS_IN := $(shell f=targets/$(target).toml; while [ -f "$$f" ]; do \
 	r=$$(sed -n 's/^runs_in *= *"\([a-z]*\)".*/\1/p' "$$f"); [ -n "$$r" ] && { echo $$r; break; }; \
 	b=$$(sed -n 's/^extends *= *"\([^"]*\)".*/\1/p' "$$f"); [ -n "$$b" ] || break; f=targets/$${b%.toml}.toml; done)
-# the target's backend, when pyproject.toml has an extra of that name (openvino): `run` installs it
+# the target's backend, when pyproject.toml has an extra of that name (openvino, tensorrt): `run` installs it
 BACKEND := $(shell f=targets/$(target).toml; while [ -f "$$f" ]; do \
 	r=$$(sed -n 's/^backend *= *"\([a-z]*\)".*/\1/p' "$$f"); [ -n "$$r" ] && { echo $$r; break; }; \
 	b=$$(sed -n 's/^extends *= *"\([^"]*\)".*/\1/p' "$$f"); [ -n "$$b" ] || break; f=targets/$${b%.toml}.toml; done)

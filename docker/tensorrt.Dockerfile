@@ -32,7 +32,8 @@ RUN apt-get update && apt-get install -y --no-install-recommends python3-venv \
     && rm -rf /var/lib/apt/lists/*
 COPY requirements.txt /opt/centerface-toolkit/
 COPY docker/ /opt/centerface-toolkit/docker/
-# cuda-python follows the CUDA of the base image's TensorRT: CUDA 12 with 10.x, CUDA 13 with 11.x.
+# cuda-python follows the CUDA of the base image's TensorRT: CUDA 12 with 10.x, CUDA 13 with 11.x. NNCF
+# calibrates t4-int8's Q/DQ file.
 RUN major="$(python3 -c 'import tensorrt; print(tensorrt.__version__.split(".")[0])')" \
     && case "$major" in \
          10) pin="cuda-python>=12,<13" ;; \
@@ -40,7 +41,7 @@ RUN major="$(python3 -c 'import tensorrt; print(tensorrt.__version__.split(".")[
          *) echo "TensorRT $major in ${BASE_IMAGE}: the toolkit supports TensorRT 10 and 11" >&2; exit 1 ;; \
        esac \
     && echo "TensorRT $major: $pin" \
-    && EXTRA_PACKAGES="$pin" /opt/centerface-toolkit/docker/install.sh && useradd --create-home --uid 1000 toolkit
+    && EXTRA_PACKAGES="$pin nncf==3.4.0" /opt/centerface-toolkit/docker/install.sh && useradd --create-home --uid 1000 toolkit
 COPY toolkit/ /opt/centerface-toolkit/toolkit/
 COPY targets/ /opt/centerface-toolkit/targets/
 COPY calibration/ /opt/centerface-toolkit/calibration/

@@ -89,7 +89,7 @@ def test_int8_emulation_is_reproducible(cpu_run: Path, data_root: Path, tmp_path
     assert {"QuantizeLinear", "DequantizeLinear", "Cast"} <= ops
     from dataclasses import replace
 
-    held = replace(INT8_SCHEME, keep_fp16=("/backbone/features.0/*",))  # as t4-int8's keep_fp16
+    held = replace(INT8_SCHEME, keep_fp16=("/backbone/features.0/*",))  # as a keep_fp16 of t4-int8
     model = onnx.load(str(emulation.int8_qdq(cpu_run / "centerface.onnx", tmp_path / "held.onnx", calib, held,
                                              tmp_path / "a" / "cache")))
     made_by = {out: n.op_type for n in model.graph.node for out in n.output}

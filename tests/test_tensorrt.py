@@ -186,6 +186,8 @@ def test_the_int8_model_follows_tensorrts_qdq_placement(cpu_run: Path, data_root
     from toolkit.backends.tensorrt.backend import INT8_SCHEME, TensorRTBackend, typed_path
 
     target = targets.load("t4-int8")
+    target = replace(target, extra={**target.extra, "calibration": {**target.extra["calibration"],
+                                                                    "keep_fp16": ["/backbone/features.0/*"]}})
     calib, _ = calibration.build(calibration.load_recipe("tensorrt", count=4, batch_size=2), data_root, tmp_path / "sets")
     models, record = TensorRTBackend().emulation.make(cpu_run / "centerface.onnx", target, calib, tmp_path / "run", lambda _m: None)
     deployed = onnx.load(str(typed_path(tmp_path / "run", target)))
@@ -197,14 +199,39 @@ def test_the_int8_model_follows_tensorrts_qdq_placement(cpu_run: Path, data_root
     assert held and all(made_by[i].op_type != "DequantizeLinear" for n in held for i in n.input[:2] if i in made_by)
     quantised = [n for n in layers if n not in held]
     assert all(made_by[n.input[0]].op_type == made_by[n.input[1]].op_type == "DequantizeLinear" for n in quantised)
-    scales = {i.data_type for i in deployed.graph.initializer if i.name.endswith("_scale")}
+    inits = {i.name: i for i in deployed.graph.initializer}
+    scales = {inits[n.input[1]].data_type for n in nodes if n.op_type in ("QuantizeLinear", "DequantizeLinear")}
     assert scales == {TensorProto.FLOAT16}
     assert record["emulates"]["file"] == "centerface.int8.typed.onnx" and "Conv, ConvTranspose inputs" in record["numerics"]
     default = onnx.load(str(emulation.calibrated_qdq(cpu_run / "centerface.onnx", tmp_path / "ort.onnx", calib,
-                                                      replace(INT8_SCHEME, quantised_ops=(), int32_bias=True),
+                                                      replace(INT8_SCHEME, method="entropy", quantised_ops=(), int32_bias=True),
                                                       tmp_path / "cache")))
     found = " ".join(typed.qdq_placement(default))
     assert "feeds ['Relu'], no weighted layer" in found and "not symmetric INT8" in found  # output pairs, INT32 bias
+
+
+def test_nncf_s_unsigned_pairs_become_int8_over_the_same_range(cpu_run: Path, data_root: Path, tmp_path: Path) -> None:
+    """TensorRT takes INT8 pairs only: a non-negative activation NNCF quantises unsigned keeps its range in INT8
+    (twice the step), and every activation pair keeps ONNX Runtime's names, which the sensitivity matches."""
+    import onnx
+    from onnx import numpy_helper
+
+    from toolkit.backends import nncf_quant
+
+    calib, _ = calibration.build(calibration.load_recipe("tensorrt", count=2, batch_size=2), data_root, tmp_path / "sets")
+    pairs = {}
+    for signed in (False, True):
+        model = onnx.load(str(nncf_quant.quantize(cpu_run / "centerface.onnx", calib, [], tmp_path / f"{signed}.onnx",
+                                                  ("Conv", "ConvTranspose"), signed)))
+        inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+        pairs[signed] = {n.output[0]: (inits[n.input[1]], inits[n.input[2]].dtype.type) for n in model.graph.node
+                         if n.op_type == "DequantizeLinear" and n.output[0].endswith("_DequantizeLinear_Output")}
+    assert pairs[False].keys() == pairs[True].keys() and len(pairs[True]) > 50
+    assert {dtype for _, dtype in pairs[True].values()} == {np.int8}
+    unsigned = [name for name, (_, dtype) in pairs[False].items() if dtype == np.uint8]
+    assert unsigned
+    for name in unsigned:
+        np.testing.assert_allclose(pairs[True][name][0] * 127, pairs[False][name][0] * 255, rtol=1e-6)
 
 
 def test_tensorrt_before_10_is_refused_in_one_line(tmp_path: Path) -> None:

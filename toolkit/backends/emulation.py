@@ -6,7 +6,7 @@
   emulated model runs with basic graph optimisations only (ORT 1.32 kept them at every level, the
   fusions of the higher levels are not needed), and `tests/test_emulation.py` checks the rounding
   really happens.
-- INT8: a QDQ model with the vendor's scheme (ONNX Runtime static quantisation), FP16 elsewhere.
+- INT8: a QDQ model with the vendor's scheme (ONNX Runtime's static quantisation or NNCF's), FP16 elsewhere.
 
 Every figure made this way is labelled emulated wherever it is shown.
 """
@@ -33,7 +33,7 @@ class Int8Scheme:
     """How a vendor quantises, as ONNX Runtime's static quantisation can reproduce it."""
 
     name: str
-    method: str  # calibration: entropy, percentile, minmax
+    method: str  # calibration: entropy, percentile, minmax (ONNX Runtime's), nncf
     activations_symmetric: bool  # False: with an offset (zero point)
     per_channel_weights: bool = True
     differs: tuple[str, ...] = ()  # what the emulation does not reproduce
@@ -86,9 +86,13 @@ def fp16_rounded(src: Path, dst: Path, extra_outputs: tuple[str, ...] = ()) -> P
 
 def calibrated_qdq(src: Path, dst: Path, calib: CalibrationSet, scheme: Int8Scheme, cache_dir: Path) -> Path:
     """The Q/DQ model of `scheme` (FP32 elsewhere), calibrated on `calib` (the target's recipe at its
-    deployed shape)."""
+    deployed shape): by NNCF (`nncf`), else by ONNX Runtime's static quantisation."""
+    from toolkit.backends import nncf_quant
     from toolkit.backends.ort_quant import quantize
 
+    if scheme.method == "nncf":
+        return nncf_quant.quantize(src, calib, list(scheme.keep_fp16), dst, op_types=scheme.quantised_ops,
+                                   signed=scheme.activations_symmetric)
     return quantize(src, calib, scheme.method, list(scheme.keep_fp16), dst, cache_dir,
                     activations_symmetric=scheme.activations_symmetric, per_channel=scheme.per_channel_weights,
                     op_types=scheme.quantised_ops, int32_bias=scheme.int32_bias)

@@ -13,11 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
-from toolkit import fileio, schema
+from toolkit import schema
+from toolkit.backends import nncf_quant
 from toolkit.backends.base import Backend, Check, Runner, RunnerInfo
-from toolkit.calibration import CalibrationSet, configs_for
+from toolkit.calibration import CalibrationSet
 from toolkit.data.preprocess import NCHW_F32
-from toolkit.errors import InputError, Unavailable
+from toolkit.errors import InputError
 from toolkit.machine import usable_cores
 from toolkit.model.signature import OUTPUT_NAMES
 from toolkit.target import Target
@@ -100,13 +101,9 @@ class OpenVinoBackend(Backend):
         from toolkit.backends.ort_quant import quantize
 
         if method == "nncf":
-            return nncf_quantize(onnx_path, calib, keep_float, out)
+            return nncf_quant.quantize(onnx_path, calib, keep_float, out)
         return quantize(onnx_path, calib, method, keep_float, out, out.parent / "cache",
                         op_types=QUANTISED_OPS, int32_bias=False)
-
-    def qdq_twin(self, onnx_path: Path, target: Target, calib: CalibrationSet, out: Path) -> Path:
-        method = _ranking_method(configs_for(target)[0].method)
-        return self.calibrate(onnx_path, calib, target, out / "centerface.int8.twin.onnx", method, [])
 
     def runner(self, artefact: Path, target: Target) -> Runner:
         if target.device_ids is not None:
@@ -117,32 +114,6 @@ class OpenVinoBackend(Backend):
             raise InputError(f"target {target.name} [openvino]: hint {hint!r} is not one of {', '.join(HINTS)}")
         return OpenVinoRunner(artefact, float_precision(target, BF16_CAPABILITY in _cpu_capabilities()), hint,
                               artefact.parent / CACHE)
-
-
-def _ranking_method(method: str) -> str:
-    """NNCF names its Q/DQ pairs its own way, which qdq_loss_debug cannot match to the float model: its sensitivity
-    ranking takes ONNX Runtime's entropy twin instead."""
-    return "entropy" if method == "nncf" else method
-
-
-def nncf_quantize(onnx_path: Path, calib: CalibrationSet, keep_float: list[str], out: Path) -> Path:
-    """NNCF's post-training quantisation of the ONNX model (its default preset: symmetric INT8, fast bias
-    correction) over the calibration set, the nodes `keep_float` names left in float; a Q/DQ ONNX file."""
-    import importlib.util
-
-    if importlib.util.find_spec("nncf") is None:
-        raise Unavailable("calibration method 'nncf' needs NNCF: pip install -e '.[openvino]'")
-    import nncf
-    import onnx
-
-    from toolkit.backends.ort_quant import matching_nodes
-
-    model = onnx.load(str(onnx_path))
-    name = model.graph.input[0].name
-    images = [{name: image[None]} for batch in calib.batches() for image in batch]
-    ignored = nncf.IgnoredScope(names=matching_nodes(onnx_path, keep_float), validate=False) if keep_float else None
-    quantised = nncf.quantize(model, nncf.Dataset(images), subset_size=len(images), ignored_scope=ignored)
-    return fileio.write_with(out, lambda tmp: onnx.save(quantised, str(tmp)))
 
 
 class OpenVinoRunner(Runner):

@@ -62,15 +62,18 @@ def float_inputs(model, held: set[str]):
 
 
 def _without_unread_pairs(model):
-    """`model` without the Q/DQ nodes nothing reads any more (a pair only a held node read)."""
+    """`model` without the Q/DQ nodes nothing reads any more (a pair only a held node read), nor their scales."""
     while True:
         read = {name for node in model.graph.node for name in node.input} | {o.name for o in model.graph.output}
         unread = [n for n in model.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")
                   and not any(out in read for out in n.output)]
         if not unread:
-            return model
+            break
         for node in unread:
             model.graph.node.remove(node)
+    for init in [i for i in model.graph.initializer if i.name not in read]:
+        model.graph.initializer.remove(init)
+    return model
 
 
 def quantize(fp32: Path, calib: CalibrationSet, method: str, exclude: list[str], out: Path, cache_dir: Path,
