@@ -81,7 +81,7 @@ class _Candidates:
     def _predict(self, runner, split: _Split, name: str) -> dict:
         with runner:
             preds, _ = predictions(runner, split.images, self.target.preprocess, self.target.threshold,
-                                   counter(self.progress, f"{name}, {split.name}", len(split.images)))
+                                   counter(self.progress, f"{name}, {split.name}", len(split.images), transient=True))
         return preds
 
     def reference(self, split: _Split) -> dict:
@@ -199,7 +199,8 @@ def _within_at_worst(interval: dict) -> bool:
 
 
 def _by_setting(deltas: dict) -> dict:
-    return {s: deltas[f"delta_{s}"] for s in SETTINGS}
+    """Each setting's AP delta, signed (`+0.07`; `n/a` where a setting has no figure)."""
+    return {s: "n/a" if deltas[f"delta_{s}"] is None else f"{deltas[f'delta_{s}']:+.2f}" for s in SETTINGS}
 
 
 def _words(figures: dict) -> str:
