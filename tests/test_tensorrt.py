@@ -186,8 +186,7 @@ def test_the_int8_model_follows_tensorrts_qdq_placement(cpu_run: Path, data_root
     from toolkit.backends.tensorrt.backend import INT8_SCHEME, TensorRTBackend, typed_path
 
     target = targets.load("t4-int8")
-    target = replace(target, extra={**target.extra, "calibration": {**target.extra["calibration"],
-                                                                    "keep_fp16": ["/backbone/features.0/*"]}})
+    target = target.with_extra("calibration", {**target.extra["calibration"], "keep_fp16": ["/backbone/features.0/*"]})
     calib, _ = calibration.build(calibration.load_recipe("tensorrt", count=4, batch_size=2), data_root, tmp_path / "sets")
     models, record = TensorRTBackend().emulation.make(cpu_run / "centerface.onnx", target, calib, tmp_path / "run", lambda _m: None)
     deployed = onnx.load(str(typed_path(tmp_path / "run", target)))

@@ -30,7 +30,7 @@ FP16_SUFFIX = "__fp16"
 
 @dataclass(frozen=True)
 class Int8Scheme:
-    """How a vendor quantises, as ONNX Runtime's static quantisation can reproduce it."""
+    """How a vendor quantises, as ONNX Runtime's static quantisation or NNCF (`nncf`) can reproduce it."""
 
     name: str
     method: str  # calibration: entropy, percentile, minmax (ONNX Runtime's), nncf
