@@ -199,8 +199,8 @@ def _within_at_worst(interval: dict) -> bool:
 
 
 def _by_setting(deltas: dict) -> dict:
-    """Each setting's AP delta, signed (`+0.07`; `n/a` where a setting has no figure)."""
-    return {s: "n/a" if deltas[f"delta_{s}"] is None else f"{deltas[f'delta_{s}']:+.2f}" for s in SETTINGS}
+    """Each setting's AP delta, signed as the CLI's table shows it (`+0.07`; `-` where a setting has no figure)."""
+    return {s: "-" if deltas[f"delta_{s}"] is None else f"{deltas[f'delta_{s}']:+.2f}" for s in SETTINGS}
 
 
 def _words(figures: dict) -> str:
