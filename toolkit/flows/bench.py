@@ -229,7 +229,7 @@ def serve_benchmark(spec: Target, run_dir: Path, where: str, data: Path | None, 
                                 os.environ.get(TOKEN_ENV), service.rss_mb if service else lambda: None, log)
     finally:
         drained = service.stop() if service else None
-    result = {"target": spec.name, "url": url or "started here on 127.0.0.1", "images": len(bodies), "levels": found,
+    result = {"target": spec.name, "url": url or "started here on 127.0.0.1", "images": len(bodies), **found,
               "service_exit": drained, "machine": machine.describe()}
     with runfolder.transaction(run_dir, f"bench --serve --target {spec.name}") as staged:
         fileio.write_json(staged / "serve_bench.json", result)

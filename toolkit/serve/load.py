@@ -22,6 +22,8 @@ import numpy as np
 from toolkit.errors import ToolkitError
 
 READY_WAIT_S = 300  # a service converting its model first, then warming it
+WARM_ROUNDS = 4  # answers per image (or per client, when there are more clients) before the levels are measured
+WARM_MAX_S = 300.0
 
 
 @dataclass
@@ -48,7 +50,9 @@ class Level:
         return found
 
 
-async def _level(url: str, bodies: list[bytes], concurrency: int, seconds: float, headers: dict) -> Level:
+async def _level(url: str, bodies: list[bytes], concurrency: int, seconds: float, headers: dict,
+                 enough: int | None = None) -> Level:
+    """`concurrency` clients for `seconds`, or until `enough` requests are answered."""
     import httpx
 
     level = Level(concurrency, seconds)
@@ -59,7 +63,7 @@ async def _level(url: str, bodies: list[bytes], concurrency: int, seconds: float
 
         async def worker(first: int) -> None:
             sent = first
-            while time.perf_counter() < deadline:
+            while time.perf_counter() < deadline and (enough is None or len(level.latencies) < enough):
                 t0 = time.perf_counter()
                 wait = 0.0
                 try:
@@ -85,9 +89,11 @@ def _retry_after(headers) -> float:
 
 
 def run_levels(url: str, bodies: list[bytes], levels: list[int], seconds: float, token: str | None,
-               rss: Callable[[], float | None], log: Callable[[str], None]) -> list[dict]:
-    """Each concurrency level in turn against `url` (its /v1/detect), with the service's memory sampled."""
+               rss: Callable[[], float | None], log: Callable[[str], None]) -> dict:
+    """A warm-up (see `warm_up`), then each concurrency level in turn against `url` (its /v1/detect), with the
+    service's memory sampled: {"warm_up": ..., "levels": [...]}."""
     headers = {"Authorization": f"Bearer {token}"} if token else {}
+    warmed = warm_up(url, bodies, levels[0], headers, log)
     found = []
     for concurrency in levels:
         before = rss()
@@ -102,7 +108,17 @@ def run_levels(url: str, bodies: list[bytes], levels: list[int], seconds: float,
         found.append(level.summary())
         log(f"concurrency {concurrency}: {found[-1]['throughput']} answered/s, p50 {found[-1]['p50_ms']} ms, "
             f"p99 {found[-1]['p99_ms']} ms, refused {refusals(found[-1])}")
-    return found
+    return {"warm_up": warmed, "levels": found}
+
+
+def warm_up(url: str, bodies: list[bytes], concurrency: int, headers: dict, log: Callable[[str], None]) -> dict:
+    """WARM_ROUNDS answers per image at the first level's concurrency, not measured: the service's runtime
+    meets each image size at the depth the load keeps, so no level's latency or memory counts first-time costs.
+    Counted in answers, not seconds, so a machine busy with other work warms as far as an idle one."""
+    enough = WARM_ROUNDS * max(len(bodies), concurrency)
+    warmed = asyncio.run(_level(f"{url}/v1/detect", bodies, concurrency, WARM_MAX_S, headers, enough))
+    log(f"warm-up: {len(warmed.latencies)} answered in {warmed.wall:.1f} s at concurrency {concurrency}")
+    return {"concurrency": concurrency, "answered": len(warmed.latencies), "seconds": round(warmed.wall, 2)}
 
 
 def refusals(level: dict) -> str:
