@@ -123,3 +123,43 @@ def test_the_bootstrap_interval_of_an_ap_difference(data_root: Path) -> None:
     for setting, (low, high) in intervals.items():
         assert low < deltas[f"delta_{setting}"] < high < 0
     assert intervals == delta_intervals(halved, perfect, gt)  # a fixed seed: the same interval every time
+
+
+def test_a_held_convolution_of_the_default_placement_reads_the_float_relu_output(cpu_run: Path, data_root: Path,
+                                                                                tmp_path: Path) -> None:
+    """cpu-int8 (ONNX Runtime's default placement folds each Relu into the Q after a convolution): a held
+    convolution reads its input in float, through the Relu again, so it computes what the FP32 model's does on the
+    same input; its quantised neighbour still reads the Q/DQ pair."""
+    import onnxruntime as ort
+
+    from toolkit.backends.onnxruntime import OnnxRuntimeBackend
+    from toolkit.backends.ort_quant import float_model_of
+
+    spec = targets.load(_tiny(tmp_path, "cpu-int8"))
+    calib, _ = build(load_recipe(spec.extra["calibration"]["recipe"]), data_root, tmp_path / "sets")
+    second = "/backbone/features.1/conv/conv.0/Conv"  # reads the stem's Relu, folded into the stem's Q
+    model_path, _ = OnnxRuntimeBackend().quantise_holding(cpu_run / "centerface.onnx", spec, calib, tmp_path / "held",
+                                                          [second], lambda _line: None)
+    model = onnx.load(str(model_path))
+    made_by = {out: n for n in model.graph.node for out in n.output}
+    held = next(n for n in model.graph.node if n.name == second)
+    relu = made_by[held.input[0]]
+    assert relu.op_type == "Relu" and made_by[relu.input[0]].op_type == "Conv"
+    assert made_by.get(held.input[1]) is None  # float weights
+    assert _feeds_from_dequantize(model_path, "/backbone/features.1/conv/conv.2/Conv")
+    for name in (relu.input[0], held.output[0]):
+        model.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
+    batch = next(calib.batches())
+    before, after = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(
+        [relu.input[0], held.output[0]], {"image": batch})
+    assert before.min() < 0  # the stem's output before its Relu
+    float_model = onnx.load(str(float_model_of(model_path, cpu_run / "centerface.onnx", tmp_path)))
+    only = onnx.helper.make_graph([n for n in float_model.graph.node if n.name == second], "held",
+                                  [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, None)],
+                                  [onnx.helper.make_tensor_value_info(held.output[0], onnx.TensorProto.FLOAT, None)],
+                                  [i for i in float_model.graph.initializer if i.name in held.input])
+    only.node[0].input[0] = "x"
+    alone = onnx.helper.make_model(only, opset_imports=float_model.opset_import)
+    expected, = ort.InferenceSession(alone.SerializeToString(), providers=["CPUExecutionProvider"]).run(
+        None, {"x": np.maximum(before, 0)})
+    assert np.allclose(after, expected, rtol=1e-4, atol=1e-4)

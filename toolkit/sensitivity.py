@@ -95,10 +95,14 @@ class _Reader:
 
 def per_convolution(float_model: Path, qdq_model: Path, batches: list[np.ndarray]) -> list[dict]:
     """Each convolution in network order: name, block, FLOPs (at the batches' input size), share of all FLOPs, and
-    the error of its input's quantisation (dB; higher is better; None where its input is not quantised)."""
+    the error of its input's quantisation (dB; higher is better; None where its input is not quantised). The
+    float model is equalised as `qdq_model` records, where it was."""
+    from toolkit.backends.ort_quant import float_model_of
+
     height, width = batches[0].shape[2:]
     convs = conv_flops(float_model, height, width)
-    errors = layer_errors(float_model, qdq_model, batches)
+    with tempfile.TemporaryDirectory(prefix="centerface-float-") as tmp:
+        errors = layer_errors(float_model_of(qdq_model, float_model, Path(tmp)), qdq_model, batches)
     total = sum(c["flops"] for c in convs.values())
     return [{"node": name, "block": c["block"], "input": c["input"], "flops": c["flops"],
              "flops_share": round(c["flops"] / total, 5), **errors.get(c["input"], {"local_sqnr_db": None,

@@ -22,7 +22,7 @@ TOP = {"name": schema.NAME, "description": schema.TEXT, "summary": schema.TEXT, 
 SECTIONS = {
     "input": {"preprocess": schema.TEXT, "size": schema.SIZE, "buckets": schema.SIZES, "batch_sizes": schema.BATCHES},
     "calibration": {"recipe": schema.TEXT, "methods": schema.TEXTS, "keep_float": schema.TEXT_LISTS,
-                    "keep_fp16": schema.TEXTS, "skip_layers": schema.TEXTS},
+                    "keep_fp16": schema.TEXTS, "skip_layers": schema.TEXTS, "equalise_depthwise": schema.FLAG},
     "tta": {"scales": schema.SCALES, "flip": schema.SCALES_OR_NONE, "merge": schema.TEXT, "iou": schema.UNIT,
             "max_side": schema.whole(32), "overlap": schema.whole(0), "upscaled_below": schema.POSITIVE,
             "downscaled_from": schema.NON_NEGATIVE, "upscale_where_below": schema.NON_NEGATIVE,

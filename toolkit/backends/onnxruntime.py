@@ -161,10 +161,12 @@ class OnnxRuntimeBackend(Backend):
 
     def calibrate(self, onnx_path: Path, calib: CalibrationSet, target: Target, out: Path, method: str,
                   keep_float: list[str]) -> Path:
-        """Static QDQ quantisation (see ort_quant); ranges cached beside `out`."""
+        """Static QDQ quantisation (see ort_quant); ranges cached beside `out`. `equalise_depthwise` in the target's
+        [calibration] table equalises the depthwise convolutions' inputs first."""
         from toolkit.backends.ort_quant import quantize
 
-        return quantize(onnx_path, calib, method, keep_float, out, out.parent / "cache")
+        return quantize(onnx_path, calib, method, keep_float, out, out.parent / "cache",
+                        equalise=target.extra["calibration"].get("equalise_depthwise", False))
 
     def runner(self, artefact: Path, target: Target) -> Runner:
         if target.device_ids is not None:

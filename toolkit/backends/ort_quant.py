@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import io
+import json
 import hashlib
 from pathlib import Path
 
@@ -43,22 +44,39 @@ def matching_nodes(model_path: Path, patterns: list[str]) -> list[str]:
     return [n for n in names if any(fnmatch.fnmatch(n, p) for p in patterns)]
 
 
-def float_inputs(model, held: set[str]):
+def float_inputs(model, held: set[str], float_model=None):
     """`model` with each held node reading the float tensors its quantised neighbours read through a Q/DQ pair:
     ONNX Runtime quantises a tensor once for all its readers, so an excluded node that shares its input with a
-    quantised one (a neck's lateral convolution and the next backbone block) would read it quantised too. Only
-    for Q/DQ on the inputs of chosen op types: ONNX Runtime's default placement folds a Relu into the Q after a
-    convolution, and the Q's input is then the tensor before the Relu."""
+    quantised one (a neck's lateral convolution and the next backbone block) would read it quantised too. ONNX
+    Runtime's default placement folds a Relu into the Q after a convolution (the Q's input is then the tensor
+    before the Relu): given the `float_model` it quantised, the held node reads that tensor through a Relu again."""
     made_by = {out: node for node in model.graph.node for out in node.output}
+    relus = {n.output[0] for n in float_model.graph.node if n.op_type == "Relu"} if float_model is not None else set()
+    restored: dict[str, str] = {}
     for node in model.graph.node:
         if node.name not in held:
             continue
         for i, name in enumerate(node.input):
             dq = made_by.get(name)
             q = made_by.get(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None
-            if q is not None and q.op_type == "QuantizeLinear":
-                node.input[i] = q.input[0]
+            if q is None or q.op_type != "QuantizeLinear":
+                continue
+            tensor = q.input[0]
+            if tensor in relus and made_by.get(tensor) is not None and made_by[tensor].op_type != "Relu":
+                tensor = restored.get(tensor) or _relu_again(model, made_by[tensor], tensor, restored)
+            node.input[i] = tensor
     return _without_unread_pairs(model)
+
+
+def _relu_again(model, producer, tensor: str, restored: dict[str, str]) -> str:
+    """A Relu of `tensor` right after its producer, for held readers; its output's name."""
+    import onnx
+
+    restored[tensor] = f"{tensor}_relu_for_float"
+    at = list(model.graph.node).index(producer) + 1
+    model.graph.node.insert(at, onnx.helper.make_node("Relu", [tensor], [restored[tensor]],
+                                                      name=f"{producer.name}/relu_for_float"))
+    return restored[tensor]
 
 
 def _without_unread_pairs(model):
@@ -76,24 +94,63 @@ def _without_unread_pairs(model):
     return model
 
 
+EQUALISED = "centerface.equalised"  # a Q/DQ model's metadata key: its depthwise inputs' factors (JSON), if any
+
+
+def float_model_of(qdq_model: Path, float_model: Path, folder: Path) -> Path:
+    """The float model `qdq_model` was quantised from: `float_model`, with the equalisation its metadata records
+    applied (then written into `folder`)."""
+    import onnx
+
+    from toolkit.backends.equalise import scaled
+
+    factors = {p.key: p.value for p in onnx.load(str(qdq_model), load_external_data=False).metadata_props}.get(EQUALISED)
+    if factors is None:
+        return float_model
+    out = folder / f"{float_model.stem}.equalised.onnx"
+    onnx.save(scaled(onnx.load(str(float_model)), json.loads(factors)), str(out))
+    return out
+
+
+def _equalised(prepared: Path, calib: CalibrationSet, out: Path) -> tuple[Path, dict[str, list[float]]]:
+    """`prepared` with its depthwise inputs equalised on the calibration set, and the factors; written once to
+    `out` (the factors beside it)."""
+    import onnx
+
+    from toolkit.backends.equalise import equalised
+
+    factors_path = out.with_suffix(".json")
+    if not (out.is_file() and factors_path.is_file()):
+        model, factors = equalised(onnx.load(str(prepared)), calib.batches())
+        fileio.write_json(factors_path, factors)
+        fileio.write_with(out, lambda tmp: onnx.save(model, str(tmp)))
+    return out, json.loads(factors_path.read_text())
+
+
 def quantize(fp32: Path, calib: CalibrationSet, method: str, exclude: list[str], out: Path, cache_dir: Path,
              activations_symmetric: bool = False, per_channel: bool = True, op_types: tuple[str, ...] = (),
-             int32_bias: bool = True) -> Path:
+             int32_bias: bool = True, equalise: bool = False) -> Path:
     """Write the QDQ INT8 model; the calibration ranges are cached per (model, set, method, symmetry).
     Activations: uint8 with a zero point (the fast pair on x86 VNNI), or symmetric int8 (TensorRT's).
     `op_types`: Q/DQ on the inputs of these op types only, never on their outputs (ONNX Runtime's default
     also quantises a quantised node's output); empty: ONNX Runtime's default placement. `int32_bias`
-    False: biases stay float (TensorRT's DequantizeLinear takes INT8, not INT32)."""
+    False: biases stay float (TensorRT's DequantizeLinear takes INT8, not INT32). `equalise`: the depthwise
+    convolutions' inputs first scaled to one range per tensor (see equalise.py); the Q/DQ model then records the
+    factors (`EQUALISED` in its metadata), so its tensors compare with the float model's (`float_model_of`)."""
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     model_hash = hashlib.sha256(fp32.read_bytes()).hexdigest()[:12]
-    ops = ("-" + "+".join(op_types) if op_types else "") + ("" if int32_bias else "-float-bias")
+    ops = ("-" + "+".join(op_types) if op_types else "") + ("" if int32_bias else "-float-bias") + \
+        ("-equalised" if equalise else "")
     cache = cache_dir / f"ranges-{model_hash}-{calib.sha256[:12]}-{method}{'-sym' if activations_symmetric else ''}{ops}.json"
     prepared = cache_dir / f"prepared-{model_hash}.onnx"
     if not prepared.is_file():
         fileio.write_with(prepared, lambda tmp: quant_pre_process(str(fp32), str(tmp), skip_symbolic_shape=True))
+    factors = None
+    if equalise:
+        prepared, factors = _equalised(prepared, calib, cache_dir / f"equalised-{model_hash}-{calib.sha256[:12]}.onnx")
     input_name = onnx.load(str(prepared)).graph.input[0].name
 
     held = matching_nodes(prepared, exclude) if exclude else []
@@ -101,8 +158,12 @@ def quantize(fp32: Path, calib: CalibrationSet, method: str, exclude: list[str],
     def write(tmp: Path) -> None:
         with contextlib.redirect_stdout(io.StringIO()):  # ORT prints a line per calibration batch
             _quantize(tmp)
-        if held and op_types:
-            onnx.save(float_inputs(onnx.load(str(tmp)), set(held)), str(tmp))
+        if held:
+            onnx.save(float_inputs(onnx.load(str(tmp)), set(held), onnx.load(str(prepared))), str(tmp))
+        if factors is not None:
+            model = onnx.load(str(tmp))
+            onnx.helper.set_model_props(model, {EQUALISED: json.dumps(factors)})
+            onnx.save(model, str(tmp))
 
     def _quantize(tmp: Path) -> None:
         quantize_static(

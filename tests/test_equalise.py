@@ -1,0 +1,53 @@
+"""Equalising the depthwise convolutions' inputs (toolkit/backends/equalise.py) on the toolkit's real export and real
+WIDER calibration images: the float model computes the same, its weights quantise to the same codes, and every
+channel of each depthwise input spans one range."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import numpy_helper
+
+from toolkit.backends.equalise import DEAD, channel_peaks, equalised, pairs, scaled
+from toolkit.calibration import build, load_recipe
+
+
+def _codes(model, name: str) -> np.ndarray:
+    """A weight's symmetric per-output-channel INT8 codes (ONNX Runtime's and NNCF's weight scheme)."""
+    weights = next(numpy_helper.to_array(i) for i in model.graph.initializer if i.name == name)
+    peak = np.abs(weights).reshape(len(weights), -1).max(axis=1).reshape((-1,) + (1,) * (weights.ndim - 1))
+    return np.rint(weights / (peak / 127))
+
+
+def test_equalising_keeps_outputs_and_weight_codes_and_gives_each_depthwise_input_one_range(
+        cpu_run: Path, data_root: Path, tmp_path: Path) -> None:
+    calib, _ = build(load_recipe("cpu", count=2), data_root, tmp_path / "calibration")
+    model = onnx.load(str(cpu_run / "centerface.onnx"))
+    before = copy.deepcopy(model)
+    found = pairs(model)
+    assert len(found) == 17  # MobileNetV2: the stem into block 1's depthwise, and the 16 expansions after it
+    widths = channel_peaks(model, found, calib.batches())
+    spread = [float(peak.max() / np.median(peak[peak > 0])) for peak in widths.values()]
+    assert max(spread) > 10  # what a per-tensor scale had to cover
+
+    model, factors = equalised(model, calib.batches())
+    assert len(factors) == 17
+    again = scaled(copy.deepcopy(before), json.loads(json.dumps(factors)))  # as a Q/DQ model's metadata keeps them
+    assert all(np.array_equal(numpy_helper.to_array(a), numpy_helper.to_array(b))
+               for a, b in zip(again.graph.initializer, model.graph.initializer))
+    batch = next(calib.batches())
+    ran = [ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"image": batch})
+           for m in (before, model)]
+    for old, new in zip(*ran):
+        assert np.allclose(old, new, rtol=1e-3, atol=1e-4 * np.abs(old).max())
+    for pair in found:
+        for name in (pair.producer.input[1], pair.depthwise.input[1]):
+            assert np.array_equal(_codes(before, name), _codes(model, name))
+    for name, peak in channel_peaks(model, pairs(model), calib.batches()).items():
+        live = widths[name] > DEAD * widths[name].max()
+        assert np.allclose(peak[live], peak.max(), rtol=1e-3)
