@@ -178,7 +178,8 @@ def test_the_typed_fp16_model_is_what_the_emulation_runs(cpu_run: Path, tmp_path
 
 def test_the_int8_model_follows_tensorrts_qdq_placement(cpu_run: Path, data_root: Path, tmp_path: Path) -> None:
     """The deployed INT8 ONNX: Q/DQ only where TensorRT fuses it, the held block unquantised, FP16 scales
-    at opset 21; `qdq_placement` is what checked it, and it finds ONNX Runtime's default placement wrong."""
+    at opset 21; `qdq_placement` is what checked it, and it finds ONNX Runtime's default placement wrong, and
+    NNCF's own (per-channel depthwise inputs)."""
     import onnx
     from onnx import TensorProto
 
@@ -207,6 +208,10 @@ def test_the_int8_model_follows_tensorrts_qdq_placement(cpu_run: Path, data_root
                                                       tmp_path / "cache")))
     found = " ".join(typed.qdq_placement(default))
     assert "feeds ['Relu'], no weighted layer" in found and "not symmetric INT8" in found  # output pairs, INT32 bias
+    from toolkit.backends import nncf_quant  # NNCF's own placement (OpenVINO's): depthwise inputs per channel
+
+    openvino_kind = onnx.load(str(nncf_quant.quantize(cpu_run / "centerface.onnx", calib, [], tmp_path / "ov.onnx")))
+    assert "an activation quantised per channel" in " ".join(typed.qdq_placement(openvino_kind))
 
 
 def test_nncf_s_unsigned_pairs_become_int8_over_the_same_range(cpu_run: Path, data_root: Path, tmp_path: Path) -> None:

@@ -40,6 +40,7 @@ class Int8Scheme:
     keep_fp16: tuple[str, ...] = ()  # node-name patterns the deployment holds in FP16
     quantised_ops: tuple[str, ...] = ()  # Q/DQ on these op types' inputs only; empty: ONNX Runtime's default
     int32_bias: bool = True  # biases quantised to INT32 (ONNX Runtime's default); False: left in float
+    equalise_depthwise: bool = False  # the depthwise convolutions' inputs scaled to one range first (equalise.py)
 
     def held(self, patterns: tuple[str, ...]) -> Int8Scheme:
         """The scheme with `patterns` held in FP16 (left unquantised)."""
@@ -92,10 +93,10 @@ def calibrated_qdq(src: Path, dst: Path, calib: CalibrationSet, scheme: Int8Sche
 
     if scheme.method == "nncf":
         return nncf_quant.quantize(src, calib, list(scheme.keep_fp16), dst, op_types=scheme.quantised_ops,
-                                   signed=scheme.activations_symmetric)
+                                   signed=scheme.activations_symmetric, equalise=scheme.equalise_depthwise)
     return quantize(src, calib, scheme.method, list(scheme.keep_fp16), dst, cache_dir,
                     activations_symmetric=scheme.activations_symmetric, per_channel=scheme.per_channel_weights,
-                    op_types=scheme.quantised_ops, int32_bias=scheme.int32_bias)
+                    op_types=scheme.quantised_ops, int32_bias=scheme.int32_bias, equalise=scheme.equalise_depthwise)
 
 
 def rounded_outputs(node, names: set[str]) -> list:

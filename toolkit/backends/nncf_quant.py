@@ -7,13 +7,15 @@ does ONNX Runtime's."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 from pathlib import Path
 
 import numpy as np
 
 from toolkit import fileio
-from toolkit.backends.ort_quant import float_inputs, matching_nodes
+from toolkit.backends.equalise import equalised
+from toolkit.backends.ort_quant import EQUALISED, float_inputs, matching_nodes
 from toolkit.calibration import CalibrationSet
 from toolkit.errors import ToolkitError, Unavailable
 
@@ -23,11 +25,12 @@ INT8_OVER_UINT8 = 255 / 127  # the scale that spans an unsigned pair's range in 
 
 
 def quantize(fp32: Path, calib: CalibrationSet, keep_float: list[str], out: Path, op_types: tuple[str, ...] = (),
-             signed: bool = False) -> Path:
+             signed: bool = False, equalise: bool = False) -> Path:
     """The Q/DQ model over the calibration set, the nodes `keep_float` names (fnmatch patterns) left in float.
     `op_types`: a device's placement (`_for_a_device`), the pairs kept where these op types read them (every other
     node and every held one reads the float tensor); `signed`: the unsigned pairs NNCF gives non-negative
-    activations re-expressed in INT8 over the same range."""
+    activations re-expressed in INT8 over the same range; `equalise`: the depthwise convolutions' inputs first
+    scaled to one range (equalise.py; the factors kept in the model's metadata, as ort_quant keeps them)."""
     if importlib.util.find_spec("nncf") is None:
         raise Unavailable("calibration method 'nncf' needs NNCF: pip install -e '.[openvino]' (or '.[tensorrt]')")
     import nncf
@@ -35,6 +38,9 @@ def quantize(fp32: Path, calib: CalibrationSet, keep_float: list[str], out: Path
 
     nncf.set_log_level(logging.WARNING)  # not a line per node it leaves unquantised
     model = onnx.load(str(fp32))
+    factors = None
+    if equalise:
+        model, factors = equalised(model, calib.batches())
     name = model.graph.input[0].name
     images = [{name: image[None]} for batch in calib.batches() for image in batch]
     held = matching_nodes(fp32, keep_float) if keep_float else []
@@ -48,16 +54,23 @@ def quantize(fp32: Path, calib: CalibrationSet, keep_float: list[str], out: Path
     if signed:
         _as_int8(quantised)
     _ort_names(quantised)
+    if factors is not None:
+        onnx.helper.set_model_props(quantised, {EQUALISED: json.dumps(factors)})
     return fileio.write_with(out, lambda tmp: onnx.save(quantised, str(tmp)))
 
 
 def _for_a_device():
-    """Every weight on the full INT8 range (NNCF's overflow fix is for x86 VNNI), and NNCF's ranges without its bias
-    correction: NNCF corrects the biases for its own placement and unsigned ranges, which the device's pairs then
-    change; on t4-int8 it lost more with the correction than without (docs/results.md)."""
-    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, OverflowFix
+    """Every weight on the full INT8 range (NNCF's overflow fix is for x86 VNNI); one scale per activation tensor
+    (NNCF's default quantises a depthwise convolution's input per channel, which OpenVINO runs and TensorRT's
+    parser refuses: "Activations-quantization does not support per-axis quantization", onnx-tensorrt's
+    onnxOpImporters.cpp at 96e7811, 10.1 GA); and NNCF's ranges without its bias correction: NNCF corrects the
+    biases for its own placement and unsigned ranges, which the device's pairs then change; on t4-int8 it lost
+    more with the correction than without (docs/results.md)."""
+    from nncf.quantization.advanced_parameters import (AdvancedQuantizationParameters, OverflowFix,
+                                                       QuantizationParameters)
 
-    return AdvancedQuantizationParameters(overflow_fix=OverflowFix.DISABLE, disable_bias_correction=True)
+    return AdvancedQuantizationParameters(overflow_fix=OverflowFix.DISABLE, disable_bias_correction=True,
+                                          activations_quantization_params=QuantizationParameters(per_channel=False))
 
 
 def _as_int8(model) -> None:

@@ -80,7 +80,8 @@ def qdq_placement(model) -> list[str]:
     ConvTranspose: the pair fuses into it), or beside one the residual Add it fuses with; weights are
     per-channel on the output-channel axis (ConvTranspose: axis 1, as NVIDIA's pytorch-quantization
     quantises deconvolution weights); every pair is INT8 with zero point 0 (TensorRT's DequantizeLinear
-    takes INT8, so no INT32 bias)."""
+    takes INT8, so no INT32 bias); an activation's pair has one scale ("Activations-quantization does not
+    support per-axis quantization": onnx-tensorrt's onnxOpImporters.cpp at 96e7811, 10.1 GA)."""
     from onnx import TensorProto, numpy_helper
 
     graph = model.graph
@@ -94,6 +95,10 @@ def qdq_placement(model) -> list[str]:
         after = {c.op_type for c in consumers.get(node.output[0], [])}
         if node.op_type == "QuantizeLinear" and after != {"DequantizeLinear"}:
             wrong.append(f"{node.name} feeds {sorted(after)}")
+        scale = inits.get(node.input[1]) if node.op_type == "QuantizeLinear" else None
+        if scale is not None and node.input[0] not in inits and int(np.prod(scale.dims)) != 1:
+            wrong.append(f"{node.name}: an activation quantised per channel ({int(np.prod(scale.dims))} scales); "
+                         "TensorRT takes one scale per activation tensor")
         if node.op_type not in Q_DQ:
             continue
         if node.op_type == "DequantizeLinear" and not (after & set(WEIGHTED) and after <= {*WEIGHTED, "Add"}):
