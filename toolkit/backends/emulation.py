@@ -51,8 +51,9 @@ class Int8Scheme:
         weights = "per-channel" if self.per_channel_weights else "per-tensor"
         held = f"; held in FP16: {' '.join(self.keep_fp16)}" if self.keep_fp16 else ""
         ops = f" on {', '.join(self.quantised_ops)} inputs" if self.quantised_ops else ""
-        return (f"INT8{ops}: {acts} per-tensor activations ({self.method} calibration), symmetric {weights} weights; "
-                f"FP16 elsewhere{held}")
+        equalised = ", depthwise inputs equalised" if self.equalise_depthwise else ""
+        return (f"INT8{ops}: {acts} per-tensor activations ({self.method} calibration{equalised}), symmetric "
+                f"{weights} weights; FP16 elsewhere{held}")
 
 
 def fp16_rounded(src: Path, dst: Path, extra_outputs: tuple[str, ...] = ()) -> Path:
