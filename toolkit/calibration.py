@@ -173,6 +173,9 @@ def build(recipe: Recipe, data_root: Path, cache: Path) -> tuple[CalibrationSet,
     return CalibrationSet(folder, manifest), False
 
 
+LABEL_PATTERNS = 16  # characters of float patterns a configuration's label shows
+
+
 @dataclass(frozen=True)
 class QuantConfig:
     """One INT8 configuration the sweep tries: a method and the node patterns left in float."""
@@ -182,7 +185,12 @@ class QuantConfig:
 
     @property
     def label(self) -> str:
-        return self.method + (f", float: {' '.join(self.keep_float)}" if self.keep_float else "")
+        """For tables: the patterns where they are short ('entropy, float: /head/*'), else how many ('percentile,
+        1 float pattern'; a node's full name would not fit a terminal's row). The report's rows list them."""
+        shown = " ".join(self.keep_float)
+        if not shown or len(shown) <= LABEL_PATTERNS:
+            return self.method + (f", float: {shown}" if shown else "")
+        return f"{self.method}, {len(self.keep_float)} float pattern{'s' if len(self.keep_float) > 1 else ''}"
 
     @property
     def slug(self) -> str:

@@ -109,6 +109,7 @@ def sweep(target: Target, backend: Backend, fp32_onnx: Path, data_root: Path, gt
         model = backend.calibrate(fp32_onnx, calib, target, work / f"centerface.int8.{cfg.slug}.onnx",
                                   cfg.method, list(cfg.keep_float))
         rows.append({**measure(cfg.label, model, fp32, fp32["infer_images_per_s"]),
+                     "keep_float": list(cfg.keep_float),
                      "model": os.path.relpath(model, out)})  # relative: the run folder moves (staging)
         log(f"{cfg.label}: AP against FP32 easy / medium / hard {rows[-1]['delta_easy']} / "
             f"{rows[-1]['delta_medium']} / {rows[-1]['delta_hard']} points; inference {rows[-1]['speedup']}x "
