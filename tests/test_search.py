@@ -133,7 +133,7 @@ def test_a_held_convolution_of_the_default_placement_reads_the_float_relu_output
     import onnxruntime as ort
 
     from toolkit.backends.onnxruntime import OnnxRuntimeBackend
-    from toolkit.backends.ort_quant import float_model_of
+    from toolkit.backends.equalise import float_model_of
 
     spec = targets.load(_tiny(tmp_path, "cpu-int8"))
     calib, _ = build(load_recipe(spec.extra["calibration"]["recipe"]), data_root, tmp_path / "sets")

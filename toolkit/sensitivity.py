@@ -97,7 +97,7 @@ def per_convolution(float_model: Path, qdq_model: Path, batches: list[np.ndarray
     """Each convolution in network order: name, block, FLOPs (at the batches' input size), share of all FLOPs, and
     the error of its input's quantisation (dB; higher is better; None where its input is not quantised). The
     float model is equalised as `qdq_model` records, where it was."""
-    from toolkit.backends.ort_quant import float_model_of
+    from toolkit.backends.equalise import float_model_of
 
     height, width = batches[0].shape[2:]
     convs = conv_flops(float_model, height, width)

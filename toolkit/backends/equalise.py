@@ -11,12 +11,15 @@ cross-layer equalisation, ICCV 2019, where the scale is free)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 DEAD = 1e-3  # a channel whose range is below this share of the widest keeps its scale (nothing to resolve)
+FACTORS = "centerface.equalised"  # a Q/DQ model's metadata key: its depthwise inputs' factors (JSON), if any
 
 
 @dataclass(frozen=True)
@@ -103,3 +106,23 @@ def scaled(model, factors: dict[str, list[float]]):
             scale(pair.producer.input[2], by)
             scale(pair.depthwise.input[1], 1.0 / by)
     return model
+
+
+def record(qdq_model, factors: dict[str, list[float]]) -> None:
+    """Keep `factors` in the Q/DQ model made from the equalised model, for `float_model_of`."""
+    import onnx
+
+    onnx.helper.set_model_props(qdq_model, {FACTORS: json.dumps(factors)})
+
+
+def float_model_of(qdq_model: Path, float_model: Path, folder: Path) -> Path:
+    """The float model `qdq_model` was quantised from: `float_model`, with the equalisation its metadata records
+    applied (then written into `folder`)."""
+    import onnx
+
+    factors = {p.key: p.value for p in onnx.load(str(qdq_model), load_external_data=False).metadata_props}.get(FACTORS)
+    if factors is None:
+        return float_model
+    out = folder / f"{float_model.stem}.equalised.onnx"
+    onnx.save(scaled(onnx.load(str(float_model)), json.loads(factors)), str(out))
+    return out

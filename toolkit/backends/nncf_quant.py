@@ -7,15 +7,14 @@ does ONNX Runtime's."""
 from __future__ import annotations
 
 import importlib.util
-import json
 import logging
 from pathlib import Path
 
 import numpy as np
 
 from toolkit import fileio
-from toolkit.backends.equalise import equalised
-from toolkit.backends.ort_quant import EQUALISED, float_inputs, matching_nodes
+from toolkit.backends.equalise import equalised, record
+from toolkit.backends.ort_quant import float_inputs, matching_nodes
 from toolkit.calibration import CalibrationSet
 from toolkit.errors import ToolkitError, Unavailable
 
@@ -30,7 +29,7 @@ def quantize(fp32: Path, calib: CalibrationSet, keep_float: list[str], out: Path
     `op_types`: a device's placement (`_for_a_device`), the pairs kept where these op types read them (every other
     node and every held one reads the float tensor); `signed`: the unsigned pairs NNCF gives non-negative
     activations re-expressed in INT8 over the same range; `equalise`: the depthwise convolutions' inputs first
-    scaled to one range (equalise.py; the factors kept in the model's metadata, as ort_quant keeps them)."""
+    scaled to one range (equalise.py; the factors recorded in the model)."""
     if importlib.util.find_spec("nncf") is None:
         raise Unavailable("calibration method 'nncf' needs NNCF: pip install -e '.[openvino]' (or '.[tensorrt]')")
     import nncf
@@ -55,7 +54,7 @@ def quantize(fp32: Path, calib: CalibrationSet, keep_float: list[str], out: Path
         _as_int8(quantised)
     _ort_names(quantised)
     if factors is not None:
-        onnx.helper.set_model_props(quantised, {EQUALISED: json.dumps(factors)})
+        record(quantised, factors)
     return fileio.write_with(out, lambda tmp: onnx.save(quantised, str(tmp)))
 
 

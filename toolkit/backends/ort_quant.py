@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
-import io
-import json
 import hashlib
+import io
 from pathlib import Path
 
 from toolkit import fileio, reading
+from toolkit.backends.equalise import equalised, record
 from toolkit.calibration import CalibrationSet
 
 
@@ -94,37 +94,17 @@ def _without_unread_pairs(model):
     return model
 
 
-EQUALISED = "centerface.equalised"  # a Q/DQ model's metadata key: its depthwise inputs' factors (JSON), if any
-
-
-def float_model_of(qdq_model: Path, float_model: Path, folder: Path) -> Path:
-    """The float model `qdq_model` was quantised from: `float_model`, with the equalisation its metadata records
-    applied (then written into `folder`)."""
-    import onnx
-
-    from toolkit.backends.equalise import scaled
-
-    factors = {p.key: p.value for p in onnx.load(str(qdq_model), load_external_data=False).metadata_props}.get(EQUALISED)
-    if factors is None:
-        return float_model
-    out = folder / f"{float_model.stem}.equalised.onnx"
-    onnx.save(scaled(onnx.load(str(float_model)), json.loads(factors)), str(out))
-    return out
-
-
 def _equalised(prepared: Path, calib: CalibrationSet, out: Path) -> tuple[Path, dict[str, list[float]]]:
     """`prepared` with its depthwise inputs equalised on the calibration set, and the factors; written once to
     `out` (the factors beside it)."""
     import onnx
-
-    from toolkit.backends.equalise import equalised
 
     factors_path = out.with_suffix(".json")
     if not (out.is_file() and factors_path.is_file()):
         model, factors = equalised(onnx.load(str(prepared)), calib.batches())
         fileio.write_json(factors_path, factors)
         fileio.write_with(out, lambda tmp: onnx.save(model, str(tmp)))
-    return out, json.loads(factors_path.read_text())
+    return out, reading.read_json(factors_path, dict)
 
 
 def quantize(fp32: Path, calib: CalibrationSet, method: str, exclude: list[str], out: Path, cache_dir: Path,
@@ -136,7 +116,7 @@ def quantize(fp32: Path, calib: CalibrationSet, method: str, exclude: list[str],
     also quantises a quantised node's output); empty: ONNX Runtime's default placement. `int32_bias`
     False: biases stay float (TensorRT's DequantizeLinear takes INT8, not INT32). `equalise`: the depthwise
     convolutions' inputs first scaled to one range per tensor (see equalise.py); the Q/DQ model then records the
-    factors (`EQUALISED` in its metadata), so its tensors compare with the float model's (`float_model_of`)."""
+    factors (`equalise.record`), so its tensors compare with the float model's (`equalise.float_model_of`)."""
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -158,11 +138,12 @@ def quantize(fp32: Path, calib: CalibrationSet, method: str, exclude: list[str],
     def write(tmp: Path) -> None:
         with contextlib.redirect_stdout(io.StringIO()):  # ORT prints a line per calibration batch
             _quantize(tmp)
-        if held:
-            onnx.save(float_inputs(onnx.load(str(tmp)), set(held), onnx.load(str(prepared))), str(tmp))
-        if factors is not None:
+        if held or factors is not None:
             model = onnx.load(str(tmp))
-            onnx.helper.set_model_props(model, {EQUALISED: json.dumps(factors)})
+            if held:
+                model = float_inputs(model, set(held), onnx.load(str(prepared)))
+            if factors is not None:
+                record(model, factors)
             onnx.save(model, str(tmp))
 
     def _quantize(tmp: Path) -> None:
