@@ -2,7 +2,8 @@
 
 MobileNetV2's expansion convolution (then a Relu) feeds a depthwise convolution whose channels span very different
 ranges: one per-tensor scale gives the narrow channels a few levels. NNCF quantises these inputs per channel, which
-ONNX Runtime's integer convolution (QLinearConv) cannot run. A Relu commutes with a positive scale, and both
+ONNX Runtime's integer convolution (QLinearConv) cannot run, TensorRT's parser refuses, and AMCT does not do (one
+scale per activation on each of them). A target's file switches it on for its quantiser (`wanted`). A Relu commutes with a positive scale, and both
 convolutions' weights are quantised per output channel, which for the depthwise one is its input channel, so
 scaling channel c of that tensor by f_c (the producer's weights and bias by f_c, the depthwise weights by 1 / f_c)
 changes neither the float model's outputs nor its weights' quantisation. Choosing f_c so every channel spans the
@@ -18,8 +19,16 @@ from pathlib import Path
 
 import numpy as np
 
+from toolkit import fileio
+
 DEAD = 1e-3  # a channel whose range is below this share of the widest keeps its scale (nothing to resolve)
 FACTORS = "centerface.equalised"  # a Q/DQ model's metadata key: its depthwise inputs' factors (JSON), if any
+
+
+def wanted(target) -> bool:
+    """Whether the target's file asks for the depthwise inputs equalised before quantisation (`[calibration]
+    equalise_depthwise`), whichever quantiser it uses."""
+    return bool(target.extra.get("calibration", {}).get("equalise_depthwise", False))
 
 
 @dataclass(frozen=True)
@@ -85,6 +94,15 @@ def equalised(model, batches: Iterable[np.ndarray]) -> tuple[object, dict[str, l
         widest = float(peak.max())
         factors[pair.relu.output[0]] = np.where(peak > DEAD * widest, widest / np.maximum(peak, 1e-30), 1.0).tolist()
     return scaled(model, factors), factors
+
+
+def write_equalised(model_path: Path, batches: Iterable[np.ndarray], out: Path) -> dict[str, list[float]]:
+    """Write the model at `model_path`, equalised over `batches`, to `out`; the factors."""
+    import onnx
+
+    model, factors = equalised(onnx.load(str(model_path)), batches)
+    fileio.write_with(out, lambda tmp: onnx.save(model, str(tmp)))
+    return factors
 
 
 def scaled(model, factors: dict[str, list[float]]):

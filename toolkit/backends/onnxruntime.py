@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from toolkit import fileio, schema
+from toolkit.backends import equalise
 from toolkit.backends.base import Backend, Runner, RunnerInfo
 from toolkit.backends.pool import pool_over
 from toolkit.backends.sized import SizedRunner, static_per_size
@@ -165,8 +166,7 @@ class OnnxRuntimeBackend(Backend):
         [calibration] table equalises the depthwise convolutions' inputs first."""
         from toolkit.backends.ort_quant import quantize
 
-        return quantize(onnx_path, calib, method, keep_float, out, out.parent / "cache",
-                        equalise=target.extra["calibration"].get("equalise_depthwise", False))
+        return quantize(onnx_path, calib, method, keep_float, out, out.parent / "cache", equalise=equalise.wanted(target))
 
     def runner(self, artefact: Path, target: Target) -> Runner:
         if target.device_ids is not None:

@@ -10,7 +10,7 @@ import io
 from pathlib import Path
 
 from toolkit import fileio, reading
-from toolkit.backends.equalise import equalised, record
+from toolkit.backends.equalise import record, write_equalised
 from toolkit.calibration import CalibrationSet
 
 
@@ -97,13 +97,9 @@ def _without_unread_pairs(model):
 def _equalised(prepared: Path, calib: CalibrationSet, out: Path) -> tuple[Path, dict[str, list[float]]]:
     """`prepared` with its depthwise inputs equalised on the calibration set, and the factors; written once to
     `out` (the factors beside it)."""
-    import onnx
-
     factors_path = out.with_suffix(".json")
     if not (out.is_file() and factors_path.is_file()):
-        model, factors = equalised(onnx.load(str(prepared)), calib.batches())
-        fileio.write_json(factors_path, factors)
-        fileio.write_with(out, lambda tmp: onnx.save(model, str(tmp)))
+        fileio.write_json(factors_path, write_equalised(prepared, calib.batches(), out))
     return out, reading.read_json(factors_path, dict)
 
 

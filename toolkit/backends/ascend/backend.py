@@ -5,6 +5,7 @@ from __future__ import annotations
 import glob
 import subprocess
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ from toolkit import calibration, fileio, reading
 from toolkit.backends.ascend import aipp, bins, commands, perf, plan, toolflow
 from toolkit.backends.ascend.cann import SET_ENV, Cann
 from toolkit.backends.ascend.settings import SOCS, AscendSettings
-from toolkit.backends import emulation
+from toolkit.backends import emulation, equalise
 from toolkit.backends.base import Backend, Check, Emulation, Runner, RunnerInfo, Step, ToolFigures, batch_hw
 from toolkit.backends.pool import chosen_devices, pool_over
 from toolkit.data.preprocess import NCHW_F32, NHWC_U8
@@ -126,7 +127,10 @@ class AscendBackend(Backend):
         work = plan.amct_prefix(out).parent.resolve()  # AMCT writes amct_log/ and a temporary folder where it runs
         work.mkdir(parents=True, exist_ok=True)
         _write_amct_config(target, out, len(written))
-        run_tool(plan.amct_command(target, onnx_path.resolve(), out.resolve(), len(written)), cwd=work)
+        source = plan.amct_source(target, onnx_path, out)
+        if source != onnx_path:  # AMCT's activations take one scale per tensor, as the twin's do
+            equalise.write_equalised(onnx_path, calib.batches(), source)
+        run_tool(plan.amct_command(target, source.resolve(), out.resolve(), len(written)), cwd=work)
         for made in (plan.deploy_model(out), plan.fake_quant_model(out)):
             if not made.is_file():
                 raise ToolkitError(f"amct_onnx wrote no {made}")
@@ -153,7 +157,7 @@ class AscendBackend(Backend):
             models = static_per_size(out / summary["onnx_twin"], out, emulation.EMULATED, sizes)
             record = emulation.record("int8", None, sizes, device)
             return models, {**record, "numerics": "AMCT's own fake-quant model", "scheme": "amct"}
-        scheme = AMCT_TWIN.held(s.skip_layers) if target.precision == "int8" else None
+        scheme = amct_twin(target).held(s.skip_layers) if target.precision == "int8" else None
         log(f"emulating {target.name}: {s.soc_version} {target.precision} numerics in ONNX Runtime on the CPU"
             + (", input through the AIPP config" if s.aipp else ""))
         models = emulation.build(onnx_path, out, target.precision, sizes, scheme, calib)
@@ -171,7 +175,7 @@ class AscendBackend(Backend):
         return plan.steps(target, shown or out)
 
     def qdq_twin(self, onnx_path: Path, target: Target, calib: CalibrationSet, out: Path) -> Path:
-        return emulation.calibrated_qdq(onnx_path, out / "centerface.int8.twin.onnx", calib, AMCT_TWIN,
+        return emulation.calibrated_qdq(onnx_path, out / "centerface.int8.twin.onnx", calib, amct_twin(target),
                                         out / "calibration" / "cache")  # AMCT's scheme in standard Q/DQ
 
     def float_setting(self, names: list[str]) -> dict:
@@ -281,6 +285,11 @@ class AippEmulation(Runner):
 
     def _release(self) -> None:
         self.inner.close()
+
+
+def amct_twin(target: Target) -> Int8Scheme:
+    """AMCT_TWIN on the model AMCT calibrates: its depthwise inputs equalised where the target's file asks."""
+    return replace(AMCT_TWIN, equalise_depthwise=equalise.wanted(target))
 
 
 def _write_amct_config(target: Target, out: Path, batch_num: int) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from toolkit import calibration
+from toolkit.backends import equalise
 from toolkit.backends.ascend import commands
 from toolkit.backends.base import Step
 from toolkit.errors import InputError
@@ -63,6 +64,16 @@ def fake_quant_model(out: Path) -> Path:
     return Path(f"{amct_prefix(out)}_fake_quant_model.onnx")
 
 
+def equalised_model(out: Path) -> Path:
+    """The FP32 model with its depthwise inputs equalised (equalise.py), which AMCT calibrates where the target asks."""
+    return out / AMCT_DIR / "centerface.equalised.onnx"
+
+
+def amct_source(target: Target, onnx: Path, out: Path) -> Path:
+    """The model AMCT calibrates: the exported one, or its equalised twin where the target's file asks."""
+    return equalised_model(out) if equalise.wanted(target) else onnx
+
+
 def amct_config(out: Path) -> Path:
     """AMCT's simple configuration file, written where the target leaves layers unquantised."""
     return out / AMCT_DIR / "calibration.cfg"
@@ -84,12 +95,16 @@ def steps(target: Target, out: Path) -> list[Step]:
     if int8:
         recipe = calibration.recipe_for(target)
         batches = -(-recipe.count // recipe.batch_size)
+        plan.append(Step(f"calibration batches from calibration/{recipe.name}.toml ({recipe.count} images)", None,
+                         [f"{out / CALIBRATION_DIR}/img_<k>_bs{recipe.batch_size}.bin (k < {batches})"]))
+        if equalise.wanted(target):
+            plan.append(Step("depthwise inputs equalised over the calibration images (toolkit; the same model in float)",
+                             None, [str(equalised_model(out))]))
         plan += [
-            Step(f"calibration batches from calibration/{recipe.name}.toml ({recipe.count} images)", None,
-                 [f"{out / CALIBRATION_DIR}/img_<k>_bs{recipe.batch_size}.bin (k < {batches})"]),
             Step(f"AMCT INT8 calibration, run in {amct_prefix(out).parent} (where AMCT writes amct_log/)"
                  + (f", {len(s.skip_layers)} layers left unquantised ({amct_config(out).name})" if s.skip_layers else ""),
-                 amct_command(target, onnx, out, batches), [str(deploy_model(out)), str(fake_quant_model(out))]),
+                 amct_command(target, amct_source(target, onnx, out), out, batches),
+                 [str(deploy_model(out)), str(fake_quant_model(out))]),
         ]
     source = deploy_model(out) if int8 else onnx
     aipp = out / AIPP_FILE if s.aipp else None

@@ -8,10 +8,11 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from toolkit import machine
-from toolkit.backends import emulation
+from toolkit.backends import emulation, equalise
 from toolkit.backends.base import Backend, Check, Emulation, Runner, Step, ToolFigures
 from toolkit.backends.emulation import Int8Scheme
 from toolkit.backends.pool import chosen_devices, pool_over
@@ -26,19 +27,25 @@ from toolkit.target import Target
 # TensorRT's explicit quantization as its placement rules want it (typed.qdq_placement checks them): Q/DQ
 # on the inputs of the weighted layers only (Conv, ConvTranspose: each pair fuses into its layer), INT8
 # only (biases stay float), symmetric per-tensor activations, symmetric per-channel weights; the held
-# layers stay FP16. Calibrated by NNCF (its ranges; nncf_quant) on the model with its depthwise inputs
-# equalised (one scale per tensor must serve channels of very different ranges): with nothing held it
-# loses -0.03 / -0.01 / +0.00 AP points on the selection half, -1.79 / -1.15 / -0.49 unequalised, where
-# ONNX Runtime's entropy calibration lost -2.13 / -1.98 / -2.50 (docs/results.md).
+# layers stay FP16. Calibrated by NNCF (its ranges; nncf_quant), on the model with its depthwise inputs
+# equalised where the target's file asks (`[calibration] equalise_depthwise`; one scale per tensor must serve
+# channels of very different ranges): t4-int8 with nothing held loses -0.03 / -0.01 / +0.00 AP points on the
+# selection half, -1.79 / -1.15 / -0.49 unequalised, where ONNX Runtime's entropy calibration lost -2.13 / -1.98 /
+# -2.50 (docs/results.md).
 INT8_SCHEME = Int8Scheme(
     "TensorRT INT8, explicit quantization (NNCF calibration, symmetric)", "nncf", activations_symmetric=True,
-    quantised_ops=("Conv", "ConvTranspose"), int32_bias=False, equalise_depthwise=True,
+    quantised_ops=("Conv", "ConvTranspose"), int32_bias=False,
     differs=("TensorRT computes a quantised layer with INT8 inputs and INT32 accumulation, as the emulation's "
              "FP32 arithmetic on the dequantised values does up to rounding; its FP16 layers may accumulate in FP16",))
 FP16_DIFFERS = ("TensorRT may accumulate some FP16 layers in FP16 (tactic choice); the emulation accumulates in FP32 "
                 "and rounds each layer's output to FP16",)
 
 TIMING_CACHE = "timing.cache"
+
+
+def int8_scheme(target: Target) -> Int8Scheme:
+    """INT8_SCHEME as the target's file asks: its layers held in FP16, its depthwise inputs equalised or not."""
+    return replace(INT8_SCHEME.held(TensorRTSettings.of(target).keep_fp16), equalise_depthwise=equalise.wanted(target))
 
 
 def engine_path(out: Path, target: Target) -> Path:
@@ -105,8 +112,7 @@ class TensorRTBackend(Backend):
 
     def _typed_int8(self, onnx_path: Path, target: Target, calib: CalibrationSet, out: Path) -> dict:
         """Calibrate the Q/DQ model (INT8_SCHEME, the target's held blocks unquantised), then type it."""
-        s = TensorRTSettings.of(target)
-        qdq = emulation.calibrated_qdq(onnx_path, out / "centerface.int8.qdq.onnx", calib, INT8_SCHEME.held(s.keep_fp16),
+        qdq = emulation.calibrated_qdq(onnx_path, out / "centerface.int8.qdq.onnx", calib, int8_scheme(target),
                                         out / "calibration" / "cache")
         done = typed.fp16_model(qdq, typed_path(out, target))
         qdq.unlink()
@@ -116,14 +122,14 @@ class TensorRTBackend(Backend):
                  log: Callable[[str], None]) -> tuple[Path, dict]:
         """INT8: explicit quantization (Q/DQ in the typed ONNX) calibrated at the deployed shape; no
         calibrator and no calibration cache: the scales are in the file."""
-        log(f"TensorRT INT8: Q/DQ calibration over {len(calib.manifest['images'])} images ({INT8_SCHEME.describe()})")
+        log(f"TensorRT INT8: Q/DQ calibration over {len(calib.manifest['images'])} images ({int8_scheme(target).describe()})")
         typing = self._typed_int8(onnx_path, target, calib, out)
         return self._engine(target, out), {"method": INT8_SCHEME.method, "set_sha256": calib.sha256, "typed": typing,
                                            "images": len(calib.manifest["images"]), "excluded_from_evaluation": True}
 
     def qdq_twin(self, onnx_path: Path, target: Target, calib: CalibrationSet, out: Path) -> Path:
-        return emulation.calibrated_qdq(onnx_path, out / "centerface.int8.twin.onnx", calib, INT8_SCHEME,
-                                        out / "calibration" / "cache")  # the ranges the deployed file's take
+        return emulation.calibrated_qdq(onnx_path, out / "centerface.int8.twin.onnx", calib,
+                                        int8_scheme(target).held(()), out / "calibration" / "cache")  # the deployed ranges
 
     def float_setting(self, names: list[str]) -> dict:
         return {"keep_fp16": list(names)}  # left unquantised: FP16 in the typed file
@@ -154,7 +160,7 @@ class TensorRTBackend(Backend):
         deployed = typed_path(out, target)
         main = typed.upcast(deployed, out / f"{emulation.EMULATED}.onnx")
         models = static_per_size(main, out, emulation.EMULATED, list(s.sizes))
-        scheme = INT8_SCHEME.held(s.keep_fp16) if s.precision == "int8" else None
+        scheme = int8_scheme(target) if s.precision == "int8" else None
         record = emulation.record(s.precision, scheme, list(s.sizes), "NVIDIA GPU, TensorRT", () if scheme else FP16_DIFFERS)
         return models, {**record, "typed": typing, "emulates": {"file": deployed.name, "sha256": sha256(deployed)}}
 
@@ -194,7 +200,7 @@ class TensorRTBackend(Backend):
         steps = [Step("export (host, PyTorch)", None, [str(out / "centerface.onnx")])]
         if s.precision == "int8":
             held = f", held in FP16 (not quantised): {' '.join(s.keep_fp16)}" if s.keep_fp16 else ""
-            steps.append(Step(f"Q/DQ calibration ({INT8_SCHEME.describe()}) over calibration/"
+            steps.append(Step(f"Q/DQ calibration ({int8_scheme(target).held(()).describe()}) over calibration/"
                               f"{target.extra['calibration']['recipe']}.toml at {s.width}x{s.height}{held}", None, []))
         steps += [
             Step(f"typed {s.precision} ONNX (onnxconverter-common float16, FP32 I/O"
