@@ -12,14 +12,17 @@ from pathlib import Path
 import numpy as np
 import onnx
 import onnxruntime as ort
+import pytest
 from onnx import numpy_helper
 
 from toolkit import targets
 from toolkit.backends.ascend import plan
 from toolkit.backends.ascend.backend import amct_twin
-from toolkit.backends.equalise import DEAD, channel_peaks, equalised, pairs, scaled, wanted, write_equalised
+from toolkit.backends.equalise import (DEAD, FACTORS, channel_peaks, equalised, float_model_of, pairs, scaled, wanted,
+                                       write_equalised)
 from toolkit.backends.tensorrt.backend import int8_scheme
 from toolkit.calibration import build, load_recipe
+from toolkit.errors import InputError
 
 REPO = Path(__file__).parents[1]
 
@@ -94,3 +97,15 @@ def test_amct_calibrates_the_equalised_model_which_computes_what_the_export_does
            for m in (cpu_run / "centerface.onnx", made)]
     for old, new in zip(*ran):
         assert np.allclose(old, new, rtol=1e-3, atol=1e-4 * np.abs(old).max())
+
+
+@pytest.mark.parametrize("recorded", ["not json", '["a list"]', '{"/no/such/Relu_output_0": [1.0]}',
+                                      '{"/backbone/features.0/features.0.1/Relu_output_0": [1.0, 2.0]}',
+                                      '{"/backbone/features.0/features.0.1/Relu_output_0": [-1.0]}'])
+def test_a_malformed_equalisation_record_is_named_in_one_line(recorded: str, cpu_run: Path, tmp_path: Path) -> None:
+    model = onnx.load(str(cpu_run / "centerface.onnx"))
+    onnx.helper.set_model_props(model, {FACTORS: recorded})
+    qdq = tmp_path / "edited.onnx"
+    onnx.save(model, str(qdq))
+    with pytest.raises(InputError, match=f"{qdq}: metadata 'centerface.equalised' is not an equalisation"):
+        float_model_of(qdq, cpu_run / "centerface.onnx", tmp_path)

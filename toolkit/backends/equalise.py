@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from toolkit import fileio
+from toolkit.errors import InputError
 
 DEAD = 1e-3  # a channel whose range is below this share of the widest keeps its scale (nothing to resolve)
 FACTORS = "centerface.equalised"  # a Q/DQ model's metadata key: its depthwise inputs' factors (JSON), if any
@@ -138,9 +139,29 @@ def float_model_of(qdq_model: Path, float_model: Path, folder: Path) -> Path:
     applied (then written into `folder`)."""
     import onnx
 
-    factors = {p.key: p.value for p in onnx.load(str(qdq_model), load_external_data=False).metadata_props}.get(FACTORS)
-    if factors is None:
+    text = {p.key: p.value for p in onnx.load(str(qdq_model), load_external_data=False).metadata_props}.get(FACTORS)
+    if text is None:
         return float_model
+    model = onnx.load(str(float_model))
     out = folder / f"{float_model.stem}.equalised.onnx"
-    onnx.save(scaled(onnx.load(str(float_model)), json.loads(factors)), str(out))
+    onnx.save(scaled(model, _recorded(text, model, qdq_model)), str(out))
     return out
+
+
+def _recorded(text: str, model, qdq_model: Path) -> dict[str, list[float]]:
+    """The factors a Q/DQ model's metadata records, checked against the float model's pairs."""
+    from onnx import numpy_helper
+
+    channels = {p.relu.output[0]: len(numpy_helper.to_array(next(
+        i for i in model.graph.initializer if i.name == p.producer.input[2]))) for p in pairs(model)}
+    try:
+        factors = json.loads(text)
+        ok = isinstance(factors, dict) and all(
+            channels.get(name) == len(values) and all(isinstance(v, (int, float)) and v > 0 for v in values)
+            for name, values in factors.items())
+    except (ValueError, TypeError):
+        ok = False
+    if not ok:
+        raise InputError(f"{qdq_model}: metadata {FACTORS!r} is not an equalisation of this model's depthwise "
+                         "inputs (a positive factor per channel of each)", "quantise it again with the toolkit")
+    return factors
