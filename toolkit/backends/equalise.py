@@ -2,13 +2,13 @@
 
 MobileNetV2's expansion convolution (then a Relu) feeds a depthwise convolution whose channels span very different
 ranges: one per-tensor scale gives the narrow channels a few levels. NNCF quantises these inputs per channel, which
-ONNX Runtime's integer convolution (QLinearConv) cannot run, TensorRT's parser refuses, and AMCT does not do (one
-scale per activation on each of them). A target's file switches it on for its quantiser (`wanted`). A Relu commutes with a positive scale, and both
-convolutions' weights are quantised per output channel, which for the depthwise one is its input channel, so
-scaling channel c of that tensor by f_c (the producer's weights and bias by f_c, the depthwise weights by 1 / f_c)
-changes neither the float model's outputs nor its weights' quantisation. Choosing f_c so every channel spans the
-widest one's range gives each channel the resolution a per-channel scale would (the idea of Nagel et al.'s
-cross-layer equalisation, ICCV 2019, where the scale is free)."""
+ONNX Runtime's integer convolution (QLinearConv) cannot run, TensorRT's parser refuses, and AMCT does not do (each
+takes one scale per activation). A Relu commutes with a positive scale, and both convolutions' weights are
+quantised per output channel, which for the depthwise one is its input channel, so scaling channel c of that
+tensor by f_c (the producer's weights and bias by f_c, the depthwise weights by 1 / f_c) changes neither the float
+model's outputs nor its weights' quantisation. Choosing f_c so every channel spans the widest one's range gives
+each channel the resolution a per-channel scale would (the idea of Nagel et al.'s cross-layer equalisation, ICCV
+2019, where the scale is free). A target's file switches it on for its quantiser (`wanted`)."""
 
 from __future__ import annotations
 
