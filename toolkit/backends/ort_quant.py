@@ -98,9 +98,11 @@ def _equalised(prepared: Path, calib: CalibrationSet, out: Path) -> tuple[Path, 
     """`prepared` with its depthwise inputs equalised on the calibration set, and the factors; written once to
     `out` (the factors beside it)."""
     factors_path = out.with_suffix(".json")
-    if not (out.is_file() and factors_path.is_file()):
-        fileio.write_json(factors_path, write_equalised(prepared, calib.batches(), out))
-    return out, reading.read_json(factors_path, dict)
+    if out.is_file() and factors_path.is_file():
+        return out, reading.read_json(factors_path, dict)
+    factors = write_equalised(prepared, calib.batches(), out)
+    fileio.write_json(factors_path, factors)
+    return out, factors
 
 
 def quantize(fp32: Path, calib: CalibrationSet, method: str, exclude: list[str], out: Path, cache_dir: Path,
@@ -127,7 +129,8 @@ def quantize(fp32: Path, calib: CalibrationSet, method: str, exclude: list[str],
     factors = None
     if equalise:
         prepared, factors = _equalised(prepared, calib, cache_dir / f"equalised-{model_hash}-{calib.sha256[:12]}.onnx")
-    input_name = onnx.load(str(prepared)).graph.input[0].name
+    float_model = onnx.load(str(prepared))  # what is quantised: held nodes read its float tensors
+    input_name = float_model.graph.input[0].name
 
     held = matching_nodes(prepared, exclude) if exclude else []
 
@@ -137,7 +140,7 @@ def quantize(fp32: Path, calib: CalibrationSet, method: str, exclude: list[str],
         if held or factors is not None:
             model = onnx.load(str(tmp))
             if held:
-                model = float_inputs(model, set(held), onnx.load(str(prepared)))
+                model = float_inputs(model, set(held), float_model)
             if factors is not None:
                 record(model, factors)
             onnx.save(model, str(tmp))

@@ -157,7 +157,7 @@ class AscendBackend(Backend):
             models = static_per_size(out / summary["onnx_twin"], out, emulation.EMULATED, sizes)
             record = emulation.record("int8", None, sizes, device)
             return models, {**record, "numerics": "AMCT's own fake-quant model", "scheme": "amct"}
-        scheme = amct_twin(target).held(s.skip_layers) if target.precision == "int8" else None
+        scheme = amct_twin(target) if target.precision == "int8" else None
         log(f"emulating {target.name}: {s.soc_version} {target.precision} numerics in ONNX Runtime on the CPU"
             + (", input through the AIPP config" if s.aipp else ""))
         models = emulation.build(onnx_path, out, target.precision, sizes, scheme, calib)
@@ -175,7 +175,7 @@ class AscendBackend(Backend):
         return plan.steps(target, shown or out)
 
     def qdq_twin(self, onnx_path: Path, target: Target, calib: CalibrationSet, out: Path) -> Path:
-        return emulation.calibrated_qdq(onnx_path, out / "centerface.int8.twin.onnx", calib, amct_twin(target),
+        return emulation.calibrated_qdq(onnx_path, out / "centerface.int8.twin.onnx", calib, amct_twin(target).held(()),
                                         out / "calibration" / "cache")  # AMCT's scheme in standard Q/DQ
 
     def float_setting(self, names: list[str]) -> dict:
@@ -288,8 +288,9 @@ class AippEmulation(Runner):
 
 
 def amct_twin(target: Target) -> Int8Scheme:
-    """AMCT_TWIN on the model AMCT calibrates: its depthwise inputs equalised where the target's file asks."""
-    return replace(AMCT_TWIN, equalise_depthwise=equalise.wanted(target))
+    """AMCT_TWIN as the target's file asks: its skipped layers held in FP16, its depthwise inputs equalised or not
+    (as the model AMCT calibrates)."""
+    return replace(AMCT_TWIN.held(AscendSettings.of(target).skip_layers), equalise_depthwise=equalise.wanted(target))
 
 
 def _write_amct_config(target: Target, out: Path, batch_num: int) -> None:
